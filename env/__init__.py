@@ -1,0 +1,1 @@
+"""The gymnasium environment over test-time compute allocation."""

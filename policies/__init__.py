@@ -1,0 +1,1 @@
+"""Allocator policies: the learned allocator and the baselines."""

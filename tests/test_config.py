@@ -1,0 +1,71 @@
+import pytest
+
+from ttc_runtime.config import ConfigError, load_config
+from ttc_runtime.experiment import ExperimentConfig
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert load_config(ExperimentConfig, write(tmp_path, "")) == ExperimentConfig()
+
+
+def test_values_override_defaults(tmp_path):
+    config = load_config(ExperimentConfig, write(tmp_path, "sampling:\n  temperature: 0.5\nproposer:\n  training:\n    max_steps: 7\n"))
+    assert config.sampling.temperature == 0.5
+    assert config.proposer.training.max_steps == 7
+    assert config.proposer.training.batch_size == ExperimentConfig().proposer.training.batch_size
+
+
+def test_yaml_list_fills_a_tuple(tmp_path):
+    text = "task:\n  synthetic:\n    levels:\n" + "".join(
+        f"      - {{num_ops: [1, {n}], max_start: 9, max_operand: 9}}\n" for n in range(1, 6)
+    )
+    config = load_config(ExperimentConfig, write(tmp_path, text))
+    assert config.task.synthetic.levels[4].num_ops == (1, 5)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "proposer:\n  training:\n    max_stepz: 5\n")
+    with pytest.raises(ConfigError, match=rf"{path}: proposer.training.max_stepz: unknown key"):
+        load_config(ExperimentConfig, path)
+
+
+def test_wrong_type_names_key_and_file(tmp_path):
+    path = write(tmp_path, "sampling:\n  max_new_tokens: lots\n")
+    with pytest.raises(ConfigError, match=rf"{path}: sampling.max_new_tokens: Input should be a valid integer"):
+        load_config(ExperimentConfig, path)
+
+
+def test_string_number_is_not_coerced(tmp_path):
+    with pytest.raises(ConfigError, match="evaluation.problems_per_level"):
+        load_config(ExperimentConfig, write(tmp_path, "evaluation:\n  problems_per_level: '200'\n"))
+
+
+def test_bad_choice_and_cross_field_rules(tmp_path):
+    with pytest.raises(ConfigError, match="task.name"):
+        load_config(ExperimentConfig, write(tmp_path, "task:\n  name: gsm8k\n"))
+    with pytest.raises(ConfigError, match="either model .* or base_model"):
+        load_config(ExperimentConfig, write(tmp_path, "proposer:\n  model: a\n  base_model: b\n"))
+    with pytest.raises(ConfigError, match="'{question}' exactly once"):
+        load_config(ExperimentConfig, write(tmp_path, "proposer:\n  prompt:\n    template: 'no slot'\n"))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(ExperimentConfig, tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(ExperimentConfig, write(tmp_path, "a: [1, 2\n"))
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(ExperimentConfig, write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+        load_config(ExperimentConfig, path)

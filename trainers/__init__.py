@@ -1,0 +1,1 @@
+"""Trainers: proposer SFT, PRM, revision model, allocator RL."""

@@ -1,0 +1,1 @@
+"""Test-time compute allocation: tasks, generation, compute accounting, strategies and the runtime."""

@@ -1,0 +1,64 @@
+"""Typed configuration loaded from YAML.
+
+Every component has its own pydantic model deriving from ``StrictModel``: unknown keys and wrong
+types are errors, and ``load_config`` reports them as ``file: dotted.key: reason`` so a typo in a
+config names itself. YAML files hold only what differs from the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used; the message names the file and key."""
+
+
+class StrictModel(BaseModel):
+    """Base of every config: no unknown keys, no silent type coercion, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        reason = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{source}: {key}: {reason}")
+    return "\n".join(lines)
+
+
+def parse_config(model: type[M], data: dict[str, Any] | None, source: str = "<config>") -> M:
+    """Validate a mapping against ``model``; errors name ``source`` and the dotted key."""
+    try:
+        # JSON mode: strict about types, yet accepts YAML lists where a tuple is declared and
+        # strings where a path is.
+        return model.model_validate_json(json.dumps(data or {}, default=str))
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_config(model: type[M], path: str | Path) -> M:
+    """Load a YAML file into ``model``.
+
+    Raises ``ConfigError`` naming the file for a missing file, invalid YAML, a top level that is
+    not a mapping, an unknown key or a wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return parse_config(model, data, str(path))
