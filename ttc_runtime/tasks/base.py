@@ -1,0 +1,65 @@
+"""The task interface: problems with a gold answer and a level, extraction, grading."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .grading import answers_match, extract_boxed, normalize_answer
+
+SPLITS = ("train", "validation", "test")
+LEVELS = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One question.
+
+    ``answer`` is the gold final answer as it would stand inside ``\\boxed{}``; ``level`` runs from
+    1 (easiest) to 5 (hardest), as in MATH; ``solution`` is a reference solution whose steps are
+    separated by a blank line, when the task has one.
+    """
+
+    id: str
+    question: str
+    answer: str
+    level: int
+    solution: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.question.strip():
+            raise ValueError(f"problem {self.id!r}: the question is empty")
+        if not str(self.answer).strip():
+            raise ValueError(f"problem {self.id!r}: the gold answer is empty")
+        if self.level not in LEVELS:
+            raise ValueError(f"problem {self.id!r}: level must be one of {LEVELS}, got {self.level!r}")
+
+
+class Task(abc.ABC):
+    """A source of problems and the rules to grade solutions to them.
+
+    Grading is shared: the final answer is the last ``\\boxed{}`` of a solution. A task that can
+    check individual steps exactly (the synthetic one) overrides ``step_correctness``.
+    """
+
+    name: str
+
+    @abc.abstractmethod
+    def problems(self, split: str) -> list[Problem]:
+        """The problems of ``split`` (one of ``SPLITS``), in a fixed order."""
+
+    def extract_answer(self, solution: str) -> str | None:
+        """The final answer of a solution, normalised so equal answers compare equal as strings."""
+        return normalize_answer(extract_boxed(solution))
+
+    def is_correct(self, solution: str, problem: Problem) -> bool:
+        """True when the solution's final answer equals the problem's gold answer."""
+        return answers_match(extract_boxed(solution), problem.answer)
+
+    def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool] | None:
+        """For each step, whether the solution is still on a correct path after it.
+
+        None when the task cannot tell (real data); used for diagnostics only, never for training.
+        """
+        return None

@@ -1,0 +1,100 @@
+"""MATH-format JSONL data (the public MATH and MATH-500 files), graded with math-verify.
+
+Each line is a JSON object with ``problem`` and ``solution``; ``answer`` is taken from the record
+when present (MATH-500) and otherwise from the last ``\\boxed{}`` of the solution (MATH); ``level``
+is an integer 1-5 or a string such as ``"Level 3"``. ``unique_id`` becomes the problem id when
+present.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from pydantic import Field
+
+from ..config import StrictModel
+from .base import SPLITS, Problem, Task
+from .grading import extract_boxed
+
+
+class DataError(ValueError):
+    """A data file that cannot be read; the message names the file and line."""
+
+
+class MathJsonlConfig(StrictModel):
+    """Paths of the JSONL file of each split; a split without a file is empty."""
+
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = Field(None, description="E.g. MATH-500's test.jsonl.")
+
+
+def _level(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(?:Level\s*)?(\d)\s*", value)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def load_math_jsonl(path: str | Path) -> list[Problem]:
+    """Read a MATH-format JSONL file; any bad line is an error naming its line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file")
+    problems = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{where}: malformed JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a JSON object")
+            problem_text = record.get("problem")
+            if not isinstance(problem_text, str) or not problem_text.strip():
+                raise DataError(f"{where}: missing or empty 'problem'")
+            solution = record.get("solution")
+            answer = record.get("answer")
+            if answer is None and isinstance(solution, str):
+                answer = extract_boxed(solution)
+            if answer is None or not str(answer).strip():
+                raise DataError(f"{where}: no 'answer' and no \\boxed{{}} answer in 'solution'")
+            level = _level(record.get("level"))
+            if level is None or not 1 <= level <= 5:
+                raise DataError(f"{where}: 'level' must be 1-5 or 'Level N', got {record.get('level')!r}")
+            problems.append(
+                Problem(
+                    id=str(record.get("unique_id") or f"{path.stem}-{number}"),
+                    question=problem_text,
+                    answer=str(answer),
+                    level=level,
+                    solution=solution if isinstance(solution, str) else None,
+                )
+            )
+    return problems
+
+
+class MathJsonlTask(Task):
+    """MATH-format problems from JSONL files, one file per split."""
+
+    name = "math"
+
+    def __init__(self, config: MathJsonlConfig) -> None:
+        self.config = config
+        self._cache: dict[str, list[Problem]] = {}
+
+    def problems(self, split: str) -> list[Problem]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if split not in self._cache:
+            path = getattr(self.config, split)
+            self._cache[split] = load_math_jsonl(path) if path else []
+        return list(self._cache[split])

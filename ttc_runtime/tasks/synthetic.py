@@ -1,0 +1,161 @@
+"""The embedded synthetic task: step-by-step arithmetic chains in five levels of difficulty.
+
+A problem is a chain of operations evaluated strictly left to right (no precedence)::
+
+    Evaluate left to right: 12+7*3-5
+
+and its reference solution does one operation per step, rewriting the rest of the chain, and the
+last step boxes the result::
+
+    19*3-5
+
+    57-5
+
+    \\boxed{52}
+
+Difficulty grows with the chain length and the operand sizes (the two levers that decide what a
+tiny model learns in minutes on a CPU). Every step can be checked exactly, which the PRM work uses
+for diagnostics. Problems are generated deterministically from ``(seed, split, level)``; training
+problems that also appear in the validation or test split are skipped, so no held-out question is
+ever trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+import numpy as np
+from pydantic import Field
+
+from ..config import StrictModel
+from .base import LEVELS, SPLITS, Problem, Task
+from .grading import STEP_SEPARATOR, extract_boxed, normalize_answer, split_steps
+
+
+class LevelSpec(StrictModel):
+    """How the problems of one level are drawn."""
+
+    num_ops: tuple[int, int] = Field(description="Inclusive range of the number of operations.")
+    max_start: int = Field(description="Largest start value (the smallest is 1).")
+    max_operand: int = Field(description="Largest operand of + and -.")
+    max_multiplier: int = Field(0, description="Largest multiplier of *; 0 or 1 leaves * out.")
+    max_value: int = Field(999, description="No intermediate result exceeds this; results never go below 0.")
+
+
+def _default_levels() -> list[LevelSpec]:
+    return [
+        LevelSpec(num_ops=(1, 2), max_start=20, max_operand=9, max_multiplier=0, max_value=99),
+        LevelSpec(num_ops=(2, 3), max_start=30, max_operand=19, max_multiplier=5, max_value=199),
+        LevelSpec(num_ops=(3, 4), max_start=50, max_operand=49, max_multiplier=9, max_value=499),
+        LevelSpec(num_ops=(4, 5), max_start=99, max_operand=99, max_multiplier=9, max_value=999),
+        LevelSpec(num_ops=(5, 6), max_start=99, max_operand=99, max_multiplier=19, max_value=999),
+    ]
+
+
+class SyntheticTaskConfig(StrictModel):
+    """The embedded task: sizes of each split (problems per level) and the level definitions."""
+
+    seed: int = Field(0, description="Base seed; each split draws from its own stream derived from it.")
+    train_per_level: int = Field(8000, ge=1)
+    validation_per_level: int = Field(200, ge=1)
+    test_per_level: int = Field(400, ge=1)
+    levels: list[LevelSpec] = Field(default_factory=_default_levels, min_length=5, max_length=5)
+
+
+class SyntheticTask(Task):
+    """Arithmetic chains with exact per-step checking (see the module docstring)."""
+
+    name = "synthetic"
+
+    def __init__(self, config: SyntheticTaskConfig | None = None) -> None:
+        self.config = config or SyntheticTaskConfig()
+
+    def problems(self, split: str) -> list[Problem]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return list(self._splits[split])
+
+    @cached_property
+    def _splits(self) -> dict[str, tuple[Problem, ...]]:
+        held_out = {}
+        for split in ("test", "validation"):
+            held_out[split] = tuple(self._draw(split, getattr(self.config, f"{split}_per_level"), set()))
+        seen = {p.question for problems in held_out.values() for p in problems}
+        train = tuple(self._draw("train", self.config.train_per_level, seen))
+        return {"train": train, **held_out}
+
+    def _draw(self, split: str, per_level: int, exclude: set[str]) -> list[Problem]:
+        problems = []
+        for level, spec in zip(LEVELS, self.config.levels, strict=True):
+            rng = np.random.default_rng((self.config.seed, SPLITS.index(split), level))
+            drawn, attempts = 0, 0
+            while drawn < per_level:
+                attempts += 1
+                if attempts > 50 * per_level + 1000:
+                    raise ValueError(
+                        f"level {level} cannot supply {per_level} {split} problems outside the held-out"
+                        " splits; widen its ranges or ask for fewer"
+                    )
+                question, steps, answer = _draw_chain(rng, spec)
+                if question in exclude:
+                    continue
+                problems.append(
+                    Problem(
+                        id=f"synthetic-{split}-L{level}-{drawn:05d}",
+                        question=question,
+                        answer=str(answer),
+                        level=level,
+                        solution=STEP_SEPARATOR.join([*steps, f"\\boxed{{{answer}}}"]),
+                    )
+                )
+                drawn += 1
+        return problems
+
+    def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool]:
+        """A step is correct when it matches the reference step exactly (spaces aside) and every
+        earlier step was correct; the last reference step is the boxed answer, graded as an answer."""
+        reference = split_steps(problem.solution or "")
+        result, on_path = [], True
+        for i, step in enumerate(steps):
+            if on_path:
+                if i >= len(reference):
+                    on_path = False
+                elif i == len(reference) - 1:
+                    on_path = normalize_answer(extract_boxed(step)) == normalize_answer(problem.answer)
+                else:
+                    on_path = step.replace(" ", "") == reference[i]
+            result.append(on_path)
+        return result
+
+
+def _draw_chain(rng: np.random.Generator, spec: LevelSpec) -> tuple[str, list[str], int]:
+    """One problem: (question, worked steps without the boxed answer, final value)."""
+    value = int(rng.integers(1, spec.max_start + 1))
+    num_ops = int(rng.integers(spec.num_ops[0], spec.num_ops[1] + 1))
+    values, ops = [value], []
+    for _ in range(num_ops):
+        choices = ["+", "-"] + (["*"] if spec.max_multiplier >= 2 else [])
+        while True:
+            op = choices[int(rng.integers(len(choices)))]
+            if op == "+":
+                operand = int(rng.integers(1, spec.max_operand + 1))
+                new = value + operand
+            elif op == "-":
+                if value < 1:
+                    continue
+                operand = int(rng.integers(1, min(spec.max_operand, value) + 1))
+                new = value - operand
+            else:
+                operand = int(rng.integers(2, spec.max_multiplier + 1))
+                new = value * operand
+            if 0 <= new <= spec.max_value:
+                break
+        ops.append(f"{op}{operand}")
+        values.append(new)
+        value = new
+    # Step i rewrites the expression with its first operation done, so that everything a step
+    # needs stands in the line before it.
+    steps = [f"{values[i]}{''.join(ops[i:])}" for i in range(1, num_ops)]
+    question = f"Evaluate left to right: {values[0]}{''.join(ops)}"
+    return question, steps, value
