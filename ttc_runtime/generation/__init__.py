@@ -1,0 +1,1 @@
+"""Generators: sampling from a proposer LLM with exact token accounting."""

@@ -1,0 +1,106 @@
+"""The generator protocol: what every strategy calls to sample from a proposer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol, runtime_checkable
+
+from ..compute import Usage
+from ..tasks.grading import STEP_SEPARATOR
+
+FinishReason = Literal["eos", "stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample.
+
+    ``temperature`` 0 is greedy decoding. ``stop`` ends a sample when the string has appeared
+    ``stop_count`` times in the generated text (one next step: ``stop=STEP_SEPARATOR``; a k-step
+    rollout: ``stop_count=k``); the last occurrence is cut from the returned text but its tokens
+    are counted. ``max_new_tokens`` bounds each sample.
+    """
+
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: str | None = None
+    stop_count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.stop is not None and not self.stop:
+            raise ValueError("stop must be a non-empty string or None")
+        if self.stop_count < 1:
+            raise ValueError(f"stop_count must be >= 1, got {self.stop_count}")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sample: its text (after the prompt), its exact token count and why it ended.
+
+    ``finish_reason`` is ``"eos"`` when the model ended the solution, ``"stop"`` when the stop
+    string ended it (a step boundary), ``"length"`` when ``max_new_tokens`` did.
+    """
+
+    text: str
+    num_tokens: int
+    finish_reason: FinishReason
+    token_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """Samples per prompt (``completions[i][j]``: prompt i, sample j) and what they cost."""
+
+    completions: list[list[Completion]]
+    usage: Usage
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A proposer that samples continuations of prompts.
+
+    Implementations must be reproducible: the same prompts, ``n``, parameters and seed give the
+    same samples. ``seed`` is either one integer for the call or one integer per prompt; with
+    per-prompt seeds a prompt's samples do not depend on which other prompts share the batch.
+    """
+
+    flop_params: int
+    """Parameters that cost FLOPs per token (see ``compute``)."""
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int = 1,
+        params: SamplingParams = SamplingParams(),
+        seed: int | Sequence[int] = 0,
+    ) -> GenerationOutput:
+        """``n`` samples for each prompt."""
+        ...
+
+
+def sample_next_steps(
+    generator: Generator, prefixes: Sequence[str], params: SamplingParams, seed: int | Sequence[int] = 0, n: int = 1
+) -> GenerationOutput:
+    """Sample one next step for each prefix (stops at the step separator or the end of the solution)."""
+    return generator.generate(prefixes, n=n, params=replace(params, stop=STEP_SEPARATOR, stop_count=1), seed=seed)
+
+
+def greedy_continue(
+    generator: Generator, prefixes: Sequence[str], max_new_tokens: int, steps: int | None = None
+) -> GenerationOutput:
+    """Greedy (temperature 0) continuation of each prefix: ``steps`` more steps, or to the end if None."""
+    params = SamplingParams(
+        temperature=0.0,
+        max_new_tokens=max_new_tokens,
+        stop=STEP_SEPARATOR if steps is not None else None,
+        stop_count=steps or 1,
+    )
+    return generator.generate(prefixes, n=1, params=params, seed=0)

@@ -1,0 +1,119 @@
+"""Hugging Face native tokenizer and models for the embedded default, and loading of any model.
+
+The embedded default builds a character-level tokenizer with ``tokenizers`` and a tiny Llama-style
+causal LM from scratch; both are saved with ``save_pretrained``. Loading goes through the ``Auto``
+classes only, so a real model (a Qwen2.5-Math proposer, say) is a path away.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from pydantic import Field
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from .config import StrictModel
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+CHAR_ALPHABET = "".join(sorted(set(string.printable) - set("\t\r\x0b\x0c")))
+"""Printable ASCII plus newline: what the synthetic task and hand-written questions use."""
+
+
+class ModelLoadError(FileNotFoundError):
+    """A model or tokenizer directory that is missing or incomplete."""
+
+
+def build_char_tokenizer(alphabet: str = CHAR_ALPHABET) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer: one token per character, unknown characters to ``<unk>``.
+
+    Characters keep digit boundaries explicit, which is what lets a tiny model learn arithmetic.
+    """
+    specials = list(SPECIAL_TOKENS.values())
+    vocab = {token: i for i, token in enumerate(specials + sorted(set(alphabet)))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
+
+
+class TinyLMConfig(StrictModel):
+    """Shape of the tiny Llama-style model trained from scratch (about 0.9M parameters by default)."""
+
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(384, ge=8)
+    max_positions: int = Field(512, ge=16, description="Longest sequence in tokens (prompt + solution).")
+
+
+def build_tiny_causal_lm(config: TinyLMConfig, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> LlamaForCausalLM:
+    """A freshly initialised Llama-style causal LM sized by ``config`` for ``tokenizer``'s vocabulary."""
+    if config.hidden_size % config.num_heads:
+        raise ValueError(f"hidden_size {config.hidden_size} is not divisible by num_heads {config.num_heads}")
+    torch.manual_seed(seed)
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(llama)
+
+
+def _require_dir(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelLoadError(f"{what} directory {str(path)!r} does not exist")
+    if not (path / "config.json").is_file() and what == "model":
+        raise ModelLoadError(f"{what} directory {str(path)!r} has no config.json (not a saved model)")
+    return path
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """Load a tokenizer saved with ``save_pretrained``; a pad token falls back to EOS."""
+    tokenizer = AutoTokenizer.from_pretrained(str(_require_dir(path, "tokenizer")))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(path: str | Path, dtype: torch.dtype | str = "auto", device: str | None = None) -> PreTrainedModel:
+    """Load any Hugging Face causal LM from a local directory, in eval mode."""
+    model = AutoModelForCausalLM.from_pretrained(str(_require_dir(path, "model")), dtype=dtype)
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def flop_params(model: torch.nn.Module) -> int:
+    """Parameters that cost FLOPs per token: all of them but an untied input embedding.
+
+    An embedding lookup is a gather, not a matrix product; when input and output embeddings are
+    tied the shared matrix still costs FLOPs as the output head, so it stays counted.
+    """
+    total = sum(p.numel() for p in model.parameters())
+    get_input = getattr(model, "get_input_embeddings", None)
+    get_output = getattr(model, "get_output_embeddings", None)
+    embedding = get_input() if get_input else None
+    head = get_output() if get_output else None
+    if embedding is not None and (head is None or head.weight is not embedding.weight):
+        total -= embedding.weight.numel()
+    return total
