@@ -1,0 +1,64 @@
+"""The ``ttc`` console command: bad input exits 2 with a clear message and writes nothing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+
+
+def ttc(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "ttc_runtime.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_missing_model_directory(tmp_path):
+    result = ttc("sample", "Evaluate left to right: 1+2", "--model", tmp_path / "nope")
+    assert result.returncode == 2
+    assert "model directory" in result.stderr and "does not exist" in result.stderr
+
+
+def test_empty_question(tiny_model_dir):
+    result = ttc("sample", "   ", "--model", tiny_model_dir)
+    assert result.returncode == 2
+    assert "the question is empty" in result.stderr
+
+
+def test_sample_prints_json(tiny_model_dir):
+    result = ttc("sample", "1+2", "--model", tiny_model_dir, "-n", "3", "--max-new-tokens", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert len(payload["completions"]) == 3
+    assert payload["usage"]["generated_tokens"] == sum(c["num_tokens"] for c in payload["completions"])
+
+
+def test_unknown_config_key(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"run_dir: {tmp_path / 'run'}\nsampling:\n  temprature: 0.5\n")
+    result = ttc("run", config)
+    assert result.returncode == 2
+    assert f"{config}: sampling.temprature: unknown key" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_malformed_jsonl_reports_line(tmp_path, tiny_model_dir):
+    config = tmp_path / "math.yaml"
+    config.write_text(
+        f"run_dir: {tmp_path / 'run'}\n"
+        f"task:\n  name: math\n  math:\n    test: {DATA / 'math_bad.jsonl'}\n"
+        f"proposer:\n  model: {tiny_model_dir}\n"
+    )
+    result = ttc("run", config)
+    assert result.returncode == 2
+    assert "math_bad.jsonl:2: malformed JSON" in result.stderr
+    assert not (tmp_path / "run" / "proposer_eval.json").exists()
+
+
+def test_unknown_stage(tmp_path):
+    config = tmp_path / "ok.yaml"
+    config.write_text(f"run_dir: {tmp_path / 'run'}\n")
+    result = ttc("run", config, "--from", "everything")
+    assert result.returncode == 2
+    assert "unknown stage 'everything'" in result.stderr
