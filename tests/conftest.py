@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ttc_runtime.models import TinyLMConfig, build_char_tokenizer, build_tiny_causal_lm
+from ttc_runtime.models import TinyLMConfig, build_embedded_tokenizer, build_tiny_causal_lm
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """Directory of a freshly initialised 2-layer character-level Llama and its tokenizer."""
     path = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_embedded_tokenizer()
     model = build_tiny_causal_lm(
         TinyLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=256), tokenizer
     )
@@ -24,7 +24,7 @@ def tiny_model_dir(tmp_path_factory):
 def biased_model(token_bias: dict[str, float]):
     """A 1-layer model whose next-token distribution ignores context: softmax of ``token_bias``
     (other tokens get 0). Used to make EOS or blank lines as likely as a test needs."""
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_embedded_tokenizer()
     model = build_tiny_causal_lm(
         TinyLMConfig(hidden_size=16, num_layers=1, num_heads=1, intermediate_size=16), tokenizer
     )

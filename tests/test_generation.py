@@ -79,7 +79,7 @@ def test_length_limit(generator):
 @pytest.fixture(scope="module")
 def newline_generator():
     """Emits '\n' about half the time, so steps end often."""
-    return TransformersGenerator(*biased_model({"\n": 4.7, "1": 4.7, "</s>": 1.0}))
+    return TransformersGenerator(*biased_model({"\n": 7.0, "1": 7.0, "</s>": 3.0}))
 
 
 def test_stop_string_ends_a_step_and_is_cut(newline_generator):

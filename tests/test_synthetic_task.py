@@ -52,7 +52,7 @@ def test_harder_levels_have_longer_chains(task):
 
 def test_hand_checked_problem_arithmetic(task):
     problem = next(p for p in task.problems("test") if p.level == 5)
-    expression = problem.question.split(": ")[1]
+    expression = problem.question.splitlines()[1].strip()
     value, number, op = None, "", None
     for char in expression + "+":
         if char.isdigit():

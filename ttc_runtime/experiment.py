@@ -152,8 +152,10 @@ class Experiment:
         out = self.run_dir / "proposer_eval.json"
         model_dir = self.proposer_dir()
         stamp = model_dir / "ttc_stage.json"
+        # A retrained proposer writes a new stamp, which changes the key and reruns the evaluation.
+        model_identity = stamp.read_text() if stamp.is_file() else str(model_dir.resolve())
         key = _fingerprint(config.task, config.proposer, config.sampling, config.evaluation)
-        key += ":" + (stamp.read_text() if stamp.is_file() else str(model_dir))
+        key += ":" + hashlib.sha256(model_identity.encode()).hexdigest()[:16]
         if not force and out.is_file() and json.loads(out.read_text()).get("fingerprint") == key:
             done = json.loads(out.read_text())
             print("  up to date")

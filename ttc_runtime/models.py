@@ -1,6 +1,7 @@
 """Hugging Face native tokenizer and models for the embedded default, and loading of any model.
 
-The embedded default builds a character-level tokenizer with ``tokenizers`` and a tiny Llama-style
+The embedded default builds a tokenizer with ``tokenizers`` (one token per number up to 999, one per
+other character) and a tiny Llama-style
 causal LM from scratch; both are saved with ``save_pretrained``. Loading goes through the ``Auto``
 classes only, so a real model (a Qwen2.5-Math proposer, say) is a path away.
 """
@@ -34,15 +35,21 @@ class ModelLoadError(FileNotFoundError):
     """A model or tokenizer directory that is missing or incomplete."""
 
 
-def build_char_tokenizer(alphabet: str = CHAR_ALPHABET) -> PreTrainedTokenizerFast:
-    """A character-level tokenizer: one token per character, unknown characters to ``<unk>``.
+def build_embedded_tokenizer(alphabet: str = CHAR_ALPHABET) -> PreTrainedTokenizerFast:
+    """The embedded tokenizer: numbers of up to three digits are one token, everything else a character.
 
-    Characters keep digit boundaries explicit, which is what lets a tiny model learn arithmetic.
+    A longer number splits into groups of three digits from the left. Whole-number tokens turn
+    each arithmetic step into a lookup a tiny model can learn in minutes, and make larger operands
+    harder (more distinct facts), which is the difficulty lever of the synthetic task. Characters
+    outside ``alphabet`` map to ``<unk>``.
     """
     specials = list(SPECIAL_TOKENS.values())
-    vocab = {token: i for i, token in enumerate(specials + sorted(set(alphabet)))}
+    numbers = [str(i) for i in range(10)] + [f"{i:02d}" for i in range(100)] + [f"{i:03d}" for i in range(1000)]
+    numbers += [str(i) for i in range(10, 1000)]
+    tokens = specials + sorted(set(alphabet)) + numbers
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"\d{1,3}|[\s\S]"), behavior="isolated")
     backend.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
 

@@ -2,16 +2,23 @@
 
 A problem is a chain of operations evaluated strictly left to right (no precedence)::
 
-    Evaluate left to right: 12+7*3-5
+    Evaluate left to right:
+    7-3*2+5
 
-and its reference solution does one operation per step, rewriting the rest of the chain, and the
-last step boxes the result::
+and its reference solution does one operation per step, rewriting the rest of the chain, until
+one number is left; the last step boxes it::
 
-    19*3-5
+    4*2+5
 
-    57-5
+    8+5
 
-    \\boxed{52}
+    13
+
+    \\boxed{13}
+
+Every line, the question's included, is padded with spaces to the longest chain's length, so that
+with one token per number (see ``models.build_embedded_tokenizer``) each value sits at a fixed
+distance from where the next line uses it.
 
 Difficulty grows with the chain length and the operand sizes (the two levers that decide what a
 tiny model learns in minutes on a CPU). Every step can be checked exactly, which the PRM work uses
@@ -44,12 +51,14 @@ class LevelSpec(StrictModel):
 
 
 def _default_levels() -> list[LevelSpec]:
+    # Level 1 uses facts from a table of about a hundred; each level after it lengthens the chain
+    # and widens the numbers, so the tiny proposer's accuracy falls from near 1 to near 0.
     return [
-        LevelSpec(num_ops=(1, 2), max_start=20, max_operand=9, max_multiplier=0, max_value=99),
-        LevelSpec(num_ops=(2, 3), max_start=30, max_operand=19, max_multiplier=5, max_value=199),
-        LevelSpec(num_ops=(3, 4), max_start=50, max_operand=49, max_multiplier=9, max_value=499),
+        LevelSpec(num_ops=(1, 2), max_start=9, max_operand=9, max_multiplier=0, max_value=9),
+        LevelSpec(num_ops=(2, 2), max_start=19, max_operand=9, max_multiplier=2, max_value=19),
+        LevelSpec(num_ops=(2, 3), max_start=49, max_operand=9, max_multiplier=3, max_value=49),
+        LevelSpec(num_ops=(3, 4), max_start=99, max_operand=9, max_multiplier=3, max_value=99),
         LevelSpec(num_ops=(4, 5), max_start=99, max_operand=99, max_multiplier=9, max_value=999),
-        LevelSpec(num_ops=(5, 6), max_start=99, max_operand=99, max_multiplier=19, max_value=999),
     ]
 
 
@@ -58,8 +67,8 @@ class SyntheticTaskConfig(StrictModel):
 
     seed: int = Field(0, description="Base seed; each split draws from its own stream derived from it.")
     train_per_level: int = Field(8000, ge=1)
-    validation_per_level: int = Field(200, ge=1)
-    test_per_level: int = Field(400, ge=1)
+    validation_per_level: int = Field(100, ge=1)
+    test_per_level: int = Field(200, ge=1)
     levels: list[LevelSpec] = Field(default_factory=_default_levels, min_length=5, max_length=5)
 
 
@@ -85,6 +94,11 @@ class SyntheticTask(Task):
         train = tuple(self._draw("train", self.config.train_per_level, seen))
         return {"train": train, **held_out}
 
+    @cached_property
+    def _width(self) -> int:
+        """Operations of the longest chain: every line is padded to this many."""
+        return max(spec.num_ops[1] for spec in self.config.levels)
+
     def _draw(self, split: str, per_level: int, exclude: set[str]) -> list[Problem]:
         problems = []
         for level, spec in zip(LEVELS, self.config.levels, strict=True):
@@ -97,7 +111,7 @@ class SyntheticTask(Task):
                         f"level {level} cannot supply {per_level} {split} problems outside the held-out"
                         " splits; widen its ranges or ask for fewer"
                     )
-                question, steps, answer = _draw_chain(rng, spec)
+                question, steps, answer = _draw_chain(rng, spec, self._width)
                 if question in exclude:
                     continue
                 problems.append(
@@ -129,7 +143,7 @@ class SyntheticTask(Task):
         return result
 
 
-def _draw_chain(rng: np.random.Generator, spec: LevelSpec) -> tuple[str, list[str], int]:
+def _draw_chain(rng: np.random.Generator, spec: LevelSpec, width: int) -> tuple[str, list[str], int]:
     """One problem: (question, worked steps without the boxed answer, final value)."""
     value = int(rng.integers(1, spec.max_start + 1))
     num_ops = int(rng.integers(spec.num_ops[0], spec.num_ops[1] + 1))
@@ -156,6 +170,11 @@ def _draw_chain(rng: np.random.Generator, spec: LevelSpec) -> tuple[str, list[st
         value = new
     # Step i rewrites the expression with its first operation done, so that everything a step
     # needs stands in the line before it.
-    steps = [f"{values[i]}{''.join(ops[i:])}" for i in range(1, num_ops)]
-    question = f"Evaluate left to right: {values[0]}{''.join(ops)}"
+    # Lines are padded with spaces to the same number of operations, so that each number of a line
+    # sits at a fixed distance from where the next line needs it.
+    def line(i: int) -> str:
+        return f"{values[i]}{''.join(ops[i:])}" + " " * (2 * (width - (num_ops - i)))
+
+    steps = [line(i) for i in range(1, num_ops + 1)]
+    question = f"Evaluate left to right:\n{line(0)}"
     return question, steps, value

@@ -1,0 +1,70 @@
+"""End to end: ``ttc run`` trains a real (tiny) proposer with TRL and evaluates it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ttc_runtime.compute import training_flops
+from ttc_runtime.models import flop_params
+
+TINY = """
+run_dir: {run_dir}
+task:
+  synthetic:
+    train_per_level: 40
+    validation_per_level: 5
+    test_per_level: 10
+proposer:
+  architecture: {{hidden_size: 32, num_layers: 2, num_heads: 2, intermediate_size: 64, max_positions: 256}}
+  training: {{max_steps: 6, batch_size: 8, logging_steps: 2}}
+sampling:
+  max_new_tokens: 48
+evaluation:
+  problems_per_level: 4
+  samples_per_problem: 2
+"""
+
+
+def ttc(*args):
+    return subprocess.run([sys.executable, "-m", "ttc_runtime.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
+    run_dir = tmp_path / "run"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY.format(run_dir=run_dir))
+
+    first = ttc("run", config)
+    assert first.returncode == 0, first.stderr
+    assert "level  problems  samples  pass@1" in first.stdout
+
+    model_dir = run_dir / "proposer"
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer.eos_token == "</s>"
+    stage = json.loads((model_dir / "ttc_stage.json").read_text())
+    assert stage["steps"] == 6 and stage["train_tokens"] > 0
+    assert stage["train_flops"] == training_flops(flop_params(model), stage["train_tokens"])
+    assert not list(tmp_path.rglob("*.partial"))
+
+    report = json.loads((run_dir / "proposer_eval.json").read_text())
+    assert [row["level"] for row in report["levels"]] == [1, 2, 3, 4, 5]
+    assert all(row["problems"] == 4 and row["samples"] == 8 for row in report["levels"])
+    assert all(0.0 <= row["pass_at_1"] <= 1.0 for row in report["levels"])
+    assert report["generated_tokens"] > 0
+
+    marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
+    second = ttc("run", config)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("up to date") == 2
+    assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
+    assert json.loads((run_dir / "proposer_eval.json").read_text()) == report
+
+    third = ttc("run", config, "--from", "proposer_eval")
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.count("up to date") == 1
+    assert json.loads((run_dir / "proposer_eval.json").read_text())["levels"] == report["levels"]
