@@ -57,7 +57,7 @@ def _default_levels() -> list[LevelSpec]:
         LevelSpec(num_ops=(1, 2), max_start=9, max_operand=9, max_multiplier=0, max_value=9),
         LevelSpec(num_ops=(2, 2), max_start=19, max_operand=9, max_multiplier=2, max_value=19),
         LevelSpec(num_ops=(2, 3), max_start=49, max_operand=9, max_multiplier=3, max_value=49),
-        LevelSpec(num_ops=(3, 4), max_start=99, max_operand=9, max_multiplier=3, max_value=99),
+        LevelSpec(num_ops=(3, 3), max_start=69, max_operand=9, max_multiplier=3, max_value=69),
         LevelSpec(num_ops=(4, 5), max_start=99, max_operand=99, max_multiplier=9, max_value=999),
     ]
 
