@@ -15,7 +15,9 @@ def test_empty_file_gives_defaults(tmp_path):
 
 
 def test_values_override_defaults(tmp_path):
-    config = load_config(ExperimentConfig, write(tmp_path, "sampling:\n  temperature: 0.5\nproposer:\n  training:\n    max_steps: 7\n"))
+    config = load_config(
+        ExperimentConfig, write(tmp_path, "sampling:\n  temperature: 0.5\nproposer:\n  training:\n    max_steps: 7\n")
+    )
     assert config.sampling.temperature == 0.5
     assert config.proposer.training.max_steps == 7
     assert config.proposer.training.batch_size == ExperimentConfig().proposer.training.batch_size

@@ -21,12 +21,7 @@ class ScriptedGenerator:
         for prompt in prompts:
             problem = self.by_prompt[prompt]
             quota = self.correct_per_level[problem.level]
-            rows.append(
-                [
-                    Completion(problem.solution if j < quota else "\\boxed{-1}", 3, "eos")
-                    for j in range(n)
-                ]
-            )
+            rows.append([Completion(problem.solution if j < quota else "\\boxed{-1}", 3, "eos") for j in range(n)])
         return GenerationOutput(rows, Usage.inference(self.flop_params, len(prompts), 3 * n * len(prompts)))
 
 

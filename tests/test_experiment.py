@@ -29,7 +29,9 @@ evaluation:
 
 
 def ttc(*args):
-    return subprocess.run([sys.executable, "-m", "ttc_runtime.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ttc_runtime.cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow

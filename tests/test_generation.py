@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from ttc_runtime.compute import inference_flops
 from ttc_runtime.generation.base import Generator, SamplingParams, greedy_continue, sample_next_steps
@@ -63,7 +62,11 @@ def test_token_counts_are_exact(generator):
     for completions in out.completions:
         for c in completions:
             assert c.num_tokens == len(c.token_ids) <= 12
-            assert c.finish_reason == "length" or c.token_ids[-1] in generator.eos_ids.tolist() or c.finish_reason == "stop"
+            assert (
+                c.finish_reason == "length"
+                or c.token_ids[-1] in generator.eos_ids.tolist()
+                or c.finish_reason == "stop"
+            )
             generated += c.num_tokens
     assert out.usage.prompt_tokens == prompt_tokens  # each prompt encoded once for its 5 samples
     assert out.usage.generated_tokens == generated
@@ -99,7 +102,9 @@ def test_stop_count_runs_k_steps(newline_generator):
         PROMPTS, n=4, params=SamplingParams(temperature=1.0, max_new_tokens=80, stop=STEP_SEPARATOR), seed=9
     )
     two = generator.generate(
-        PROMPTS, n=4, params=SamplingParams(temperature=1.0, max_new_tokens=80, stop=STEP_SEPARATOR, stop_count=2),
+        PROMPTS,
+        n=4,
+        params=SamplingParams(temperature=1.0, max_new_tokens=80, stop=STEP_SEPARATOR, stop_count=2),
         seed=9,
     )
     two_step = 0

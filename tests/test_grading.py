@@ -20,8 +20,17 @@ def test_extract_boxed(text, expected):
 
 @pytest.mark.parametrize(
     ("answer", "expected"),
-    [("3.0", "3"), (" 3 ", "3"), ("0.5", "1/2"), ("1,024", "1024"), ("\\dfrac{1}{2}", "\\frac{1}{2}"), ("$5$", "5"),
-     ("\\text{east}", "east"), ("", None), (None, None)],
+    [
+        ("3.0", "3"),
+        (" 3 ", "3"),
+        ("0.5", "1/2"),
+        ("1,024", "1024"),
+        ("\\dfrac{1}{2}", "\\frac{1}{2}"),
+        ("$5$", "5"),
+        ("\\text{east}", "east"),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_normalize_answer(answer, expected):
     assert normalize_answer(answer) == expected

@@ -38,7 +38,7 @@ def test_malformed_line_names_its_number():
         ('{"problem": "", "solution": "\\\\boxed{1}", "level": 1}', "missing or empty 'problem'"),
         ('{"problem": "Q", "solution": "no box", "level": 1}', "no 'answer'"),
         ('{"problem": "Q", "answer": "1", "level": "Level ?"}', "'level' must be 1-5"),
-        ('[1, 2]', "expected a JSON object"),
+        ("[1, 2]", "expected a JSON object"),
     ],
 )
 def test_bad_records_are_errors(tmp_path, line, message):

@@ -32,7 +32,9 @@ def test_unknown_characters_map_to_unk():
 
 def test_model_round_trip_gives_identical_outputs(tmp_path):
     tokenizer = build_embedded_tokenizer()
-    model = build_tiny_causal_lm(TinyLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tokenizer)
+    model = build_tiny_causal_lm(
+        TinyLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tokenizer
+    )
     model.save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     ids = torch.tensor([tokenizer(TEXT)["input_ids"]])

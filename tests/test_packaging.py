@@ -21,7 +21,11 @@ def test_wheel_has_only_the_ttc_runtime_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"ttc_runtime"}
-    for module in ("ttc_runtime/env/__init__.py", "ttc_runtime/policies/__init__.py", "ttc_runtime/trainers/proposer.py"):
+    for module in (
+        "ttc_runtime/env/__init__.py",
+        "ttc_runtime/policies/__init__.py",
+        "ttc_runtime/trainers/proposer.py",
+    ):
         assert module in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ttc = ttc_runtime.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -9,7 +9,6 @@ never leaves a half-written model behind.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from collections.abc import Sequence
@@ -20,12 +19,18 @@ import torch
 from datasets import Dataset
 from pydantic import Field, model_validator
 
+from ..compute import training_flops
 from ..config import StrictModel
-from ..models import TinyLMConfig, build_embedded_tokenizer, build_tiny_causal_lm, flop_params, load_causal_lm, load_tokenizer
+from ..models import (
+    TinyLMConfig,
+    build_embedded_tokenizer,
+    build_tiny_causal_lm,
+    flop_params,
+    load_causal_lm,
+    load_tokenizer,
+)
 from ..prompts import PromptConfig
 from ..tasks import Problem
-
-log = logging.getLogger(__name__)
 
 
 class SFTSettings(StrictModel):
@@ -51,7 +56,8 @@ class ProposerConfig(StrictModel):
         None, description="Directory of a ready proposer (any Hugging Face causal LM) to use as is; no training."
     )
     base_model: str | None = Field(
-        None, description="Directory of a Hugging Face causal LM to start from; None trains the tiny model from scratch."
+        None,
+        description="Directory of a Hugging Face causal LM to start from; None trains the tiny model from scratch.",
     )
     architecture: TinyLMConfig = TinyLMConfig()
     prompt: PromptConfig = PromptConfig()
@@ -125,20 +131,22 @@ def train_proposer(config: ProposerConfig, problems: Sequence[Problem], output_d
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     started = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - started
+    try:
+        output = trainer.train()
+        seconds = time.perf_counter() - started
+        trainer.save_model(str(staging / "model"))
+        tokenizer.save_pretrained(str(staging / "model"))
+        shutil.rmtree(output_dir, ignore_errors=True)
+        (staging / "model").rename(output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     train_tokens = int(trainer.state.num_input_tokens_seen or 0)
-    trainer.save_model(str(staging / "model"))
-    tokenizer.save_pretrained(str(staging / "model"))
-    shutil.rmtree(output_dir, ignore_errors=True)
-    (staging / "model").rename(output_dir)
-    shutil.rmtree(staging, ignore_errors=True)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return TrainResult(
         output_dir=output_dir,
         steps=int(output.global_step),
         seconds=seconds,
         train_tokens=train_tokens,
-        train_flops=6 * flop_params(model) * train_tokens,
+        train_flops=training_flops(flop_params(model), train_tokens),
         final_loss=losses[-1] if losses else None,
     )

@@ -41,7 +41,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     output = generator.generate([text], n=args.n, params=params, seed=args.seed)
     if args.json:
         rows = [
-            {"text": c.text, "num_tokens": c.num_tokens, "finish_reason": c.finish_reason} for c in output.completions[0]
+            {"text": c.text, "num_tokens": c.num_tokens, "finish_reason": c.finish_reason}
+            for c in output.completions[0]
         ]
         print(json.dumps({"completions": rows, "usage": vars(output.usage)}))
     else:

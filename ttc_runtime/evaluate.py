@@ -68,7 +68,12 @@ def pass_at_1_by_level(
                 correct[problem.level].append(hits / len(completions))
             bar.update(len(batch))
     results = [
-        LevelAccuracy(level, len(correct[level]), len(correct[level]) * samples_per_problem, sum(correct[level]) / len(correct[level]))
+        LevelAccuracy(
+            level,
+            len(correct[level]),
+            len(correct[level]) * samples_per_problem,
+            sum(correct[level]) / len(correct[level]),
+        )
         for level in LEVELS
         if correct[level]
     ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -24,8 +23,6 @@ from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
 from .tasks import MathJsonlConfig, MathJsonlTask, SyntheticTask, SyntheticTaskConfig, Task
 from .trainers.proposer import ProposerConfig, train_proposer
-
-log = logging.getLogger(__name__)
 
 STAGES = ("proposer", "proposer_eval")
 
@@ -126,8 +123,8 @@ class Experiment:
             return {"model": proposer.model, "trained": False}
         key = _fingerprint(self.config.task, proposer)
         marker = self.proposer_dir() / "ttc_stage.json"
-        if not force and marker.is_file() and json.loads(marker.read_text()).get("fingerprint") == key:
-            done = json.loads(marker.read_text())
+        done = json.loads(marker.read_text()) if marker.is_file() else {}
+        if not force and done.get("fingerprint") == key:
             print(f"  up to date ({self.proposer_dir()}, trained in {done['seconds']:.0f} s)")
             return done
         problems = self.task.problems("train")
@@ -156,8 +153,8 @@ class Experiment:
         model_identity = stamp.read_text() if stamp.is_file() else str(model_dir.resolve())
         key = _fingerprint(config.task, config.proposer, config.sampling, config.evaluation)
         key += ":" + hashlib.sha256(model_identity.encode()).hexdigest()[:16]
-        if not force and out.is_file() and json.loads(out.read_text()).get("fingerprint") == key:
-            done = json.loads(out.read_text())
+        done = json.loads(out.read_text()) if out.is_file() else {}
+        if not force and done.get("fingerprint") == key:
             print("  up to date")
             print(format_levels([LevelAccuracy(**row) for row in done["levels"]]))
             return done

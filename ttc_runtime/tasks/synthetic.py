@@ -168,6 +168,7 @@ def _draw_chain(rng: np.random.Generator, spec: LevelSpec, width: int) -> tuple[
         ops.append(f"{op}{operand}")
         values.append(new)
         value = new
+
     # Step i rewrites the expression with its first operation done, so that everything a step
     # needs stands in the line before it.
     # Lines are padded with spaces to the same number of operations, so that each number of a line
