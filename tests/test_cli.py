@@ -62,3 +62,19 @@ def test_unknown_stage(tmp_path):
     result = ttc("run", config, "--from", "everything")
     assert result.returncode == 2
     assert "unknown stage 'everything'" in result.stderr
+
+
+def test_run_with_a_given_model_on_math_jsonl(tmp_path, tiny_model_dir):
+    config = tmp_path / "math.yaml"
+    config.write_text(
+        f"run_dir: {tmp_path / 'run'}\n"
+        f"task:\n  name: math\n  math:\n    test: {DATA / 'math_small.jsonl'}\n"
+        f"proposer:\n  model: {tiny_model_dir}\n"
+        "sampling:\n  max_new_tokens: 8\n"
+    )
+    result = ttc("run", config)
+    assert result.returncode == 0, result.stderr
+    assert "no training" in result.stdout
+    report = json.loads((tmp_path / "run" / "proposer_eval.json").read_text())
+    assert [(row["level"], row["problems"]) for row in report["levels"]] == [(1, 1), (2, 1), (5, 1)]
+    assert not (tmp_path / "run" / "proposer").exists()
