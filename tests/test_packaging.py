@@ -1,5 +1,6 @@
 """The wheel installs one namespace: nothing generic (env, policies, trainers) at the top level."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,8 +13,13 @@ ROOT = Path(__file__).parents[1]
 
 @pytest.mark.slow
 def test_wheel_has_only_the_ttc_runtime_namespace(tmp_path):
+    # Build from a copy without earlier build outputs, which setuptools would reuse.
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "runs", "*.egg-info", "__pycache__")
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, ROOT],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, source],
         check=True,
         timeout=300,
     )
@@ -21,12 +27,18 @@ def test_wheel_has_only_the_ttc_runtime_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"ttc_runtime"}
-    for module in (
-        "ttc_runtime/env/__init__.py",
-        "ttc_runtime/policies/__init__.py",
-        "ttc_runtime/trainers/proposer.py",
-    ):
-        assert module in names
+    # Every source module of the mapped folders is in the wheel (a subpackage missing from
+    # pyproject's package list would be dropped silently).
+    mapping = {
+        "ttc_runtime": "ttc_runtime",
+        "env": "ttc_runtime/env",
+        "policies": "ttc_runtime/policies",
+        "trainers": "ttc_runtime/trainers",
+    }
+    for folder, installed in mapping.items():
+        for source in (ROOT / folder).rglob("*.py"):
+            if "__pycache__" not in source.parts:
+                assert f"{installed}/{source.relative_to(ROOT / folder).as_posix()}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ttc = ttc_runtime.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
