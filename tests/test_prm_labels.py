@@ -1,12 +1,12 @@
 """The Monte Carlo labeller on a scripted generator whose rollouts are known."""
 
 import pytest
+from ttc_runtime.trainers.prm_labels import LabelConfig, label_steps
 
 from ttc_runtime.compute import Usage
 from ttc_runtime.generation.base import Completion, GenerationOutput, SamplingParams
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.tasks import STEP_SEPARATOR, SyntheticTask, SyntheticTaskConfig, split_steps
-from ttc_runtime.trainers.prm_labels import LabelConfig, label_steps
 
 PROMPT = PromptConfig()
 K = 4
