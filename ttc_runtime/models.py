@@ -64,12 +64,11 @@ class TinyLMConfig(StrictModel):
     max_positions: int = Field(512, ge=16, description="Longest sequence in tokens (prompt + solution).")
 
 
-def build_tiny_causal_lm(config: TinyLMConfig, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> LlamaForCausalLM:
-    """A freshly initialised Llama-style causal LM sized by ``config`` for ``tokenizer``'s vocabulary."""
+def tiny_llama_config(config: TinyLMConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:
+    """The Llama configuration of the tiny model for ``tokenizer``'s vocabulary."""
     if config.hidden_size % config.num_heads:
         raise ValueError(f"hidden_size {config.hidden_size} is not divisible by num_heads {config.num_heads}")
-    torch.manual_seed(seed)
-    llama = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
         num_hidden_layers=config.num_layers,
@@ -82,7 +81,12 @@ def build_tiny_causal_lm(config: TinyLMConfig, tokenizer: PreTrainedTokenizerBas
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(llama)
+
+
+def build_tiny_causal_lm(config: TinyLMConfig, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> LlamaForCausalLM:
+    """A freshly initialised Llama-style causal LM sized by ``config`` for ``tokenizer``'s vocabulary."""
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(tiny_llama_config(config, tokenizer))
 
 
 def _require_dir(path: str | Path, what: str) -> Path:

@@ -1,0 +1,58 @@
+import pytest
+from datasets import Dataset
+from ttc_runtime.trainers.common import TrainSettings
+from ttc_runtime.trainers.prm import IGNORE, PRMConfig, prm_features, step_targets, train_prm
+
+from ttc_runtime.models import build_embedded_tokenizer
+from ttc_runtime.scoring import TokenClassificationPRM
+from ttc_runtime.tasks import SyntheticTask, SyntheticTaskConfig, split_steps
+
+
+def test_step_targets_put_each_label_at_its_step_end():
+    tokenizer = build_embedded_tokenizer()
+    out = step_targets(tokenizer, "Q\n\n", ["12+3", "15"], [0.25, True])
+    assert out["labels"] == [IGNORE] * 7 + [0.25] + [IGNORE] * 2 + [1.0]
+    assert len(out["input_ids"]) == len(out["labels"])
+
+
+def test_bad_stepwise_rows_are_errors_naming_the_row():
+    tokenizer = build_embedded_tokenizer()
+    good = {"prompt": "Q\n\n", "completions": ["1"], "labels": [True]}
+    mismatched = {"prompt": "Q\n\n", "completions": ["1", "2"], "labels": [True]}
+    with pytest.raises(ValueError, match="row 1: 2 completions but 1 labels"):
+        prm_features(Dataset.from_list([good, mismatched]), tokenizer, "hard")
+    out_of_range = Dataset.from_list([{**good, "labels": [True], "soft_labels": [1.5]}])
+    with pytest.raises(ValueError, match=r"row 0: labels must lie in \[0, 1\], got 1.5"):
+        prm_features(out_of_range, tokenizer, "soft")
+
+
+def stepwise_rows():
+    task = SyntheticTask(SyntheticTaskConfig(train_per_level=8, validation_per_level=1, test_per_level=1))
+    rows = []
+    for problem in task.problems("train"):
+        steps = split_steps(problem.solution)
+        rows.append({"prompt": problem.question + "\n\n", "completions": steps, "labels": [True] * len(steps)})
+        wrong = ["0" + s for s in steps]
+        rows.append({"prompt": problem.question + "\n\n", "completions": wrong, "labels": [False] * len(steps)})
+    return Dataset.from_list(rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("init", ["proposer", "scratch"])
+def test_train_prm_learns_and_saves_a_loadable_scorer(tiny_model_dir, tmp_path, init):
+    config = PRMConfig(
+        init=init,
+        targets="hard",
+        architecture={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+        training=TrainSettings(max_steps=120, batch_size=16, learning_rate=3e-3, logging_steps=20),
+    )
+    result = train_prm(config, stepwise_rows(), tiny_model_dir, tmp_path / "prm")
+    assert result.steps == 120 and result.train_tokens > 0 and result.final_loss is not None
+    assert not (tmp_path / "prm.partial").exists()
+    prm = TokenClassificationPRM.from_pretrained(tmp_path / "prm")
+    rows = stepwise_rows().select(range(20))
+    scores = prm.score([r["prompt"][:-2] for r in rows], [r["completions"] for r in rows]).step_scores
+    assert [len(s) for s in scores] == [len(r["completions"]) for r in rows]
+    good = [x for s, r in zip(scores, rows) if r["labels"][0] for x in s]
+    bad = [x for s, r in zip(scores, rows) if not r["labels"][0] for x in s]
+    assert sum(good) / len(good) > sum(bad) / len(bad) + 0.2  # it learned the labels

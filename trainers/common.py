@@ -1,0 +1,102 @@
+"""What the trainers share: optimisation settings, trainer arguments, saving, the result record."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+from transformers import PreTrainedTokenizerBase, Trainer
+
+from ..compute import training_flops
+from ..config import StrictModel
+from ..models import flop_params
+
+
+class TrainSettings(StrictModel):
+    """Optimisation settings of a trainer (proposer SFT, PRM, revision model)."""
+
+    max_steps: int = Field(1100, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(64, ge=1, description="Sequences per step per process.")
+    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (cosine decay after warm-up).")
+    adam_beta2: float = Field(0.99, gt=0, lt=1, description="0.99 rather than 0.999: faster for tiny models.")
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_length: int = Field(256, ge=8, description="Longest training sequence in tokens; longer ones are cut.")
+    seed: int = 0
+    logging_steps: int = Field(50, ge=1)
+    deepspeed: str | None = Field(None, description="Path to a DeepSpeed JSON config, or None.")
+    report_to: str = Field("none", description="'none' or 'wandb'.")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced: where, how long, at what cost."""
+
+    output_dir: Path
+    steps: int
+    seconds: float
+    train_tokens: int
+    train_flops: int
+    final_loss: float | None
+
+
+def staging_dir(output_dir: Path) -> Path:
+    """Where a model is written before it is renamed to ``output_dir``."""
+    return output_dir.with_name(output_dir.name + ".partial")
+
+
+def trainer_arguments(settings: TrainSettings, output_dir: Path) -> dict[str, Any]:
+    """Keyword arguments for ``TrainingArguments`` (or a TRL config deriving from it)."""
+    return dict(
+        output_dir=str(staging_dir(output_dir) / "trainer"),
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        adam_beta2=settings.adam_beta2,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, round(settings.warmup_ratio * settings.max_steps)),
+        weight_decay=settings.weight_decay,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        logging_steps=settings.logging_steps,
+        save_strategy="no",
+        report_to=settings.report_to,
+        deepspeed=settings.deepspeed,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="all",
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+    )
+
+
+def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_dir: Path) -> TrainResult:
+    """Train, then save model and tokenizer through the staging directory, renamed into place.
+
+    The staging directory is removed whatever happens, so ``output_dir`` holds either the previous
+    model or the new one, never half of one.
+    """
+    staging = staging_dir(output_dir)
+    started = time.perf_counter()
+    try:
+        output = trainer.train()
+        seconds = time.perf_counter() - started
+        trainer.save_model(str(staging / "model"))
+        tokenizer.save_pretrained(str(staging / "model"))
+        shutil.rmtree(output_dir, ignore_errors=True)
+        (staging / "model").rename(output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    train_tokens = int(trainer.state.num_input_tokens_seen or 0)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return TrainResult(
+        output_dir=output_dir,
+        steps=int(output.global_step),
+        seconds=seconds,
+        train_tokens=train_tokens,
+        train_flops=training_flops(flop_params(trainer.model), train_tokens),
+        final_loss=losses[-1] if losses else None,
+    )
