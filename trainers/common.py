@@ -70,6 +70,9 @@ def trainer_arguments(settings: TrainSettings, output_dir: Path) -> dict[str, An
         dataloader_num_workers=0,
         include_num_input_tokens_seen="all",
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        # Without a GPU, several processes (CPU-only machines, tests) talk over gloo.
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend=None if torch.cuda.is_available() else "gloo",
     )
 
 
@@ -77,19 +80,23 @@ def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_
     """Train, then save model and tokenizer through the staging directory, renamed into place.
 
     The staging directory is removed whatever happens, so ``output_dir`` holds either the previous
-    model or the new one, never half of one.
+    model or the new one, never half of one. With several processes only the first writes.
     """
     staging = staging_dir(output_dir)
+    main = trainer.is_world_process_zero()
     started = time.perf_counter()
     try:
         output = trainer.train()
         seconds = time.perf_counter() - started
-        trainer.save_model(str(staging / "model"))
-        tokenizer.save_pretrained(str(staging / "model"))
-        shutil.rmtree(output_dir, ignore_errors=True)
-        (staging / "model").rename(output_dir)
+        trainer.save_model(str(staging / "model"))  # collective under DeepSpeed; rank 0 writes
+        if main:
+            tokenizer.save_pretrained(str(staging / "model"))
+            shutil.rmtree(output_dir, ignore_errors=True)
+            (staging / "model").rename(output_dir)
+        trainer.accelerator.wait_for_everyone()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
     train_tokens = int(trainer.state.num_input_tokens_seen or 0)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return TrainResult(
