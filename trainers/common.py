@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -70,9 +71,9 @@ def trainer_arguments(settings: TrainSettings, output_dir: Path) -> dict[str, An
         dataloader_num_workers=0,
         include_num_input_tokens_seen="all",
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-        # Without a GPU, several processes (CPU-only machines, tests) talk over gloo.
+        # Without a GPU, processes started by a launcher (CPU-only machines, tests) talk over gloo.
         use_cpu=not torch.cuda.is_available(),
-        ddp_backend=None if torch.cuda.is_available() else "gloo",
+        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
     )
 
 
@@ -93,7 +94,8 @@ def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_
             tokenizer.save_pretrained(str(staging / "model"))
             shutil.rmtree(output_dir, ignore_errors=True)
             (staging / "model").rename(output_dir)
-        trainer.accelerator.wait_for_everyone()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # the others wait until rank 0 has renamed the model
     finally:
         if main:
             shutil.rmtree(staging, ignore_errors=True)
