@@ -10,7 +10,7 @@ from ttc_runtime.models import TinyLMConfig, build_embedded_tokenizer, build_tin
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """Directory of a freshly initialised 2-layer character-level Llama and its tokenizer."""
+    """Directory of a freshly initialised 2-layer Llama and the embedded tokenizer."""
     path = tmp_path_factory.mktemp("tiny-model")
     tokenizer = build_embedded_tokenizer()
     model = build_tiny_causal_lm(
