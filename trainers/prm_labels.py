@@ -18,7 +18,6 @@ check, for diagnostics only; empty where the task cannot tell), ``problem_id`` a
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..compute import Usage
 from ..config import StrictModel
+from ..files import write_text_atomic
 from ..generation.base import Generator, SamplingParams
 from ..generation.sampling import derive_seed
 from ..prompts import PromptConfig
@@ -129,7 +129,7 @@ def label_steps(
     manifest_path = out_dir / "labels.json"
     if manifest_path.is_file() and json.loads(manifest_path.read_text()) != manifest:
         raise ValueError(f"{out_dir} holds labels made with other settings or problems; remove it or use another")
-    _write_atomic(manifest_path, json.dumps(manifest))
+    write_text_atomic(manifest_path, json.dumps(manifest))
     indexed = list(enumerate(problems))
     shards = [indexed[i : i + config.shard_size] for i in range(0, len(indexed), config.shard_size)]
     usage = Usage()
@@ -138,8 +138,8 @@ def label_steps(
             path = out_dir / f"shard-{number:05d}.jsonl"
             if not path.is_file():
                 rows, shard_usage = _rows_for_shard(generator, task, shard, prompt, params, config)
-                _write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
-                _write_atomic(path.with_suffix(".usage.json"), json.dumps(vars(shard_usage)))
+                write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+                write_text_atomic(path.with_suffix(".usage.json"), json.dumps(vars(shard_usage)))
                 usage = usage + shard_usage
             bar.update(len(shard))
     records = []
@@ -147,9 +147,3 @@ def label_steps(
         with (out_dir / f"shard-{number:05d}.jsonl").open() as handle:
             records.extend(json.loads(line) for line in handle)
     return Dataset.from_list(records), usage
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

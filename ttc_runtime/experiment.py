@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -19,6 +18,7 @@ from pydantic import Field
 
 from .config import StrictModel, load_config
 from .evaluate import LevelAccuracy, pass_at_1_by_level, per_level
+from .files import write_text_atomic
 from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
 from .tasks import MathJsonlConfig, MathJsonlTask, SyntheticTask, SyntheticTaskConfig, Task
@@ -78,12 +78,6 @@ def _fingerprint(*parts: StrictModel) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _device(config: ExperimentConfig) -> str:
     import torch
 
@@ -140,7 +134,7 @@ class Experiment:
             "train_flops": result.train_flops,
             "final_loss": result.final_loss,
         }
-        _write_json_atomic(marker, summary)
+        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
         return summary
 
@@ -179,7 +173,7 @@ class Experiment:
             "generated_tokens": usage.generated_tokens,
             "flops": usage.flops,
         }
-        _write_json_atomic(out, summary)
+        write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
         print(format_levels(levels))
         return summary
 

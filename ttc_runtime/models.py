@@ -89,18 +89,20 @@ def build_tiny_causal_lm(config: TinyLMConfig, tokenizer: PreTrainedTokenizerBas
     return LlamaForCausalLM(tiny_llama_config(config, tokenizer))
 
 
-def _require_dir(path: str | Path, what: str) -> Path:
+def require_dir(path: str | Path, what: str, saved_model: bool = False) -> Path:
+    """``path`` as a ``Path`` if it is a directory (holding a ``config.json`` when ``saved_model``);
+    otherwise a ``ModelLoadError`` that names ``what`` and the path."""
     path = Path(path)
     if not path.is_dir():
         raise ModelLoadError(f"{what} directory {str(path)!r} does not exist")
-    if not (path / "config.json").is_file() and what == "model":
+    if saved_model and not (path / "config.json").is_file():
         raise ModelLoadError(f"{what} directory {str(path)!r} has no config.json (not a saved model)")
     return path
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """Load a tokenizer saved with ``save_pretrained``; a pad token falls back to EOS."""
-    tokenizer = AutoTokenizer.from_pretrained(str(_require_dir(path, "tokenizer")))
+    tokenizer = AutoTokenizer.from_pretrained(str(require_dir(path, "tokenizer")))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -108,7 +110,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
 def load_causal_lm(path: str | Path, dtype: torch.dtype | str = "auto", device: str | None = None) -> PreTrainedModel:
     """Load any Hugging Face causal LM from a local directory, in eval mode."""
-    model = AutoModelForCausalLM.from_pretrained(str(_require_dir(path, "model")), dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(require_dir(path, "model", saved_model=True)), dtype=dtype)
     if device is not None:
         model.to(device)
     return model.eval()

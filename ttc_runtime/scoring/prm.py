@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..compute import Usage
-from ..models import ModelLoadError, flop_params, load_tokenizer
+from ..models import ModelLoadError, flop_params, load_tokenizer, require_dir
 from ..prompts import PromptConfig
 from ..tasks.grading import STEP_SEPARATOR
 from .base import ScoreOutput
@@ -53,10 +53,7 @@ class TokenClassificationPRM:
     @classmethod
     def from_pretrained(cls, path: str | Path, prompt: PromptConfig = PromptConfig(), device: str | None = None):
         """Load a PRM saved with ``save_pretrained``; it must be a one-label token classifier."""
-        path = Path(path)
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise ModelLoadError(f"PRM directory {str(path)!r} does not exist or has no config.json")
+        path = require_dir(path, "PRM", saved_model=True)
         config = AutoConfig.from_pretrained(str(path))
         architectures = config.architectures or []
         if not any(name.endswith("ForTokenClassification") for name in architectures) or config.num_labels != 1:
