@@ -1,6 +1,15 @@
 import pytest
 
-from ttc_runtime.tasks import answers_match, extract_boxed, normalize_answer, split_steps
+from ttc_runtime.prompts import PromptConfig
+from ttc_runtime.tasks import (
+    STEP_SEPARATOR,
+    SyntheticTask,
+    SyntheticTaskConfig,
+    answers_match,
+    extract_boxed,
+    normalize_answer,
+    split_steps,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +67,17 @@ def test_answers_match_hand_checked(predicted, gold, expected):
 
 def test_split_steps_drops_empty_steps():
     assert split_steps("a=1\n\n\n\nb=2\n\n") == ["a=1", "b=2"]
+
+
+def test_split_steps_keeps_steps_verbatim_so_prefixes_rebuild_the_text():
+    solution = "7*2   \n\n 14\n\n\\boxed{14}"
+    assert split_steps(solution) == ["7*2   ", " 14", "\\boxed{14}"]
+    assert STEP_SEPARATOR.join(split_steps(solution)) == solution
+    task = SyntheticTask(SyntheticTaskConfig(train_per_level=2, validation_per_level=1, test_per_level=1))
+    prompt = PromptConfig()
+    for problem in task.problems("train"):
+        steps = split_steps(problem.solution)
+        for k in range(len(steps)):
+            assert (prompt.format(problem.question) + problem.solution).startswith(
+                prompt.with_steps(problem.question, steps[:k])
+            )

@@ -20,8 +20,13 @@ _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 def split_steps(solution: str) -> list[str]:
-    """Split a solution into its non-empty steps (separated by ``STEP_SEPARATOR``)."""
-    return [step.strip() for step in solution.split(STEP_SEPARATOR) if step.strip()]
+    """Split a solution into its steps (separated by ``STEP_SEPARATOR``), dropping blank ones.
+
+    Steps are kept verbatim, whitespace included: a prefix rebuilt from them
+    (``PromptConfig.with_steps``) is exactly the text the proposer generated, so rollouts,
+    search and PRM scoring continue from what the model saw rather than a normalised copy of it.
+    """
+    return [step for step in solution.split(STEP_SEPARATOR) if step.strip()]
 
 
 def extract_boxed(text: str) -> str | None:

@@ -138,7 +138,7 @@ class SyntheticTask(Task):
                 elif i == len(reference) - 1:
                     on_path = normalize_answer(extract_boxed(step)) == normalize_answer(problem.answer)
                 else:
-                    on_path = step.replace(" ", "") == reference[i]
+                    on_path = step.replace(" ", "") == reference[i].replace(" ", "")
             result.append(on_path)
         return result
 
