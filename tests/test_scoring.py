@@ -3,8 +3,18 @@ import torch
 from transformers import LlamaConfig, LlamaForTokenClassification
 
 from ttc_runtime.compute import inference_flops
-from ttc_runtime.models import ModelLoadError, build_embedded_tokenizer
-from ttc_runtime.scoring import StepScorer, TokenClassificationPRM, encode_steps
+from ttc_runtime.models import ModelLoadError, TinyLMConfig, build_embedded_tokenizer, build_tiny_causal_lm
+from ttc_runtime.prompts import PromptConfig
+from ttc_runtime.scoring import (
+    CausalLMPRM,
+    CausalPRMFormat,
+    OutcomeScorer,
+    StepScorer,
+    TokenClassificationPRM,
+    VerifierConfig,
+    encode_steps,
+    load_verifier,
+)
 
 QUESTIONS = ["Evaluate left to right:\n3+4*2", "Evaluate left to right:\n9-1"]
 SOLUTIONS = [["7*2", "14", "\\boxed{14}"], ["8", "\\boxed{8}"]]
@@ -69,3 +79,63 @@ def test_mismatched_inputs(prm_dir):
     prm = TokenClassificationPRM.from_pretrained(prm_dir)
     with pytest.raises(ValueError, match="1 solutions for 2 questions"):
         prm.score(QUESTIONS, SOLUTIONS[:1])
+
+
+TAGGED = CausalPRMFormat(step_tag=" #", step_separator="\n", good_token="+", bad_token="-")
+
+
+@pytest.fixture(scope="module")
+def causal_prm_dir(tmp_path_factory):
+    """A tiny random causal LM saved with the embedded tokenizer: the shape of a Math-Shepherd PRM."""
+    path = tmp_path_factory.mktemp("causal-prm")
+    tokenizer = build_embedded_tokenizer()
+    build_tiny_causal_lm(
+        TinyLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tokenizer
+    ).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_causal_prm_reads_good_against_bad_at_each_step_tag(causal_prm_dir):
+    prm = CausalLMPRM.from_pretrained(causal_prm_dir, layout=TAGGED)
+    assert isinstance(prm, StepScorer)
+    ids, positions = prm.encode(prm.prompt.format(QUESTIONS[0]), SOLUTIONS[0])
+    assert [prm.tokenizer.decode([ids[p]]) for p in positions] == ["#"] * 3
+    assert prm.tokenizer.decode(ids[positions[0] + 1 :]) == "\n14 #\n\\boxed{14} #"
+    out = prm.score(QUESTIONS, SOLUTIONS)
+    good, bad = (prm.tokenizer.convert_tokens_to_ids(t) for t in "+-")
+    with torch.no_grad():
+        logits = prm.model(input_ids=torch.tensor([ids])).logits[0]
+    expected = torch.softmax(logits[positions][:, [good, bad]], dim=-1)[:, 0]
+    assert out.step_scores[0] == pytest.approx(expected.tolist(), abs=1e-5)
+    one_by_one = CausalLMPRM(prm.model, prm.tokenizer, prm.prompt, TAGGED, batch_size=1).score(QUESTIONS, SOLUTIONS)
+    for a, b in zip(out.step_scores, one_by_one.step_scores):
+        assert a == pytest.approx(b, abs=1e-5)
+    assert out.usage.flops == inference_flops(prm.flop_params, out.usage.prompt_tokens)
+
+
+def test_causal_prm_rejects_ambiguous_verdict_tokens_and_other_heads(causal_prm_dir, prm_dir):
+    with pytest.raises(ValueError, match=r"good_token '\+\+' is 2 tokens .* set good_token_id"):
+        CausalLMPRM.from_pretrained(causal_prm_dir, layout=TAGGED.model_copy(update={"good_token": "++"}))
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        CausalLMPRM.from_pretrained(causal_prm_dir, layout=TAGGED.model_copy(update={"bad_token_id": 10**6}))
+    with pytest.raises(ModelLoadError, match="expected a causal LM"):
+        CausalLMPRM.from_pretrained(prm_dir)
+
+
+def test_outcome_scorer_keeps_the_last_step_score_only(prm_dir):
+    prm = TokenClassificationPRM.from_pretrained(prm_dir)
+    steps = prm.score(QUESTIONS, SOLUTIONS)
+    outcome = OutcomeScorer(prm).score(QUESTIONS, SOLUTIONS)
+    assert outcome.step_scores == [s[-1:] for s in steps.step_scores]
+    assert outcome.usage == steps.usage
+
+
+def test_load_verifier_builds_the_configured_scorer(prm_dir, causal_prm_dir):
+    prompt = PromptConfig()
+    scorer = load_verifier(VerifierConfig(), prm_dir, prompt)
+    assert isinstance(scorer, TokenClassificationPRM) and scorer.prompt == prompt
+    causal = load_verifier(VerifierConfig(kind="causal_lm", causal_lm=TAGGED, outcome=True), causal_prm_dir, prompt)
+    assert isinstance(causal, OutcomeScorer) and causal.scorer.prompt.template == "{question} "
+    with pytest.raises(ModelLoadError, match="expected a token-classification model"):
+        load_verifier(VerifierConfig(), causal_prm_dir, prompt)

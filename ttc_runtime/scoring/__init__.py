@@ -1,6 +1,21 @@
 """Verifiers: step scorers that give each solution step a probability of being on a correct path."""
 
-from .base import ScoreOutput, StepScorer
+from .base import BatchedModelScorer, ScoreOutput, StepScorer
+from .causal import CausalLMPRM, CausalPRMFormat
+from .load import VerifierConfig, check_verifier, load_verifier
+from .outcome import OutcomeScorer
 from .prm import TokenClassificationPRM, encode_steps
 
-__all__ = ["ScoreOutput", "StepScorer", "TokenClassificationPRM", "encode_steps"]
+__all__ = [
+    "BatchedModelScorer",
+    "CausalLMPRM",
+    "CausalPRMFormat",
+    "OutcomeScorer",
+    "ScoreOutput",
+    "StepScorer",
+    "TokenClassificationPRM",
+    "VerifierConfig",
+    "check_verifier",
+    "encode_steps",
+    "load_verifier",
+]

@@ -1,12 +1,18 @@
-"""The step-scorer protocol: what strategies call to score (question, solution steps) pairs."""
+"""The step-scorer protocol, and the batching every model-backed scorer shares."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 from ..compute import Usage
+from ..models import flop_params
+from ..prompts import PromptConfig
 
 
 @dataclass(frozen=True)
@@ -28,3 +34,61 @@ class StepScorer(Protocol):
     flop_params: int
 
     def score(self, questions: Sequence[str], solutions: Sequence[Sequence[str]]) -> ScoreOutput: ...
+
+
+class BatchedModelScorer(ABC):
+    """A ``StepScorer`` over one Hugging Face model: encode each pair into token ids plus the
+    positions where its step scores are read, run the pairs in padded batches (sorted by length,
+    so a batch holds sequences of similar length and padding stays small), and read the scores.
+
+    Subclasses define ``encode`` (the text layout the model was trained on) and ``probabilities``
+    (the model's step-score at every position).
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt: PromptConfig = PromptConfig(),
+        batch_size: int = 64,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.batch_size = batch_size
+        self.flop_params = flop_params(model)
+        self.device = next(model.parameters()).device
+
+    @abstractmethod
+    def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+        """Token ids of the formatted prompt and the steps, and the index where each step's score is read."""
+
+    @abstractmethod
+    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, length) step-score probabilities at every position."""
+
+    @torch.inference_mode()
+    def score(self, questions: Sequence[str], solutions: Sequence[Sequence[str]]) -> ScoreOutput:
+        if len(questions) != len(solutions):
+            raise ValueError(f"got {len(solutions)} solutions for {len(questions)} questions")
+        encoded = [self.encode(self.prompt.format(q), steps) for q, steps in zip(questions, solutions)]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        scores: list[list[float]] = [[] for _ in encoded]
+        tokens = 0
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = len(encoded[batch[-1]][0])
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                ids = encoded[index][0]
+                input_ids[row, : len(ids)] = torch.tensor(ids)
+                attention[row, : len(ids)] = 1
+                tokens += len(ids)
+            probs = self.probabilities(input_ids.to(self.device), attention.to(self.device)).float().cpu()
+            for row, index in enumerate(batch):
+                scores[index] = probs[row, encoded[index][1]].tolist()
+        return ScoreOutput(scores, Usage.inference(self.flop_params, tokens))

@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedTokenizerBase
 
-from ..compute import Usage
-from ..models import ModelLoadError, flop_params, load_tokenizer, require_dir
+from ..models import ModelLoadError, load_tokenizer, require_dir
 from ..prompts import PromptConfig
 from ..tasks.grading import STEP_SEPARATOR
-from .base import ScoreOutput
+from .base import BatchedModelScorer
 
 
 def encode_steps(tokenizer: PreTrainedTokenizerBase, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -31,28 +30,23 @@ def encode_steps(tokenizer: PreTrainedTokenizerBase, prompt: str, steps: Sequenc
     return ids, positions
 
 
-class TokenClassificationPRM:
+class TokenClassificationPRM(BatchedModelScorer):
     """``StepScorer`` over a Hugging Face token-classification model with a single output label."""
 
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        prompt: PromptConfig = PromptConfig(),
-        batch_size: int = 64,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.prompt = prompt
-        self.batch_size = batch_size
-        self.flop_params = flop_params(model)
-        self.device = next(model.parameters()).device
-
     @classmethod
-    def from_pretrained(cls, path: str | Path, prompt: PromptConfig = PromptConfig(), device: str | None = None):
+    def from_pretrained(
+        cls, path: str | Path, prompt: PromptConfig = PromptConfig(), device: str | None = None, batch_size: int = 64
+    ) -> TokenClassificationPRM:
         """Load a PRM saved with ``save_pretrained``; it must be a one-label token classifier."""
+        path = cls.check_dir(path)
+        model = AutoModelForTokenClassification.from_pretrained(str(path))
+        if device is not None:
+            model.to(device)
+        return cls(model, load_tokenizer(path), prompt, batch_size)
+
+    @staticmethod
+    def check_dir(path: str | Path) -> Path:
+        """``path`` if it holds a one-label token-classification model (read from its config only)."""
         path = require_dir(path, "PRM", saved_model=True)
         config = AutoConfig.from_pretrained(str(path))
         architectures = config.architectures or []
@@ -61,32 +55,11 @@ class TokenClassificationPRM:
                 f"PRM directory {str(path)!r} holds {architectures or 'an unknown architecture'} with "
                 f"{config.num_labels} labels; expected a token-classification model with one label"
             )
-        model = AutoModelForTokenClassification.from_pretrained(str(path))
-        if device is not None:
-            model.to(device)
-        return cls(model, load_tokenizer(path), prompt)
+        return path
 
-    @torch.inference_mode()
-    def score(self, questions: Sequence[str], solutions: Sequence[Sequence[str]]) -> ScoreOutput:
-        if len(questions) != len(solutions):
-            raise ValueError(f"got {len(solutions)} solutions for {len(questions)} questions")
-        encoded = [encode_steps(self.tokenizer, self.prompt.format(q), steps) for q, steps in zip(questions, solutions)]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        scores: list[list[float]] = []
-        tokens = 0
-        for start in range(0, len(encoded), self.batch_size):
-            batch = encoded[start : start + self.batch_size]
-            width = max(len(ids) for ids, _ in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, (ids, _) in enumerate(batch):
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                attention[row, : len(ids)] = 1
-                tokens += len(ids)
-            logits = self.model(
-                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)
-            ).logits  # (B, T, 1)
-            probs = torch.sigmoid(logits[..., 0].float()).cpu()  # (B, T)
-            for row, (_, positions) in enumerate(batch):
-                scores.append(probs[row, positions].tolist())
-        return ScoreOutput(scores, Usage.inference(self.flop_params, tokens))
+    def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+        return encode_steps(self.tokenizer, prompt, steps)
+
+    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, 1)
+        return torch.sigmoid(logits[..., 0].float())

@@ -1,0 +1,109 @@
+"""A Math-Shepherd-style PRM: a causal LM that, after a step tag, predicts a "good" or a "bad" token.
+
+Published PRMs of this shape (``peiyi9979/math-shepherd-mistral-7b-prm`` and its kin) take the
+question, then the steps each closed by a step tag (" ки"), joined by newlines. A step's score is
+``softmax(logit_good, logit_bad)[good]`` read at the tag's last token, so nothing but two rows of
+the output head matters. The layout below is the published one by default and configurable for
+PRMs that use another tag or other label tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from pydantic import Field
+from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from ..config import StrictModel
+from ..models import ModelLoadError, load_causal_lm, load_tokenizer, require_dir
+from ..prompts import PromptConfig
+from .base import BatchedModelScorer
+
+
+class CausalPRMFormat(StrictModel):
+    """How steps are laid out for a causal-LM PRM and which tokens carry its verdict."""
+
+    step_tag: str = Field(" ки", description="Appended to every step; the score is read at its last token.")
+    step_separator: str = Field("\n", description="Between one tagged step and the next.")
+    good_token: str = Field("+", description="The token whose probability is the step score.")
+    bad_token: str = Field("-", description="The competing token.")
+    good_token_id: int | None = Field(None, ge=0, description="Overrides good_token's id when its text is ambiguous.")
+    bad_token_id: int | None = Field(None, ge=0, description="Overrides bad_token's id.")
+
+
+def _single_token_id(tokenizer: PreTrainedTokenizerBase, text: str, field: str) -> int:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"{field} {text!r} is {len(ids)} tokens for this tokenizer; set {field}_id to its id")
+    return ids[0]
+
+
+class CausalLMPRM(BatchedModelScorer):
+    """``StepScorer`` over a causal LM trained to emit a good or a bad token after each step tag."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt: PromptConfig = PromptConfig(template="{question} "),
+        layout: CausalPRMFormat = CausalPRMFormat(),
+        batch_size: int = 16,
+    ) -> None:
+        super().__init__(model, tokenizer, prompt, batch_size)
+        self.layout = layout
+        good = layout.good_token_id
+        bad = layout.bad_token_id
+        good = _single_token_id(tokenizer, layout.good_token, "good_token") if good is None else good
+        bad = _single_token_id(tokenizer, layout.bad_token, "bad_token") if bad is None else bad
+        vocab = model.get_output_embeddings().weight.shape[0]
+        for name, value in (("good_token_id", good), ("bad_token_id", bad)):
+            if value >= vocab:
+                raise ValueError(f"{name} {value} is outside the model's vocabulary of {vocab}")
+        if good == bad:
+            raise ValueError(f"good and bad tokens are the same token (id {good})")
+        self.verdict_ids = torch.tensor([good, bad])
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        prompt: PromptConfig = PromptConfig(template="{question} "),
+        layout: CausalPRMFormat = CausalPRMFormat(),
+        device: str | None = None,
+        batch_size: int = 16,
+    ) -> CausalLMPRM:
+        """Load a causal-LM PRM saved with ``save_pretrained``."""
+        path = cls.check_dir(path)
+        return cls(load_causal_lm(path, device=device), load_tokenizer(path), prompt, layout, batch_size)
+
+    @staticmethod
+    def check_dir(path: str | Path) -> Path:
+        """``path`` if it holds a causal LM (read from its config only)."""
+        path = require_dir(path, "PRM", saved_model=True)
+        architectures = AutoConfig.from_pretrained(str(path)).architectures or []
+        if not any(name.endswith("ForCausalLM") for name in architectures):
+            raise ModelLoadError(
+                f"PRM directory {str(path)!r} holds {architectures or 'an unknown architecture'}; "
+                "expected a causal LM (a ...ForCausalLM model)"
+            )
+        return path
+
+    def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+        ids = list(self.tokenizer(prompt)["input_ids"])
+        positions = []
+        for number, step in enumerate(steps):
+            text = (self.layout.step_separator if number else "") + step + self.layout.step_tag
+            ids.extend(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            positions.append(len(ids) - 1)
+        return ids, positions
+
+    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        head = self.model.get_output_embeddings()
+        verdict = head.weight[self.verdict_ids.to(head.weight.device)]  # (2, hidden)
+        logits = hidden @ verdict.T  # only the two verdict rows of the output head: (B, T, 2)
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[self.verdict_ids.to(head.weight.device)]
+        return torch.softmax(logits.float(), dim=-1)[..., 0]

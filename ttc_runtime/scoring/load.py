@@ -1,0 +1,56 @@
+"""The verifier as configured: which kind of scorer, how it reads solutions, how it aggregates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from ..config import StrictModel
+from ..prompts import PromptConfig
+from ..selection import Aggregation
+from .base import StepScorer
+from .causal import CausalLMPRM, CausalPRMFormat
+from .outcome import OutcomeScorer
+from .prm import TokenClassificationPRM
+
+
+class VerifierConfig(StrictModel):
+    """How the PRM is loaded and used at inference."""
+
+    kind: Literal["token_classification", "causal_lm"] = Field(
+        "token_classification",
+        description="token_classification: a PRM trained here (one logit per step); causal_lm: a "
+        "Math-Shepherd-style PRM (good/bad token after a step tag).",
+    )
+    prompt: PromptConfig | None = Field(
+        None,
+        description="How the PRM reads the question; None: the proposer's prompt (token_classification) "
+        "or '{question} ' (causal_lm, as Math-Shepherd).",
+    )
+    causal_lm: CausalPRMFormat = CausalPRMFormat()
+    outcome: bool = Field(False, description="Score finished solutions only (the last step's score).")
+    aggregation: Aggregation = Field(
+        "last", description="Step scores to answer score: last (the paper's), min, prod, mean."
+    )
+    batch_size: int = Field(64, ge=1, description="Solutions per PRM forward pass.")
+
+
+def check_verifier(config: VerifierConfig, path: str | Path) -> None:
+    """Fail early, naming the directory, when ``path`` is not the kind of PRM ``config`` asks for
+    (reads its config only, not the weights)."""
+    (TokenClassificationPRM if config.kind == "token_classification" else CausalLMPRM).check_dir(path)
+
+
+def load_verifier(
+    config: VerifierConfig, path: str | Path, proposer_prompt: PromptConfig, device: str | None = None
+) -> StepScorer:
+    """The scorer ``config`` describes, loaded from ``path``."""
+    if config.kind == "token_classification":
+        prompt = config.prompt or proposer_prompt
+        scorer: StepScorer = TokenClassificationPRM.from_pretrained(path, prompt, device, config.batch_size)
+    else:
+        prompt = config.prompt or PromptConfig(template="{question} ")
+        scorer = CausalLMPRM.from_pretrained(path, prompt, config.causal_lm, device, config.batch_size)
+    return OutcomeScorer(scorer) if config.outcome else scorer
