@@ -13,8 +13,8 @@ rows = []
 for a in range(1, 9):
     for b in range(1, 9):
         steps = [f"{a + b}", f"\\boxed{{{a + b}}}"]
-        rows.append({"prompt": f"{a}+{b}\n\n", "completions": steps, "labels": [True, True]})
-        rows.append({"prompt": f"{a}+{b}\n\n", "completions": [f"{a + b + 1}", "x"], "labels": [False, False]})
+        rows.append({"prompt": f"{a}+{b}", "completions": steps, "labels": [True, True]})
+        rows.append({"prompt": f"{a}+{b}", "completions": [f"{a + b + 1}", "x"], "labels": [False, False]})
 config = PRMConfig(
     init="proposer",
     targets="hard",

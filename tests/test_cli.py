@@ -73,8 +73,57 @@ def test_run_with_a_given_model_on_math_jsonl(tmp_path, tiny_model_dir):
         "sampling:\n  max_new_tokens: 8\n"
     )
     result = ttc("run", config)
+    assert result.returncode == 2
+    assert "prm_labels: the task has no training problems to label" in result.stderr
+    result = ttc("run", config, "--to", "proposer_eval")
     assert result.returncode == 0, result.stderr
     assert "no training" in result.stdout
     report = json.loads((tmp_path / "run" / "proposer_eval.json").read_text())
     assert [(row["level"], row["problems"]) for row in report["levels"]] == [(1, 1), (2, 1), (5, 1)]
     assert not (tmp_path / "run" / "proposer").exists()
+
+
+def _prm_config(tmp_path, **prm):
+    config = tmp_path / "prm.yaml"
+    lines = "".join(f"  {key}: {value}\n" for key, value in prm.items())
+    config.write_text(f"run_dir: {tmp_path / 'run'}\nprm:\n{lines}")
+    return config
+
+
+def _stepwise_file(tmp_path, second_row):
+    path = tmp_path / "steps.jsonl"
+    good = {"prompt": "Evaluate left to right:\n1+2", "completions": ["3", "\\boxed{3}"], "labels": [True, True]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, **second_row}) + "\n")
+    return path
+
+
+def test_stepwise_dataset_with_mismatched_labels(tmp_path):
+    data = _stepwise_file(tmp_path, {"labels": [True]})
+    result = ttc("run", _prm_config(tmp_path, dataset=data))
+    assert result.returncode == 2
+    assert f"{data}: row 1: 2 completions but 1 labels" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_stepwise_dataset_with_a_label_outside_the_unit_interval(tmp_path):
+    data = _stepwise_file(tmp_path, {"labels": [True, 2]})
+    result = ttc("run", _prm_config(tmp_path, dataset=data))
+    assert result.returncode == 2
+    assert f"{data}: row 1: labels must lie in [0, 1], got 2" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_prm_directory_without_a_token_classification_head(tmp_path, tiny_model_dir):
+    result = ttc("run", _prm_config(tmp_path, model=tiny_model_dir))
+    assert result.returncode == 2
+    assert f"PRM directory '{tiny_model_dir}' holds ['LlamaForCausalLM']" in result.stderr
+    assert "expected a token-classification model with one label" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_causal_verifier_needs_a_given_prm(tmp_path):
+    config = tmp_path / "causal.yaml"
+    config.write_text(f"run_dir: {tmp_path / 'run'}\nverifier:\n  kind: causal_lm\n")
+    result = ttc("run", config)
+    assert result.returncode == 2
+    assert "verifier.kind 'causal_lm' needs prm.model" in result.stderr

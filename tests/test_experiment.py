@@ -9,6 +9,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttc_runtime.compute import training_flops
 from ttc_runtime.models import flop_params
+from ttc_runtime.scoring import TokenClassificationPRM
+from ttc_runtime.trainers.prm import load_stepwise
 
 TINY = """
 run_dir: {run_dir}
@@ -25,6 +27,10 @@ sampling:
 evaluation:
   problems_per_level: 4
   samples_per_problem: 2
+labels: {{problems_per_level: 3, samples_per_problem: 2, rollouts: 2, shard_size: 4}}
+prm:
+  training: {{max_steps: 4, batch_size: 8, logging_steps: 2}}
+verifier_eval: {{problems_per_level: 2, n: 4, label_problems_per_level: 1}}
 """
 
 
@@ -59,14 +65,28 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert all(0.0 <= row["pass_at_1"] <= 1.0 for row in report["levels"])
     assert report["generated_tokens"] > 0
 
+    labels = load_stepwise(run_dir / "prm_labels" / "dataset")
+    assert len(labels) == 5 * 3 * 2 and sorted(set(labels["level"])) == [1, 2, 3, 4, 5]
+    prm = TokenClassificationPRM.from_pretrained(run_dir / "prm")
+    assert json.loads((run_dir / "prm" / "ttc_stage.json").read_text())["steps"] == 4
+    verifier = json.loads((run_dir / "prm_eval.json").read_text())
+    assert [(row["level"], row["problems"], row["n"]) for row in verifier["levels"]] == [(lv, 2, 4) for lv in range(1, 6)]
+    for row in verifier["levels"]:
+        assert row["coverage"] >= max(row["majority"], row["best_of_n_weighted"], row["best_of_n_naive"])
+    assert verifier["compute"]["generations"] == 5 * 2 * 4
+    assert verifier["compute"]["verifier_flops"] == 2 * prm.flop_params * verifier["compute"]["verifier_prompt_tokens"]
+    assert set(verifier["mc_labels"]["levels"]) == {"1", "2", "3", "4", "5"}
+    assert "weighted@4" in first.stdout and "PRM vs MC hard" in first.stdout
+
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 2
+    assert second.stdout.count("up to date") == 5
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
     assert json.loads((run_dir / "proposer_eval.json").read_text()) == report
+    assert json.loads((run_dir / "prm_eval.json").read_text()) == verifier
 
-    third = ttc("run", config, "--from", "proposer_eval")
+    third = ttc("run", config, "--from", "prm")
     assert third.returncode == 0, third.stderr
-    assert third.stdout.count("up to date") == 1
-    assert json.loads((run_dir / "proposer_eval.json").read_text())["levels"] == report["levels"]
+    assert third.stdout.count("up to date") == 3
+    assert json.loads((run_dir / "prm_eval.json").read_text())["levels"] == verifier["levels"]

@@ -2,8 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from ttc_runtime.tasks import MathJsonlConfig, MathJsonlTask, load_math_jsonl
-from ttc_runtime.tasks.math_jsonl import DataError
+from ttc_runtime.tasks import DataError, MathJsonlConfig, MathJsonlTask, load_math_jsonl
 
 DATA = Path(__file__).parent / "data"
 

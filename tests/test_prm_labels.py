@@ -1,6 +1,7 @@
 """The Monte Carlo labeller on a scripted generator whose rollouts are known."""
 
 import pytest
+from ttc_runtime.trainers.prm import load_stepwise
 from ttc_runtime.trainers.prm_labels import LabelConfig, label_steps
 
 from ttc_runtime.compute import Usage
@@ -72,6 +73,8 @@ def test_soft_and_hard_labels_match_the_script(problems, tmp_path):
             assert row["labels"] == [False] * len(steps)
             assert row["step_correct"] == [False] * len(steps)
     assert usage.generated_tokens > 0
+    assert data["prompt"] == [p.question for p in chosen for _ in range(2)]
+    assert load_stepwise(tmp_path / "dataset").to_list() == data.to_list()
 
 
 def test_interrupted_run_resumes_to_the_same_labels(problems, tmp_path):

@@ -1,11 +1,22 @@
+import json
+
 import pytest
 from datasets import Dataset
 from ttc_runtime.trainers.common import TrainSettings
-from ttc_runtime.trainers.prm import IGNORE, PRMConfig, prm_features, step_targets, train_prm
+from ttc_runtime.trainers.prm import (
+    IGNORE,
+    PRMConfig,
+    check_stepwise,
+    load_stepwise,
+    prm_features,
+    step_targets,
+    train_prm,
+)
 
 from ttc_runtime.models import build_embedded_tokenizer
+from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.scoring import TokenClassificationPRM
-from ttc_runtime.tasks import SyntheticTask, SyntheticTaskConfig, split_steps
+from ttc_runtime.tasks import DataError, SyntheticTask, SyntheticTaskConfig, split_steps
 
 
 def test_step_targets_put_each_label_at_its_step_end():
@@ -15,15 +26,30 @@ def test_step_targets_put_each_label_at_its_step_end():
     assert len(out["input_ids"]) == len(out["labels"])
 
 
-def test_bad_stepwise_rows_are_errors_naming_the_row():
-    tokenizer = build_embedded_tokenizer()
-    good = {"prompt": "Q\n\n", "completions": ["1"], "labels": [True]}
-    mismatched = {"prompt": "Q\n\n", "completions": ["1", "2"], "labels": [True]}
-    with pytest.raises(ValueError, match="row 1: 2 completions but 1 labels"):
-        prm_features(Dataset.from_list([good, mismatched]), tokenizer, "hard")
-    out_of_range = Dataset.from_list([{**good, "labels": [True], "soft_labels": [1.5]}])
-    with pytest.raises(ValueError, match=r"row 0: labels must lie in \[0, 1\], got 1.5"):
-        prm_features(out_of_range, tokenizer, "soft")
+def test_bad_stepwise_rows_are_errors_naming_the_row(tmp_path):
+    good = {"prompt": "Q", "completions": ["1"], "labels": [True]}
+    mismatched = {"prompt": "Q", "completions": ["1", "2"], "labels": [True]}
+    with pytest.raises(DataError, match="row 1: 2 completions but 1 labels"):
+        check_stepwise(Dataset.from_list([good, mismatched]))
+    out_of_range = Dataset.from_list([{**good, "soft_labels": [1.5]}])
+    with pytest.raises(DataError, match=r"row 0: soft_labels must lie in \[0, 1\], got 1.5"):
+        prm_features(out_of_range, build_embedded_tokenizer(), PromptConfig(), "soft")
+    with pytest.raises(DataError, match="lacks column.s. labels"):
+        check_stepwise(Dataset.from_list([{"prompt": "Q", "completions": ["1"]}]))
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "labels": [-0.5]}) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl: row 1: labels must lie in \[0, 1\], got -0.5"):
+        load_stepwise(path)
+    with pytest.raises(DataError, match="no such stepwise dataset"):
+        load_stepwise(tmp_path / "absent.jsonl")
+
+
+def test_a_stepwise_file_loads_like_the_labeller_output(tmp_path):
+    rows = [{"prompt": "Q", "completions": ["1", "\\boxed{1}"], "labels": [True, False]}]
+    path = tmp_path / "steps.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    features = prm_features(load_stepwise(path), build_embedded_tokenizer(), PromptConfig(), "soft")
+    assert [x for x in features[0]["labels"] if x != IGNORE] == [1.0, 0.0]
 
 
 def stepwise_rows():
@@ -31,9 +57,9 @@ def stepwise_rows():
     rows = []
     for problem in task.problems("train"):
         steps = split_steps(problem.solution)
-        rows.append({"prompt": problem.question + "\n\n", "completions": steps, "labels": [True] * len(steps)})
+        rows.append({"prompt": problem.question, "completions": steps, "labels": [True] * len(steps)})
         wrong = ["0" + s for s in steps]
-        rows.append({"prompt": problem.question + "\n\n", "completions": wrong, "labels": [False] * len(steps)})
+        rows.append({"prompt": problem.question, "completions": wrong, "labels": [False] * len(steps)})
     return Dataset.from_list(rows)
 
 
@@ -51,7 +77,7 @@ def test_train_prm_learns_and_saves_a_loadable_scorer(tiny_model_dir, tmp_path, 
     assert not (tmp_path / "prm.partial").exists()
     prm = TokenClassificationPRM.from_pretrained(tmp_path / "prm")
     rows = stepwise_rows().select(range(20))
-    scores = prm.score([r["prompt"][:-2] for r in rows], [r["completions"] for r in rows]).step_scores
+    scores = prm.score([r["prompt"] for r in rows], [r["completions"] for r in rows]).step_scores
     assert [len(s) for s in scores] == [len(r["completions"]) for r in rows]
     good = [x for s, r in zip(scores, rows) if r["labels"][0] for x in s]
     bad = [x for s, r in zip(scores, rows) if not r["labels"][0] for x in s]

@@ -45,6 +45,16 @@ class TrainResult:
     train_flops: int
     final_loss: float | None
 
+    def summary(self) -> dict[str, object]:
+        """The figures a stage records (everything but the directory)."""
+        return {
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "train_tokens": self.train_tokens,
+            "train_flops": self.train_flops,
+            "final_loss": self.final_loss,
+        }
+
 
 def staging_dir(output_dir: Path) -> Path:
     """Where a model is written before it is renamed to ``output_dir``."""

@@ -2,8 +2,10 @@
 
 TRL removed its PRM trainer in 1.14, so this is a small subclass of transformers' ``Trainer`` whose
 loss is binary cross-entropy at the step positions (``scoring.encode_steps``), on soft Monte Carlo
-labels by default or on hard labels. Any dataset in TRL's stepwise-supervision layout (``prompt``,
-``completions``, ``labels``) trains through it; ``soft_labels`` is used when present and asked for.
+labels by default or on hard labels. Any dataset in TRL's stepwise-supervision layout (``prompt``:
+the question, ``completions``: the steps, ``labels``: one per step) trains through it, from the
+Monte Carlo labeller or from disk (``load_stepwise``); ``soft_labels`` is used when present and
+asked for. The question is formatted with the proposer's prompt template, as the scorer does.
 DeepSpeed comes through ``TrainSettings.deepspeed`` (a JSON config path), as for the SFT trainers.
 """
 
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from datasets import Dataset
-from pydantic import Field
+from datasets import Dataset, load_from_disk
+from pydantic import Field, model_validator
 from transformers import (
+    AutoConfig,
     AutoModelForTokenClassification,
     LlamaForTokenClassification,
     PreTrainedTokenizerBase,
@@ -27,7 +30,9 @@ from transformers import (
 
 from ..config import StrictModel
 from ..models import TinyLMConfig, load_tokenizer, tiny_llama_config
+from ..prompts import PromptConfig
 from ..scoring.prm import encode_steps
+from ..tasks import DataError
 from .common import TrainResult, TrainSettings, staging_dir, train_and_save, trainer_arguments
 
 IGNORE = -100.0
@@ -42,36 +47,91 @@ class PRMConfig(StrictModel):
     )
     targets: Literal["soft", "hard"] = Field("soft", description="Soft MC fractions or hard any-correct labels.")
     architecture: TinyLMConfig = Field(TinyLMConfig(), description="Shape when init is scratch.")
+    extra_layers: int = Field(
+        0,
+        ge=0,
+        description="Fresh transformer layers stacked on the proposer's when init is proposer; they start as "
+        "the identity (zeroed output projections).",
+    )
     training: TrainSettings = TrainSettings(max_steps=400, learning_rate=1e-3)
+    model: str | None = Field(None, description="A trained PRM to use as is: no labelling, no training.")
+    dataset: str | None = Field(
+        None,
+        description="A stepwise dataset (saved datasets directory, .jsonl or .parquet) to train on instead of MC labels.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PRMConfig:
+        if self.model is not None and self.dataset is not None:
+            raise ValueError("give either model (a trained PRM) or dataset (to train one on), not both")
+        return self
+
+
+STEPWISE_COLUMNS = ("prompt", "completions", "labels")
+
+
+def load_stepwise(path: str | Path) -> Dataset:
+    """A checked stepwise-supervision dataset from a ``save_to_disk`` directory or a
+    .jsonl/.json/.parquet file; errors name the file and, for a bad row, the row."""
+    path = Path(path)
+    if path.is_dir():
+        dataset = load_from_disk(str(path))
+    elif not path.is_file():
+        raise DataError(f"{path}: no such stepwise dataset")
+    elif path.suffix in (".jsonl", ".json"):
+        dataset = Dataset.from_json(str(path))
+    elif path.suffix == ".parquet":
+        dataset = Dataset.from_parquet(str(path))
+    else:
+        raise DataError(f"{path}: expected a datasets directory or a .jsonl, .json or .parquet file")
+    if not isinstance(dataset, Dataset):
+        raise DataError(f"{path}: holds several splits ({', '.join(dataset)}); point at one")
+    try:
+        check_stepwise(dataset)
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
+    return dataset
+
+
+def check_stepwise(dataset: Dataset) -> None:
+    """Every row has a question, one label per step (soft labels too, when present), labels in [0, 1]."""
+    missing = [column for column in STEPWISE_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise DataError(f"stepwise dataset lacks column(s) {', '.join(missing)}")
+    label_columns = [c for c in ("labels", "soft_labels") if c in dataset.column_names]
+    for number, row in enumerate(dataset):
+        if not isinstance(row["prompt"], str) or not row["prompt"].strip():
+            raise DataError(f"row {number}: empty or missing prompt")
+        steps = row["completions"]
+        for column in label_columns:
+            labels = row[column]
+            if labels is None or len(labels) != len(steps):
+                count = "no" if labels is None else len(labels)
+                raise DataError(f"row {number}: {len(steps)} completions but {count} {column}")
+            for label in labels:
+                if label is None or isinstance(label, str) or not 0.0 <= float(label) <= 1.0:
+                    raise DataError(f"row {number}: {column} must lie in [0, 1], got {label!r}")
 
 
 def step_targets(
     tokenizer: PreTrainedTokenizerBase, prompt: str, completions: Sequence[str], labels: Sequence[float | bool]
 ) -> dict[str, list]:
-    """Token ids and per-token targets (a label at each step's last token, ``IGNORE`` elsewhere)."""
-    if len(completions) != len(labels):
-        raise ValueError(f"{len(completions)} completions but {len(labels)} labels")
-    targets = [float(label) for label in labels]
-    bad = [t for t in targets if not 0.0 <= t <= 1.0]
-    if bad:
-        raise ValueError(f"labels must lie in [0, 1], got {bad[0]}")
+    """Token ids and per-token targets (a label at each step's last token, ``IGNORE`` elsewhere);
+    ``prompt`` is the formatted prompt, ``labels`` one per step (``check_stepwise`` checks rows)."""
     ids, positions = encode_steps(tokenizer, prompt, completions)
     per_token = [IGNORE] * len(ids)
-    for position, target in zip(positions, targets):
-        per_token[position] = target
+    for position, label in zip(positions, labels, strict=True):
+        per_token[position] = float(label)
     return {"input_ids": ids, "labels": per_token}
 
 
-def prm_features(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, targets: str = "soft") -> list[dict]:
-    """Training features of a stepwise dataset; row numbers name the bad row in errors."""
+def prm_features(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, prompt: PromptConfig, targets: str = "soft"
+) -> list[dict]:
+    """Training features of a stepwise dataset (checked first: errors name the bad row)."""
+    check_stepwise(dataset)
     column = "soft_labels" if targets == "soft" and "soft_labels" in dataset.column_names else "labels"
-    features = []
-    for number, row in enumerate(dataset):
-        try:
-            features.append(step_targets(tokenizer, row["prompt"], row["completions"], row[column]))
-        except ValueError as error:
-            raise ValueError(f"stepwise dataset row {number}: {error}") from None
-    return features
+    return [step_targets(tokenizer, prompt.format(r["prompt"]), r["completions"], r[column]) for r in dataset]
 
 
 class _Collator:
@@ -104,20 +164,35 @@ class PRMTrainer(Trainer):
 
 
 def _build_model(config: PRMConfig, proposer_dir: Path, tokenizer: PreTrainedTokenizerBase):
+    torch.manual_seed(config.training.seed)
     if config.init == "proposer":
-        return AutoModelForTokenClassification.from_pretrained(str(proposer_dir), num_labels=1)
+        model_config = AutoConfig.from_pretrained(str(proposer_dir), num_labels=1)
+        depth = model_config.num_hidden_layers
+        model_config.num_hidden_layers = depth + config.extra_layers
+        model = AutoModelForTokenClassification.from_pretrained(str(proposer_dir), config=model_config)
+        for layer in model.base_model.layers[depth:]:
+            # Zeroed output projections make each new layer add nothing to the residual stream at
+            # first, so training starts from exactly the proposer's features.
+            torch.nn.init.zeros_(layer.self_attn.o_proj.weight)
+            torch.nn.init.zeros_(layer.mlp.down_proj.weight)
+        return model
     llama = tiny_llama_config(config.architecture, tokenizer)
     llama.num_labels = 1
-    torch.manual_seed(config.training.seed)
     return LlamaForTokenClassification(llama)
 
 
-def train_prm(config: PRMConfig, dataset: Dataset, proposer_dir: str | Path, output_dir: str | Path) -> TrainResult:
+def train_prm(
+    config: PRMConfig,
+    dataset: Dataset,
+    proposer_dir: str | Path,
+    output_dir: str | Path,
+    prompt: PromptConfig = PromptConfig(),
+) -> TrainResult:
     """Train a PRM on a stepwise dataset; the proposer's tokenizer is reused, and its weights when
     ``init`` is 'proposer'. The model is saved through a staging directory renamed into place."""
     proposer_dir, output_dir = Path(proposer_dir), Path(output_dir)
     tokenizer = load_tokenizer(proposer_dir)
-    features = prm_features(dataset, tokenizer, config.targets)
+    features = prm_features(dataset, tokenizer, prompt, config.targets)
     model = _build_model(config, proposer_dir, tokenizer)
     shutil.rmtree(staging_dir(output_dir), ignore_errors=True)
     args = TrainingArguments(**trainer_arguments(config.training, output_dir), remove_unused_columns=False)

@@ -10,14 +10,17 @@ temporary file and an atomic rename, so a labelling run that is interrupted cont
 first missing shard and loses nothing. Every random draw is seeded from ``(seed, problem index,
 sample, step)``, so shard boundaries and restarts do not change the labels.
 
-The output is a ``datasets`` dataset in TRL's stepwise-supervision layout (``prompt``,
-``completions``, ``labels``) plus ``soft_labels``, ``step_correct`` (the synthetic task's exact
-check, for diagnostics only; empty where the task cannot tell), ``problem_id`` and ``level``.
+The output is a ``datasets`` dataset in TRL's stepwise-supervision layout (``prompt``: the raw
+question, ``completions``: the steps, ``labels``: hard labels) plus ``soft_labels``,
+``step_correct`` (the synthetic task's exact check, for diagnostics only; empty where the task
+cannot tell), ``problem_id`` and ``level``. It is also saved with ``save_to_disk`` under
+``dataset/`` so that it loads like any other stepwise dataset.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from ..tasks import STEP_SEPARATOR, Problem, Task, extract_boxed, split_steps
 class LabelConfig(StrictModel):
     """How many solutions and rollouts the labels are estimated from."""
 
+    problems_per_level: int = Field(200, ge=1, description="Training problems labelled per difficulty level.")
     samples_per_problem: int = Field(4, ge=1, description="Solutions sampled per training problem.")
     rollouts: int = Field(8, ge=1, description="K: completions rolled out from every step prefix.")
     shard_size: int = Field(50, ge=1, description="Problems per shard, the unit of resumption.")
@@ -68,7 +72,7 @@ def _rows_for_shard(
             if not steps:
                 continue
             row = {
-                "prompt": prompt.format(problem.question),
+                "prompt": problem.question,
                 "completions": steps,
                 "soft_labels": [0.0] * len(steps),
                 "step_correct": task.step_correctness(problem, steps) or [],
@@ -146,4 +150,11 @@ def label_steps(
     for number in range(len(shards)):
         with (out_dir / f"shard-{number:05d}.jsonl").open() as handle:
             records.extend(json.loads(line) for line in handle)
-    return Dataset.from_list(records), usage
+    dataset = Dataset.from_list(records)
+    saved = out_dir / "dataset"
+    if not saved.is_dir():
+        staging = out_dir / "dataset.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        dataset.save_to_disk(str(staging))
+        staging.rename(saved)
+    return dataset, usage

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .config import ConfigError
 from .models import ModelLoadError
-from .tasks.math_jsonl import DataError
+from .tasks import DataError
 
 EXIT_BAD_INPUT = 2
 
@@ -25,7 +25,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_experiment(args.config)
     if args.run_dir:
         config = config.model_copy(update={"run_dir": args.run_dir})
-    Experiment(config).run(from_stage=args.from_stage)
+    Experiment(config).run(from_stage=args.from_stage, to_stage=args.to_stage)
     return 0
 
 
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="experiment YAML, e.g. configs/embedded.yaml")
     run.add_argument("--run-dir", help="override the config's run_dir")
     run.add_argument("--from", dest="from_stage", help="rerun from this stage on, even if up to date")
+    run.add_argument("--to", dest="to_stage", help="stop after this stage")
     run.set_defaults(func=_cmd_run)
 
     sample = sub.add_parser("sample", help="sample solutions to one question from a proposer")

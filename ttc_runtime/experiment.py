@@ -1,30 +1,42 @@
 """The experiment: one config, stages run in order, outputs under a run directory.
 
-Stages so far: ``proposer`` (train the proposer, or take a given model) and ``proposer_eval``
-(sampled pass@1 by level on the test split). A stage's output records the hash of the config
-parts it depends on; a stage whose inputs are unchanged is skipped, and ``from_stage`` forces it
-and everything after it to run again.
+Stages so far:
+
+- ``proposer``: train the proposer, or take a given model;
+- ``proposer_eval``: sampled pass@1 by level on the evaluation split;
+- ``prm_labels``: Monte Carlo step labels on training problems (skipped when a PRM or a stepwise
+  dataset is given);
+- ``prm``: train the PRM on those labels or the given dataset, or take a given PRM;
+- ``prm_eval``: best-of-N selection and step AUROC on held-out problems.
+
+A stage's output records the hash of the config parts it depends on, and of the models it reads;
+a stage whose inputs are unchanged is skipped, and ``from_stage`` forces it and everything after
+it to run again. Labelling resumes shard by shard after an interruption.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .config import StrictModel, load_config
-from .evaluate import LevelAccuracy, pass_at_1_by_level, per_level
+from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pass_at_1_by_level, per_level
 from .files import write_text_atomic
 from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
-from .tasks import MathJsonlConfig, MathJsonlTask, SyntheticTask, SyntheticTaskConfig, Task
+from .scoring import StepScorer, VerifierConfig, check_verifier, load_verifier
+from .tasks import LEVELS, SPLITS, MathJsonlConfig, MathJsonlTask, Problem, SyntheticTask, SyntheticTaskConfig, Task
+from .trainers.prm import PRMConfig, load_stepwise, train_prm
+from .trainers.prm_labels import LabelConfig, label_steps
 from .trainers.proposer import ProposerConfig, train_proposer
 
-STAGES = ("proposer", "proposer_eval")
+STAGES = ("proposer", "proposer_eval", "prm_labels", "prm", "prm_eval")
 
 
 class TaskConfig(StrictModel):
@@ -58,6 +70,26 @@ class EvaluationConfig(StrictModel):
     seed: int = 0
 
 
+class VerifierEvalConfig(StrictModel):
+    """Held-out evaluation of the verifier: best-of-N selection and step-level AUROC."""
+
+    split: Literal["validation", "test"] = "test"
+    levels: list[int] = Field(list(LEVELS), min_length=1, description="Difficulty levels evaluated.")
+    problems_per_level: int = Field(100, ge=1)
+    n: int = Field(16, ge=1, description="Samples per problem that the selectors choose among.")
+    label_problems_per_level: int = Field(
+        50, ge=0, description="Held-out problems given MC labels, to compare the PRM with them (0: skip)."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _known_levels(self) -> VerifierEvalConfig:
+        unknown = sorted(set(self.levels) - set(LEVELS))
+        if unknown:
+            raise ValueError(f"unknown level(s) {unknown}; levels run from 1 to 5")
+        return self
+
+
 class ExperimentConfig(StrictModel):
     """Everything one run needs; a YAML file holds only what differs from these defaults."""
 
@@ -67,15 +99,38 @@ class ExperimentConfig(StrictModel):
     proposer: ProposerConfig = ProposerConfig()
     sampling: SamplingConfig = SamplingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    labels: LabelConfig = LabelConfig()
+    prm: PRMConfig = PRMConfig()
+    verifier: VerifierConfig = VerifierConfig()
+    verifier_eval: VerifierEvalConfig = VerifierEvalConfig()
+
+    @model_validator(mode="after")
+    def _causal_prm_is_given(self) -> ExperimentConfig:
+        if self.verifier.kind == "causal_lm" and self.prm.model is None:
+            raise ValueError(
+                "verifier.kind 'causal_lm' needs prm.model: only token-classification PRMs are trained here"
+            )
+        return self
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
     return load_config(ExperimentConfig, path)
 
 
-def _fingerprint(*parts: StrictModel) -> str:
-    payload = json.dumps([p.model_dump(mode="json") for p in parts], sort_keys=True)
+def _fingerprint(*parts: StrictModel | str) -> str:
+    payload = json.dumps([p if isinstance(p, str) else p.model_dump(mode="json") for p in parts], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _identity(model_dir: Path) -> str:
+    """What a model directory is, for fingerprints: its training stamp when this project trained
+    it (a retrained model gets a new one), otherwise its resolved path."""
+    stamp = model_dir / "ttc_stage.json"
+    return stamp.read_text() if stamp.is_file() else str(model_dir.resolve())
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _device(config: ExperimentConfig) -> str:
@@ -98,17 +153,52 @@ class Experiment:
             return Path(self.config.proposer.model)
         return self.run_dir / "proposer"
 
-    def run(self, from_stage: str | None = None) -> dict[str, object]:
-        """Run every stage in order, skipping those already done with the same inputs."""
-        if from_stage is not None and from_stage not in STAGES:
-            raise ValueError(f"unknown stage {from_stage!r}; stages are {', '.join(STAGES)}")
+    def prm_dir(self) -> Path:
+        """The PRM to use: the configured model, or the one this run trains."""
+        if self.config.prm.model is not None:
+            return Path(self.config.prm.model)
+        return self.run_dir / "prm"
+
+    def check_inputs(self, stages: tuple[str, ...] = STAGES) -> None:
+        """Fail before any stage runs on the inputs one of ``stages`` would reject: a given PRM of
+        the wrong kind, a stepwise dataset with a bad row, a malformed data file, no training
+        problems to label."""
+        for split in SPLITS:
+            self.task.problems(split)
+        prm = self.config.prm
+        if prm.model is not None:
+            check_verifier(self.config.verifier, prm.model)
+        if prm.dataset is not None:
+            load_stepwise(prm.dataset)
+        if "prm_labels" in stages and prm.model is None and prm.dataset is None and not self.task.problems("train"):
+            raise ValueError(
+                "prm_labels: the task has no training problems to label; give prm.model (a trained PRM), "
+                "prm.dataset (stepwise data to train one) or training data, or stop earlier with --to"
+            )
+
+    def run(self, from_stage: str | None = None, to_stage: str | None = None) -> dict[str, object]:
+        """Run the stages in order up to ``to_stage`` (all by default), skipping those already done
+        with the same inputs; ``from_stage`` and the stages after it run even when up to date."""
+        for name in (from_stage, to_stage):
+            if name is not None and name not in STAGES:
+                raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+        stages = STAGES[: STAGES.index(to_stage) + 1] if to_stage else STAGES
+        self.check_inputs(stages)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         forced = set(STAGES[STAGES.index(from_stage) :]) if from_stage else set()
         results: dict[str, object] = {}
-        for number, stage in enumerate(STAGES, start=1):
-            print(f"[{number}/{len(STAGES)}] {stage}", flush=True)
+        started = time.perf_counter()
+        for number, stage in enumerate(stages, start=1):
+            print(f"[{number}/{len(stages)}] {stage} ({time.perf_counter() - started:.0f} s elapsed)", flush=True)
             results[stage] = getattr(self, f"_stage_{stage}")(force=stage in forced)
+        print(f"done in {time.perf_counter() - started:.0f} s; outputs in {self.run_dir}")
         return results
+
+    def _generator(self) -> TransformersGenerator:
+        return TransformersGenerator.from_pretrained(self.proposer_dir(), device=_device(self.config))
+
+    def _scorer(self) -> StepScorer:
+        return load_verifier(self.config.verifier, self.prm_dir(), self.config.proposer.prompt, _device(self.config))
 
     def _stage_proposer(self, force: bool) -> dict[str, object]:
         proposer = self.config.proposer
@@ -117,23 +207,14 @@ class Experiment:
             return {"model": proposer.model, "trained": False}
         key = _fingerprint(self.config.task, proposer)
         marker = self.proposer_dir() / "ttc_stage.json"
-        done = json.loads(marker.read_text()) if marker.is_file() else {}
+        done = _read_json(marker)
         if not force and done.get("fingerprint") == key:
             print(f"  up to date ({self.proposer_dir()}, trained in {done['seconds']:.0f} s)")
             return done
         problems = self.task.problems("train")
         print(f"  training on {len(problems)} problems for {proposer.training.max_steps} steps")
         result = train_proposer(proposer, problems, self.proposer_dir())
-        summary = {
-            "fingerprint": key,
-            "model": str(result.output_dir),
-            "trained": True,
-            "steps": result.steps,
-            "seconds": result.seconds,
-            "train_tokens": result.train_tokens,
-            "train_flops": result.train_flops,
-            "final_loss": result.final_loss,
-        }
+        summary = {"fingerprint": key, "model": str(result.output_dir), "trained": True, **result.summary()}
         write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
         return summary
@@ -141,22 +222,18 @@ class Experiment:
     def _stage_proposer_eval(self, force: bool) -> dict[str, object]:
         config = self.config
         out = self.run_dir / "proposer_eval.json"
-        model_dir = self.proposer_dir()
-        stamp = model_dir / "ttc_stage.json"
-        # A retrained proposer writes a new stamp, which changes the key and reruns the evaluation.
-        model_identity = stamp.read_text() if stamp.is_file() else str(model_dir.resolve())
-        key = _fingerprint(config.task, config.proposer, config.sampling, config.evaluation)
-        key += ":" + hashlib.sha256(model_identity.encode()).hexdigest()[:16]
-        done = json.loads(out.read_text()) if out.is_file() else {}
+        key = _fingerprint(
+            config.task, config.proposer, config.sampling, config.evaluation, _identity(self.proposer_dir())
+        )
+        done = _read_json(out)
         if not force and done.get("fingerprint") == key:
             print("  up to date")
             print(format_levels([LevelAccuracy(**row) for row in done["levels"]]))
             return done
-        generator = TransformersGenerator.from_pretrained(model_dir, device=_device(config))
         problems = per_level(self.task.problems(config.evaluation.split), config.evaluation.problems_per_level)
         started = time.perf_counter()
         levels, usage = pass_at_1_by_level(
-            generator,
+            self._generator(),
             self.task,
             problems,
             config.proposer.prompt,
@@ -177,9 +254,207 @@ class Experiment:
         print(format_levels(levels))
         return summary
 
+    def _labels_key(self) -> str:
+        config = self.config
+        return _fingerprint(
+            config.task, config.proposer.prompt, config.sampling, config.labels, _identity(self.proposer_dir())
+        )
+
+    def _label(self, problems: list[Problem], out_dir: Path, key: str) -> dict[str, object]:
+        """Label ``problems`` into ``out_dir``, resuming its shards when they were made with ``key``
+        and starting afresh when they were made from other inputs."""
+        key_file = out_dir / "stage-key"
+        if out_dir.exists() and (not key_file.is_file() or key_file.read_text() != key):
+            print(f"  {out_dir} holds labels from other inputs; relabelling")
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(key_file, key)
+        started = time.perf_counter()
+        dataset, usage = label_steps(
+            self._generator(),
+            self.task,
+            problems,
+            self.config.proposer.prompt,
+            self.config.sampling.params(),
+            self.config.labels,
+            out_dir,
+        )
+        steps = sum(len(row) for row in dataset["completions"])
+        return {
+            "problems": len(problems),
+            "solutions": len(dataset),
+            "steps": steps,
+            "seconds": time.perf_counter() - started,
+            "generated_tokens": usage.generated_tokens,
+            "flops": usage.flops,
+        }
+
+    def _stage_prm_labels(self, force: bool) -> dict[str, object]:
+        prm = self.config.prm
+        if prm.model is not None or prm.dataset is not None:
+            print(f"  not needed: the PRM {'is given' if prm.model else 'trains on ' + str(prm.dataset)}")
+            return {"labelled": False}
+        out_dir = self.run_dir / "prm_labels"
+        marker = out_dir / "summary.json"
+        key = self._labels_key()
+        done = _read_json(marker)
+        if not force and done.get("fingerprint") == key:
+            print(f"  up to date ({done['solutions']} solutions, {done['steps']} steps)")
+            return done
+        if force:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        problems = per_level(self.task.problems("train"), self.config.labels.problems_per_level)
+        print(
+            f"  {len(problems)} problems x {self.config.labels.samples_per_problem} solutions, K = {self.config.labels.rollouts} rollouts per step"
+        )
+        summary = {"fingerprint": key, **self._label(problems, out_dir, key)}
+        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        print(f"  labelled {summary['steps']} steps of {summary['solutions']} solutions in {summary['seconds']:.0f} s")
+        return summary
+
+    def _stage_prm(self, force: bool) -> dict[str, object]:
+        prm = self.config.prm
+        if prm.model is not None:
+            print(f"  using the PRM at {prm.model} (no training)")
+            return {"model": prm.model, "trained": False}
+        source = f"dataset:{Path(prm.dataset).resolve()}" if prm.dataset else f"labels:{self._labels_key()}"
+        key = _fingerprint(prm, self.config.proposer.prompt, source, _identity(self.proposer_dir()))
+        marker = self.prm_dir() / "ttc_stage.json"
+        done = _read_json(marker)
+        if not force and done.get("fingerprint") == key:
+            print(f"  up to date ({self.prm_dir()}, trained in {done['seconds']:.0f} s)")
+            return done
+        dataset = load_stepwise(prm.dataset or self.run_dir / "prm_labels" / "dataset")
+        print(
+            f"  training ({prm.init} init, {prm.targets} labels) on {len(dataset)} solutions for {prm.training.max_steps} steps"
+        )
+        result = train_prm(prm, dataset, self.proposer_dir(), self.prm_dir(), self.config.proposer.prompt)
+        summary = {"fingerprint": key, "model": str(result.output_dir), "trained": True, **result.summary()}
+        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
+        return summary
+
+    def _stage_prm_eval(self, force: bool) -> dict[str, object]:
+        config, settings = self.config, self.config.verifier_eval
+        out = self.run_dir / "prm_eval.json"
+        key = _fingerprint(
+            config.task,
+            config.proposer.prompt,
+            config.sampling,
+            config.labels,
+            config.verifier,
+            settings,
+            _identity(self.proposer_dir()),
+            _identity(self.prm_dir()),
+        )
+        done = _read_json(out)
+        if not force and done.get("fingerprint") == key:
+            print("  up to date")
+            print(format_verifier_levels([VerifierLevel(**row) for row in done["levels"]]))
+            return done
+        held_out = [p for p in self.task.problems(settings.split) if p.level in settings.levels]
+        scorer = self._scorer()
+        started = time.perf_counter()
+        levels, compute = evaluate_verifier(
+            self._generator(),
+            scorer,
+            self.task,
+            per_level(held_out, settings.problems_per_level),
+            config.proposer.prompt,
+            config.sampling.params(),
+            settings.n,
+            config.verifier.aggregation,
+            settings.seed,
+        )
+        summary: dict[str, object] = {
+            "fingerprint": key,
+            "split": settings.split,
+            "aggregation": config.verifier.aggregation,
+            "seconds": time.perf_counter() - started,
+            "levels": [vars(level) for level in levels],
+            "middle_levels": middle_levels_summary(levels),
+            "compute": compute.to_dict(),
+        }
+        if settings.label_problems_per_level:
+            summary["mc_labels"] = self._compare_with_mc_labels(
+                scorer, per_level(held_out, settings.label_problems_per_level), key
+            )
+        write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+        print(format_verifier_levels(levels))
+        if "mc_labels" in summary:
+            print(format_label_agreement(summary["mc_labels"]))
+        return summary
+
+    def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem], key: str) -> dict[str, object]:
+        """MC-label held-out solutions and compare: the PRM against the MC labels, and the MC labels
+        against the exact step correctness (how good the training signal itself is)."""
+        out_dir = self.run_dir / "prm_eval_labels"
+        self._label(problems, out_dir, _fingerprint(key, self._labels_key()))
+        dataset = load_stepwise(out_dir / "dataset")
+        scores = scorer.score(dataset["prompt"], dataset["completions"]).step_scores
+        result: dict[str, object] = {"problems": len(problems), "solutions": len(dataset)}
+        by_level = {}
+        for level in sorted(set(dataset["level"])):
+            rows = [i for i, row_level in enumerate(dataset["level"]) if row_level == level]
+            prm = [x for i in rows for x in scores[i]]
+            hard = [x for i in rows for x in dataset[i]["labels"]]
+            soft = [x for i in rows for x in dataset[i]["soft_labels"]]
+            exact = [x for i in rows for x in dataset[i]["step_correct"]]
+            by_level[level] = {
+                "steps": len(prm),
+                "prm_auroc_vs_mc_hard": auroc(hard, prm),
+                "prm_auroc_vs_mc_soft_half": auroc([x >= 0.5 for x in soft], prm),
+                "mc_soft_auroc_vs_exact": auroc(exact, soft) if len(exact) == len(soft) else None,
+            }
+        result["levels"] = by_level
+        return result
+
 
 def format_levels(levels: list[LevelAccuracy]) -> str:
     """A small table: level, problems, samples, pass@1."""
     lines = ["  level  problems  samples  pass@1"]
     lines += [f"  {a.level:>5}  {a.problems:>8}  {a.samples:>7}  {a.pass_at_1:>6.3f}" for a in levels]
+    return "\n".join(lines)
+
+
+MIDDLE_LEVELS = (3, 4)
+"""The levels where the embedded proposer is neither always right nor always wrong (pass@1 between
+0.2 and 0.7), so selection among samples has room to help; the PRM's acceptance figures average them."""
+
+
+def middle_levels_summary(levels: list[VerifierLevel]) -> dict[str, float] | None:
+    """Selector accuracies averaged over ``MIDDLE_LEVELS`` (None when none of them was evaluated)."""
+    chosen = [level for level in levels if level.level in MIDDLE_LEVELS]
+    if not chosen:
+        return None
+    keys = ("pass_at_1", "coverage", "majority", "best_of_n_weighted", "best_of_n_naive")
+    return {key: sum(getattr(level, key) for level in chosen) / len(chosen) for key in keys}
+
+
+def format_verifier_levels(levels: list[VerifierLevel]) -> str:
+    """A table of the selectors and the step AUROC, level by level."""
+    n = levels[0].n if levels else 0
+    lines = [f"  level  problems  pass@1  majority@{n}  weighted@{n}  naive@{n}  any@{n}  step AUROC"]
+    for a in levels:
+        step = "-" if a.step_auroc is None else f"{a.step_auroc:.3f}"
+        lines.append(
+            f"  {a.level:>5}  {a.problems:>8}  {a.pass_at_1:>6.3f}  {a.majority:>{9 + len(str(n))}.3f}"
+            f"  {a.best_of_n_weighted:>{9 + len(str(n))}.3f}  {a.best_of_n_naive:>{6 + len(str(n))}.3f}"
+            f"  {a.coverage:>{4 + len(str(n))}.3f}  {step:>10}"
+        )
+    return "\n".join(lines)
+
+
+def format_label_agreement(mc: dict) -> str:
+    """A table of the PRM against held-out MC labels, and of those labels against exact correctness."""
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = ["  level  steps  PRM vs MC hard  PRM vs MC soft>=0.5  MC soft vs exact"]
+    for level, row in mc["levels"].items():
+        lines.append(
+            f"  {level:>5}  {row['steps']:>5}  {cell(row['prm_auroc_vs_mc_hard']):>14}"
+            f"  {cell(row['prm_auroc_vs_mc_soft_half']):>19}  {cell(row['mc_soft_auroc_vs_exact']):>16}"
+        )
     return "\n".join(lines)

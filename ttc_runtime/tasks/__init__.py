@@ -1,12 +1,13 @@
 """Tasks: problems with gold answers and levels, and the grader they share."""
 
-from .base import LEVELS, SPLITS, Problem, Task
+from .base import LEVELS, SPLITS, DataError, Problem, Task
 from .grading import STEP_SEPARATOR, answers_match, extract_boxed, normalize_answer, split_steps
 from .math_jsonl import MathJsonlConfig, MathJsonlTask, load_math_jsonl
 from .synthetic import LevelSpec, SyntheticTask, SyntheticTaskConfig
 
 __all__ = [
     "LEVELS",
+    "DataError",
     "SPLITS",
     "STEP_SEPARATOR",
     "LevelSpec",

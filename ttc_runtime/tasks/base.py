@@ -12,6 +12,10 @@ SPLITS = ("train", "validation", "test")
 LEVELS = (1, 2, 3, 4, 5)
 
 
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file and the line or row."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One question.

@@ -15,12 +15,8 @@ from pathlib import Path
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import SPLITS, Problem, Task
+from .base import SPLITS, DataError, Problem, Task
 from .grading import extract_boxed
-
-
-class DataError(ValueError):
-    """A data file that cannot be read; the message names the file and line."""
 
 
 class MathJsonlConfig(StrictModel):
