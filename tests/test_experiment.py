@@ -6,11 +6,11 @@ import sys
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from ttc_runtime.trainers.prm import load_stepwise
 
 from ttc_runtime.compute import training_flops
 from ttc_runtime.models import flop_params
 from ttc_runtime.scoring import TokenClassificationPRM
-from ttc_runtime.trainers.prm import load_stepwise
 
 TINY = """
 run_dir: {run_dir}
@@ -70,7 +70,9 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     prm = TokenClassificationPRM.from_pretrained(run_dir / "prm")
     assert json.loads((run_dir / "prm" / "ttc_stage.json").read_text())["steps"] == 4
     verifier = json.loads((run_dir / "prm_eval.json").read_text())
-    assert [(row["level"], row["problems"], row["n"]) for row in verifier["levels"]] == [(lv, 2, 4) for lv in range(1, 6)]
+    assert [(row["level"], row["problems"], row["n"]) for row in verifier["levels"]] == [
+        (lv, 2, 4) for lv in range(1, 6)
+    ]
     for row in verifier["levels"]:
         assert row["coverage"] >= max(row["majority"], row["best_of_n_weighted"], row["best_of_n_naive"])
     assert verifier["compute"]["generations"] == 5 * 2 * 4
