@@ -20,7 +20,6 @@ import torch
 from datasets import Dataset, load_from_disk
 from pydantic import Field, model_validator
 from transformers import (
-    AutoConfig,
     AutoModelForTokenClassification,
     LlamaForTokenClassification,
     PreTrainedTokenizerBase,
@@ -47,12 +46,6 @@ class PRMConfig(StrictModel):
     )
     targets: Literal["soft", "hard"] = Field("soft", description="Soft MC fractions or hard any-correct labels.")
     architecture: TinyLMConfig = Field(TinyLMConfig(), description="Shape when init is scratch.")
-    extra_layers: int = Field(
-        0,
-        ge=0,
-        description="Fresh transformer layers stacked on the proposer's when init is proposer; they start as "
-        "the identity (zeroed output projections).",
-    )
     training: TrainSettings = TrainSettings(max_steps=400, learning_rate=1e-3)
     model: str | None = Field(None, description="A trained PRM to use as is: no labelling, no training.")
     dataset: str | None = Field(
@@ -166,16 +159,7 @@ class PRMTrainer(Trainer):
 def _build_model(config: PRMConfig, proposer_dir: Path, tokenizer: PreTrainedTokenizerBase):
     torch.manual_seed(config.training.seed)
     if config.init == "proposer":
-        model_config = AutoConfig.from_pretrained(str(proposer_dir), num_labels=1)
-        depth = model_config.num_hidden_layers
-        model_config.num_hidden_layers = depth + config.extra_layers
-        model = AutoModelForTokenClassification.from_pretrained(str(proposer_dir), config=model_config)
-        for layer in model.base_model.layers[depth:]:
-            # Zeroed output projections make each new layer add nothing to the residual stream at
-            # first, so training starts from exactly the proposer's features.
-            torch.nn.init.zeros_(layer.self_attn.o_proj.weight)
-            torch.nn.init.zeros_(layer.mlp.down_proj.weight)
-        return model
+        return AutoModelForTokenClassification.from_pretrained(str(proposer_dir), num_labels=1)
     llama = tiny_llama_config(config.architecture, tokenizer)
     llama.num_labels = 1
     return LlamaForTokenClassification(llama)
