@@ -377,7 +377,7 @@ class Experiment:
         }
         if settings.label_problems_per_level:
             summary["mc_labels"] = self._compare_with_mc_labels(
-                scorer, per_level(held_out, settings.label_problems_per_level), key
+                scorer, per_level(held_out, settings.label_problems_per_level)
             )
         write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
         print(format_verifier_levels(levels))
@@ -385,11 +385,12 @@ class Experiment:
             print(format_label_agreement(summary["mc_labels"]))
         return summary
 
-    def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem], key: str) -> dict[str, object]:
+    def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem]) -> dict[str, object]:
         """MC-label held-out solutions and compare: the PRM against the MC labels, and the MC labels
-        against the exact step correctness (how good the training signal itself is)."""
+        against the exact step correctness (how good the training signal itself is). The labels
+        depend on the proposer and the problems, not on the PRM, so a new PRM reuses them."""
         out_dir = self.run_dir / "prm_eval_labels"
-        self._label(problems, out_dir, _fingerprint(key, self._labels_key()))
+        self._label(problems, out_dir, _fingerprint(self._labels_key(), ",".join(p.id for p in problems)))
         dataset = load_stepwise(out_dir / "dataset")
         scores = scorer.score(dataset["prompt"], dataset["completions"]).step_scores
         result: dict[str, object] = {"problems": len(problems), "solutions": len(dataset)}
