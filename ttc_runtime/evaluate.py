@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from .compute import Compute, Usage
-from .generation.base import Generator, SamplingParams
+from .generation.base import GenerationOutput, Generator, SamplingParams
 from .generation.sampling import derive_seed
 from .prompts import PromptConfig
 from .scoring import StepScorer
@@ -40,6 +40,36 @@ def per_level(problems: Sequence[Problem], limit: int) -> list[Problem]:
     return chosen
 
 
+def sample_in_batches(
+    generator: Generator,
+    problems: Sequence[Problem],
+    prompt: PromptConfig,
+    params: SamplingParams,
+    n: int,
+    seed: int,
+    batch_prompts: int,
+    desc: str,
+) -> Iterator[tuple[Sequence[Problem], GenerationOutput]]:
+    """``n`` full solutions per problem, ``batch_prompts`` problems per call, with a progress bar.
+
+    Each problem's seed is derived from ``seed`` and its position in ``problems``, so the samples do
+    not depend on the batching.
+    """
+    with tqdm(total=len(problems), desc=desc, unit="problem") as bar:
+        for start in range(0, len(problems), batch_prompts):
+            batch = problems[start : start + batch_prompts]
+            yield (
+                batch,
+                generator.generate(
+                    [prompt.format(p.question) for p in batch],
+                    n=n,
+                    params=params,
+                    seed=[derive_seed(seed, start + i) for i in range(len(batch))],
+                ),
+            )
+            bar.update(len(batch))
+
+
 def pass_at_1_by_level(
     generator: Generator,
     task: Task,
@@ -50,27 +80,15 @@ def pass_at_1_by_level(
     seed: int = 0,
     batch_prompts: int = 256,
 ) -> tuple[list[LevelAccuracy], Usage]:
-    """Sample ``samples_per_problem`` full solutions per problem and grade them, level by level.
-
-    Problems are processed ``batch_prompts`` at a time with a progress bar; each problem's seed is
-    derived from ``seed`` and its position, so results do not depend on the batching.
-    """
+    """Sample ``samples_per_problem`` full solutions per problem and grade them, level by level."""
     correct: dict[int, list[float]] = defaultdict(list)
     usage = Usage()
-    with tqdm(total=len(problems), desc="pass@1", unit="problem") as bar:
-        for start in range(0, len(problems), batch_prompts):
-            batch = problems[start : start + batch_prompts]
-            output = generator.generate(
-                [prompt.format(p.question) for p in batch],
-                n=samples_per_problem,
-                params=params,
-                seed=[derive_seed(seed, start + i) for i in range(len(batch))],
-            )
-            usage = usage + output.usage
-            for problem, completions in zip(batch, output.completions, strict=True):
-                hits = sum(task.is_correct(c.text, problem) for c in completions)
-                correct[problem.level].append(hits / len(completions))
-            bar.update(len(batch))
+    batches = sample_in_batches(generator, problems, prompt, params, samples_per_problem, seed, batch_prompts, "pass@1")
+    for batch, output in batches:
+        usage = usage + output.usage
+        for problem, completions in zip(batch, output.completions, strict=True):
+            hits = sum(task.is_correct(c.text, problem) for c in completions)
+            correct[problem.level].append(hits / len(completions))
     results = [
         LevelAccuracy(
             level,
@@ -130,42 +148,33 @@ def evaluate_verifier(
     rows: dict[int, list[dict[str, float]]] = defaultdict(list)
     step_pairs: dict[int, list[tuple[bool, float]]] = defaultdict(list)
     compute = Compute()
-    with tqdm(total=len(problems), desc=f"best-of-{n}", unit="problem") as bar:
-        for start in range(0, len(problems), batch_prompts):
-            batch = problems[start : start + batch_prompts]
-            output = generator.generate(
-                [prompt.format(p.question) for p in batch],
-                n=n,
-                params=params,
-                seed=[derive_seed(seed, start + i) for i in range(len(batch))],
+    for batch, output in sample_in_batches(generator, problems, prompt, params, n, seed, batch_prompts, f"best-of-{n}"):
+        steps = [split_steps(c.text) for completions in output.completions for c in completions]
+        scored = scorer.score([p.question for p in batch for _ in range(n)], steps)
+        compute = compute + Compute(output.usage, scored.usage, len(steps))
+        for i, (problem, completions) in enumerate(zip(batch, output.completions, strict=True)):
+            step_lists = steps[i * n : (i + 1) * n]
+            step_scores = scored.step_scores[i * n : (i + 1) * n]
+            answers = [normalize_answer(task.extract_answer(c.text)) for c in completions]
+            correct = [task.is_correct(c.text, problem) for c in completions]
+            values = [aggregate_steps(s, aggregation) if s else 0.0 for s in step_scores]
+
+            def right(answer: str | None) -> float:
+                return float(answer is not None and answers_match(answer, problem.answer))
+
+            rows[problem.level].append(
+                {
+                    "pass_at_1": sum(correct) / n,
+                    "coverage": float(any(correct)),
+                    "majority": right(majority_vote(answers)),
+                    "best_of_n_weighted": right(best_of_n_weighted(answers, values)),
+                    "best_of_n_naive": right(best_of_n_naive(answers, values)),
+                }
             )
-            steps = [split_steps(c.text) for completions in output.completions for c in completions]
-            scored = scorer.score([p.question for p in batch for _ in range(n)], steps)
-            compute = compute + Compute(output.usage, scored.usage, len(steps))
-            for i, (problem, completions) in enumerate(zip(batch, output.completions, strict=True)):
-                step_lists = steps[i * n : (i + 1) * n]
-                step_scores = scored.step_scores[i * n : (i + 1) * n]
-                answers = [normalize_answer(task.extract_answer(c.text)) for c in completions]
-                correct = [task.is_correct(c.text, problem) for c in completions]
-                values = [aggregate_steps(s, aggregation) if s else 0.0 for s in step_scores]
-
-                def right(answer: str | None) -> float:
-                    return float(answer is not None and answers_match(answer, problem.answer))
-
-                rows[problem.level].append(
-                    {
-                        "pass_at_1": sum(correct) / n,
-                        "coverage": float(any(correct)),
-                        "majority": right(majority_vote(answers)),
-                        "best_of_n_weighted": right(best_of_n_weighted(answers, values)),
-                        "best_of_n_naive": right(best_of_n_naive(answers, values)),
-                    }
-                )
-                for solution, scores in zip(step_lists, step_scores):
-                    truth = task.step_correctness(problem, solution)
-                    if truth is not None:
-                        step_pairs[problem.level].extend(zip(truth, scores))
-            bar.update(len(batch))
+            for solution, scores in zip(step_lists, step_scores):
+                truth = task.step_correctness(problem, solution)
+                if truth is not None:
+                    step_pairs[problem.level].extend(zip(truth, scores))
     levels = []
     for level in LEVELS:
         if not rows[level]:
