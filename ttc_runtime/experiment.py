@@ -395,12 +395,13 @@ class Experiment:
         scores = scorer.score(dataset["prompt"], dataset["completions"]).step_scores
         result: dict[str, object] = {"problems": len(problems), "solutions": len(dataset)}
         by_level = {}
-        for level in sorted(set(dataset["level"])):
-            rows = [i for i, row_level in enumerate(dataset["level"]) if row_level == level]
+        columns = {name: dataset[name] for name in ("level", "labels", "soft_labels", "step_correct")}
+        for level in sorted(set(columns["level"])):
+            rows = [i for i, row_level in enumerate(columns["level"]) if row_level == level]
             prm = [x for i in rows for x in scores[i]]
-            hard = [x for i in rows for x in dataset[i]["labels"]]
-            soft = [x for i in rows for x in dataset[i]["soft_labels"]]
-            exact = [x for i in rows for x in dataset[i]["step_correct"]]
+            hard = [x for i in rows for x in columns["labels"][i]]
+            soft = [x for i in rows for x in columns["soft_labels"][i]]
+            exact = [x for i in rows for x in columns["step_correct"][i]]
             by_level[level] = {
                 "steps": len(prm),
                 "prm_auroc_vs_mc_hard": auroc(hard, prm),
