@@ -127,3 +127,23 @@ def test_causal_verifier_needs_a_given_prm(tmp_path):
     result = ttc("run", config)
     assert result.returncode == 2
     assert "verifier.kind 'causal_lm' needs prm.model" in result.stderr
+
+
+def test_margin_verifier_needs_no_labels_and_no_prm(tmp_path, tiny_model_dir):
+    config = tmp_path / "margin.yaml"
+    config.write_text(
+        f"run_dir: {tmp_path / 'run'}\n"
+        "task:\n  synthetic: {train_per_level: 4, validation_per_level: 2, test_per_level: 3}\n"
+        f"proposer:\n  model: {tiny_model_dir}\n"
+        "sampling:\n  max_new_tokens: 24\n"
+        "evaluation:\n  problems_per_level: 2\n"
+        "verifier:\n  kind: proposer_margin\n"
+        "verifier_eval: {problems_per_level: 2, n: 2, label_problems_per_level: 1}\n"
+    )
+    result = ttc("run", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("not needed: the verifier reads the proposer's margins") == 2
+    report = json.loads((tmp_path / "run" / "prm_eval.json").read_text())
+    assert [row["level"] for row in report["levels"]] == [1, 2, 3, 4, 5]
+    assert report["compute"]["verifier_prompt_tokens"] > 0
+    assert not (tmp_path / "run" / "prm").exists() and not (tmp_path / "run" / "prm_labels").exists()

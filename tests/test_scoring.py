@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForTokenClassification
@@ -9,12 +11,15 @@ from ttc_runtime.scoring import (
     CausalLMPRM,
     CausalPRMFormat,
     OutcomeScorer,
+    ProposerMarginScorer,
     StepScorer,
     TokenClassificationPRM,
     VerifierConfig,
     encode_steps,
     load_verifier,
 )
+
+from .conftest import biased_model
 
 QUESTIONS = ["Evaluate left to right:\n3+4*2", "Evaluate left to right:\n9-1"]
 SOLUTIONS = [["7*2", "14", "\\boxed{14}"], ["8", "\\boxed{8}"]]
@@ -139,3 +144,32 @@ def test_load_verifier_builds_the_configured_scorer(prm_dir, causal_prm_dir):
     assert isinstance(causal, OutcomeScorer) and causal.scorer.prompt.template == "{question} "
     with pytest.raises(ModelLoadError, match="expected a token-classification model"):
         load_verifier(VerifierConfig(), causal_prm_dir, prompt)
+
+
+def test_margin_scorer_is_one_until_a_token_against_the_models_preference():
+    model, tokenizer = biased_model({"1": 5.0, "7": 2.0})  # always prefers "1"; "7" is 3 nats behind it
+    scorer = ProposerMarginScorer(model, tokenizer)
+    out = scorer.score(["9-8", "9-8", "9-8"], [["1", "1"], ["1", "7", "1"], ["7 ", "1"]])
+    # Blank tokens (the step separators, the trailing space) never count; the prompt never counts.
+    assert out.step_scores[0] == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert out.step_scores[1] == pytest.approx([1.0, math.exp(-3.0), math.exp(-3.0)], rel=1e-4)
+    assert out.step_scores[2] == pytest.approx([math.exp(-3.0), math.exp(-3.0)], rel=1e-4)
+    assert out.usage.flops == inference_flops(scorer.flop_params, out.usage.prompt_tokens)
+
+
+def test_margin_scorer_matches_a_direct_computation(tiny_model_dir):
+    scorer = ProposerMarginScorer.from_pretrained(tiny_model_dir, batch_size=2)
+    out = scorer.score(QUESTIONS, SOLUTIONS)
+    for question, steps, scores in zip(QUESTIONS, SOLUTIONS, out.step_scores):
+        prompt = scorer.prompt.format(question)
+        ids, positions = encode_steps(scorer.tokenizer, prompt, steps)
+        start = len(scorer.tokenizer(prompt)["input_ids"])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(scorer.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        running, expected = 0.0, []
+        for t in range(start, len(ids)):
+            if scorer.tokenizer.decode([ids[t]]).strip():
+                running = min(running, (log_probs[t - 1, ids[t]] - log_probs[t - 1].max()).item())
+            if t in positions:
+                expected.append(math.exp(running))
+        assert scores == pytest.approx(expected, rel=1e-4)

@@ -166,11 +166,12 @@ class Experiment:
         for split in SPLITS:
             self.task.problems(split)
         prm = self.config.prm
-        if prm.model is not None:
+        if prm.model is not None and self.config.verifier.kind != "proposer_margin":
             check_verifier(self.config.verifier, prm.model)
         if prm.dataset is not None:
             load_stepwise(prm.dataset)
-        if "prm_labels" in stages and prm.model is None and prm.dataset is None and not self.task.problems("train"):
+        labelling = prm.model is None and prm.dataset is None and self.config.verifier.kind != "proposer_margin"
+        if "prm_labels" in stages and labelling and not self.task.problems("train"):
             raise ValueError(
                 "prm_labels: the task has no training problems to label; give prm.model (a trained PRM), "
                 "prm.dataset (stepwise data to train one) or training data, or stop earlier with --to"
@@ -197,8 +198,14 @@ class Experiment:
     def _generator(self) -> TransformersGenerator:
         return TransformersGenerator.from_pretrained(self.proposer_dir(), device=_device(self.config))
 
+    def verifier_dir(self) -> Path:
+        """What the verifier loads: the proposer itself for ``proposer_margin``, else the PRM."""
+        return self.proposer_dir() if self.config.verifier.kind == "proposer_margin" else self.prm_dir()
+
     def _scorer(self) -> StepScorer:
-        return load_verifier(self.config.verifier, self.prm_dir(), self.config.proposer.prompt, _device(self.config))
+        return load_verifier(
+            self.config.verifier, self.verifier_dir(), self.config.proposer.prompt, _device(self.config)
+        )
 
     def _stage_proposer(self, force: bool) -> dict[str, object]:
         proposer = self.config.proposer
@@ -291,6 +298,9 @@ class Experiment:
 
     def _stage_prm_labels(self, force: bool) -> dict[str, object]:
         prm = self.config.prm
+        if self.config.verifier.kind == "proposer_margin":
+            print("  not needed: the verifier reads the proposer's margins")
+            return {"labelled": False}
         if prm.model is not None or prm.dataset is not None:
             print(f"  not needed: the PRM {'is given' if prm.model else 'trains on ' + str(prm.dataset)}")
             return {"labelled": False}
@@ -314,6 +324,9 @@ class Experiment:
 
     def _stage_prm(self, force: bool) -> dict[str, object]:
         prm = self.config.prm
+        if self.config.verifier.kind == "proposer_margin":
+            print("  not needed: the verifier reads the proposer's margins")
+            return {"trained": False}
         if prm.model is not None:
             print(f"  using the PRM at {prm.model} (no training)")
             return {"model": prm.model, "trained": False}
@@ -345,7 +358,7 @@ class Experiment:
             config.verifier,
             settings,
             _identity(self.proposer_dir()),
-            _identity(self.prm_dir()),
+            _identity(self.verifier_dir()),
         )
         done = _read_json(out)
         if not force and done.get("fingerprint") == key:

@@ -3,6 +3,7 @@
 from .base import BatchedModelScorer, ScoreOutput, StepScorer
 from .causal import CausalLMPRM, CausalPRMFormat
 from .load import VerifierConfig, check_verifier, load_verifier
+from .margin import ProposerMarginScorer
 from .outcome import OutcomeScorer
 from .prm import TokenClassificationPRM, encode_steps
 
@@ -11,6 +12,7 @@ __all__ = [
     "CausalLMPRM",
     "CausalPRMFormat",
     "OutcomeScorer",
+    "ProposerMarginScorer",
     "ScoreOutput",
     "StepScorer",
     "TokenClassificationPRM",

@@ -41,8 +41,8 @@ class BatchedModelScorer(ABC):
     positions where its step scores are read, run the pairs in padded batches (sorted by length,
     so a batch holds sequences of similar length and padding stays small), and read the scores.
 
-    Subclasses define ``encode`` (the text layout the model was trained on) and ``probabilities``
-    (the model's step-score at every position).
+    Subclasses define ``encode`` (the text layout the model was trained on; it starts with the
+    tokenized prompt) and ``probabilities`` (the model's step score at every position).
     """
 
     def __init__(
@@ -66,14 +66,19 @@ class BatchedModelScorer(ABC):
         """Token ids of the formatted prompt and the steps, and the index where each step's score is read."""
 
     @abstractmethod
-    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, length) step-score probabilities at every position."""
+    def probabilities(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, solution_start: torch.Tensor
+    ) -> torch.Tensor:
+        """(batch, length) step-score probabilities at every position; ``solution_start`` (batch,)
+        is the index of each row's first token after the prompt."""
 
     @torch.inference_mode()
     def score(self, questions: Sequence[str], solutions: Sequence[Sequence[str]]) -> ScoreOutput:
         if len(questions) != len(solutions):
             raise ValueError(f"got {len(solutions)} solutions for {len(questions)} questions")
-        encoded = [self.encode(self.prompt.format(q), steps) for q, steps in zip(questions, solutions)]
+        prompts = [self.prompt.format(q) for q in questions]
+        encoded = [self.encode(prompt, steps) for prompt, steps in zip(prompts, solutions)]
+        starts = [len(self.tokenizer(prompt)["input_ids"]) for prompt in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         scores: list[list[float]] = [[] for _ in encoded]
@@ -88,7 +93,8 @@ class BatchedModelScorer(ABC):
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention[row, : len(ids)] = 1
                 tokens += len(ids)
-            probs = self.probabilities(input_ids.to(self.device), attention.to(self.device)).float().cpu()
+            start = torch.tensor([starts[index] for index in batch], device=self.device)
+            probs = self.probabilities(input_ids.to(self.device), attention.to(self.device), start).float().cpu()
             for row, index in enumerate(batch):
                 scores[index] = probs[row, encoded[index][1]].tolist()
         return ScoreOutput(scores, Usage.inference(self.flop_params, tokens))

@@ -99,7 +99,9 @@ class CausalLMPRM(BatchedModelScorer):
             positions.append(len(ids) - 1)
         return ids, positions
 
-    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def probabilities(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, solution_start: torch.Tensor
+    ) -> torch.Tensor:
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         head = self.model.get_output_embeddings()
         verdict = head.weight[self.verdict_ids.to(head.weight.device)]  # (2, hidden)

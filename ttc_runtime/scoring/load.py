@@ -12,6 +12,7 @@ from ..prompts import PromptConfig
 from ..selection import Aggregation
 from .base import StepScorer
 from .causal import CausalLMPRM, CausalPRMFormat
+from .margin import ProposerMarginScorer
 from .outcome import OutcomeScorer
 from .prm import TokenClassificationPRM
 
@@ -19,15 +20,16 @@ from .prm import TokenClassificationPRM
 class VerifierConfig(StrictModel):
     """How the PRM is loaded and used at inference."""
 
-    kind: Literal["token_classification", "causal_lm"] = Field(
+    kind: Literal["token_classification", "causal_lm", "proposer_margin"] = Field(
         "token_classification",
         description="token_classification: a PRM trained here (one logit per step); causal_lm: a "
-        "Math-Shepherd-style PRM (good/bad token after a step tag).",
+        "Math-Shepherd-style PRM (good/bad token after a step tag); proposer_margin: no verifier model, "
+        "the proposer's own margins (scoring/margin.py).",
     )
     prompt: PromptConfig | None = Field(
         None,
-        description="How the PRM reads the question; None: the proposer's prompt (token_classification) "
-        "or '{question} ' (causal_lm, as Math-Shepherd).",
+        description="How the PRM reads the question; None: the proposer's prompt (token_classification, "
+        "proposer_margin) or '{question} ' (causal_lm, as Math-Shepherd).",
     )
     causal_lm: CausalPRMFormat = CausalPRMFormat()
     outcome: bool = Field(False, description="Score finished solutions only (the last step's score).")
@@ -46,10 +48,14 @@ def check_verifier(config: VerifierConfig, path: str | Path) -> None:
 def load_verifier(
     config: VerifierConfig, path: str | Path, proposer_prompt: PromptConfig, device: str | None = None
 ) -> StepScorer:
-    """The scorer ``config`` describes, loaded from ``path``."""
+    """The scorer ``config`` describes, loaded from ``path`` (the proposer's directory for
+    ``proposer_margin``, the PRM's otherwise)."""
     if config.kind == "token_classification":
         prompt = config.prompt or proposer_prompt
         scorer: StepScorer = TokenClassificationPRM.from_pretrained(path, prompt, device, config.batch_size)
+    elif config.kind == "proposer_margin":
+        prompt = config.prompt or proposer_prompt
+        scorer = ProposerMarginScorer.from_pretrained(path, prompt, device, config.batch_size)
     else:
         prompt = config.prompt or PromptConfig(template="{question} ")
         scorer = CausalLMPRM.from_pretrained(path, prompt, config.causal_lm, device, config.batch_size)

@@ -60,6 +60,8 @@ class TokenClassificationPRM(BatchedModelScorer):
     def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
         return encode_steps(self.tokenizer, prompt, steps)
 
-    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def probabilities(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, solution_start: torch.Tensor
+    ) -> torch.Tensor:
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, 1)
         return torch.sigmoid(logits[..., 0].float())
