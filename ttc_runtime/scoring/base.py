@@ -78,7 +78,8 @@ class BatchedModelScorer(ABC):
             raise ValueError(f"got {len(solutions)} solutions for {len(questions)} questions")
         prompts = [self.prompt.format(q) for q in questions]
         encoded = [self.encode(prompt, steps) for prompt, steps in zip(prompts, solutions)]
-        starts = [len(self.tokenizer(prompt)["input_ids"]) for prompt in prompts]
+        prompt_length = {prompt: len(self.tokenizer(prompt)["input_ids"]) for prompt in set(prompts)}
+        starts = [prompt_length[prompt] for prompt in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         scores: list[list[float]] = [[] for _ in encoded]

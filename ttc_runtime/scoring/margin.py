@@ -14,10 +14,10 @@ reading the end of a step has to learn the same comparison from labels (see the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..models import load_causal_lm, load_tokenizer
 from ..prompts import PromptConfig
@@ -28,18 +28,13 @@ from .prm import encode_steps
 class ProposerMarginScorer(BatchedModelScorer):
     """``StepScorer`` over the proposer itself (a causal LM): one forward pass per batch."""
 
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        prompt: PromptConfig = PromptConfig(),
-        batch_size: int = 64,
-    ) -> None:
-        super().__init__(model, tokenizer, prompt, batch_size)
-        vocab = model.get_output_embeddings().weight.shape[0]
-        blank = [i for i in range(min(vocab, len(tokenizer))) if not tokenizer.decode([i]).strip()]
-        self.blank = torch.zeros(vocab, dtype=torch.bool, device=self.device)
-        self.blank[blank] = True
+    @cached_property
+    def blank(self) -> torch.Tensor:
+        """(vocabulary,) True for tokens that decode to whitespace only; their margins never count."""
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        blank = torch.zeros(vocab, dtype=torch.bool, device=self.device)
+        blank[[i for i in range(min(vocab, len(self.tokenizer))) if not self.tokenizer.decode([i]).strip()]] = True
+        return blank
 
     @classmethod
     def from_pretrained(
