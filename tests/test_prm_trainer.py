@@ -1,6 +1,8 @@
 import json
 
+import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 from ttc_runtime.trainers.common import TrainSettings
 from ttc_runtime.trainers.prm import (
@@ -13,9 +15,10 @@ from ttc_runtime.trainers.prm import (
     train_prm,
 )
 
-from ttc_runtime.models import build_embedded_tokenizer
+from ttc_runtime.evaluate import auroc
+from ttc_runtime.models import build_embedded_tokenizer, flop_params, load_causal_lm, load_tokenizer
 from ttc_runtime.prompts import PromptConfig
-from ttc_runtime.scoring import TokenClassificationPRM
+from ttc_runtime.scoring import MarginPRMForTokenClassification, ProposerMarginScorer, TokenClassificationPRM
 from ttc_runtime.tasks import DataError, SyntheticTask, SyntheticTaskConfig, split_steps
 
 
@@ -67,6 +70,7 @@ def stepwise_rows():
 @pytest.mark.parametrize("init", ["proposer", "scratch"])
 def test_train_prm_learns_and_saves_a_loadable_scorer(tiny_model_dir, tmp_path, init):
     config = PRMConfig(
+        reads="hidden_states",
         init=init,
         targets="hard",
         architecture={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
@@ -82,3 +86,42 @@ def test_train_prm_learns_and_saves_a_loadable_scorer(tiny_model_dir, tmp_path, 
     good = [x for s, r in zip(scores, rows) if r["labels"][0] for x in s]
     bad = [x for s, r in zip(scores, rows) if not r["labels"][0] for x in s]
     assert sum(good) / len(good) > sum(bad) / len(bad) + 0.2  # it learned the labels
+
+
+def test_a_margin_prm_cannot_start_from_scratch():
+    with pytest.raises(ValueError, match="init: scratch needs reads: hidden_states"):
+        PRMConfig(init="scratch")
+
+
+@pytest.mark.slow
+def test_margin_prm_learns_labels_from_the_proposers_margins(tiny_model_dir, tmp_path):
+    # Labels the untrained head ranks exactly backwards: a step is good when the proposer
+    # disliked it. Only training on the labels can turn that ranking around.
+    rows = stepwise_rows()
+    proposer = load_causal_lm(tiny_model_dir)
+    margins = ProposerMarginScorer(proposer, load_tokenizer(tiny_model_dir))
+    scores = margins.score(rows["prompt"], rows["completions"]).step_scores
+    threshold = float(np.median([x for s in scores for x in s]))
+    rows = Dataset.from_dict(
+        {
+            "prompt": rows["prompt"],
+            "completions": rows["completions"],
+            "labels": [[x < threshold for x in s] for s in scores],
+        }
+    )
+    config = PRMConfig(
+        targets="hard",
+        head_size=8,
+        training=TrainSettings(max_steps=1500, batch_size=16, learning_rate=3e-2, logging_steps=500),
+    )
+    result = train_prm(config, rows, tiny_model_dir, tmp_path / "prm")
+    prm = TokenClassificationPRM.from_pretrained(tmp_path / "prm")
+    assert isinstance(prm.model, MarginPRMForTokenClassification)
+    assert all(
+        torch.equal(a, b) for a, b in zip(prm.model.proposer.state_dict().values(), proposer.state_dict().values())
+    )
+    head = sum(p.numel() for p in [*prm.model.head.parameters(), *prm.model.linear.parameters()])
+    assert result.train_flops == 6 * head * result.train_tokens + 2 * flop_params(proposer) * result.train_tokens
+    learned = prm.score(rows["prompt"], rows["completions"]).step_scores
+    labels = [x for r in rows["labels"] for x in r]
+    assert auroc(labels, [x for s in learned for x in s]) > 0.95

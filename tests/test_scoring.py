@@ -5,11 +5,20 @@ import torch
 from transformers import LlamaConfig, LlamaForTokenClassification
 
 from ttc_runtime.compute import inference_flops
-from ttc_runtime.models import ModelLoadError, TinyLMConfig, build_embedded_tokenizer, build_tiny_causal_lm
+from ttc_runtime.models import (
+    ModelLoadError,
+    TinyLMConfig,
+    build_embedded_tokenizer,
+    build_tiny_causal_lm,
+    flop_params,
+    load_causal_lm,
+    load_tokenizer,
+)
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.scoring import (
     CausalLMPRM,
     CausalPRMFormat,
+    MarginPRMForTokenClassification,
     OutcomeScorer,
     ProposerMarginScorer,
     StepScorer,
@@ -18,6 +27,7 @@ from ttc_runtime.scoring import (
     encode_steps,
     load_verifier,
 )
+from ttc_runtime.scoring.margin import MARGIN_FEATURES, margin_features, token_margins
 
 from .conftest import biased_model
 
@@ -173,3 +183,68 @@ def test_margin_scorer_matches_a_direct_computation(tiny_model_dir):
             if t in positions:
                 expected.append(math.exp(running))
         assert scores == pytest.approx(expected, rel=1e-4)
+
+
+def test_margin_features_by_hand():
+    # Vocabulary of 3; token 2 is blank. Row: prompt token 0, then solution tokens 1, 2 (blank), 0.
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.2, 0.2, 0.6], [0.1, 0.8, 0.1], [0.0, 0.0, 1.0]]]))
+    input_ids = torch.tensor([[0, 1, 2, 0]])
+    blank = torch.tensor([False, False, True])
+    margin, chosen, counted = token_margins(logits, input_ids, torch.ones_like(input_ids), torch.tensor([1]), blank)
+    assert counted.tolist() == [[True, False, True]]
+    assert margin[0].tolist() == pytest.approx([math.log(0.5), 0.0, math.log(0.125)])
+    assert chosen[0].tolist() == pytest.approx([math.log(0.25), 0.0, math.log(0.1)])
+    features = margin_features(margin, chosen, counted)[0]
+    assert features.shape == (4, len(MARGIN_FEATURES))
+    assert features[0].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]  # nothing written yet
+    # After token 1: one token, margin log 0.5 (not below the slip threshold log 0.5).
+    one = [0.5, math.log(0.5) / 10, 0.25, 0.5, 0.0, math.log(2)]
+    assert features[1].tolist() == pytest.approx(one, abs=1e-6)
+    assert features[2].tolist() == pytest.approx(one, abs=1e-6)  # the blank changes nothing
+    mean = math.exp((math.log(0.5) + math.log(0.125)) / 2)
+    two = [0.125, math.log(0.125) / 10, 0.1, mean, math.log(2), math.log(3)]
+    assert features[3].tolist() == pytest.approx(two, abs=1e-6)
+    # Margins below the floor read as the floor (-10 nats).
+    floor = margin_features(torch.tensor([[-30.0]]), torch.tensor([[-40.0]]), torch.tensor([[True]]))[0, 1]
+    assert floor.tolist() == pytest.approx(
+        [math.exp(-10), -1.0, math.exp(-10), math.exp(-30), math.log(2), math.log(2)]
+    )
+
+
+@pytest.fixture(scope="module")
+def margin_prm_dir(tiny_model_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("margin-prm")
+    tokenizer = load_tokenizer(tiny_model_dir)
+    torch.manual_seed(0)
+    model = MarginPRMForTokenClassification.from_proposer(load_causal_lm(tiny_model_dir), tokenizer, head_size=4)
+    assert not any(p.requires_grad for p in model.proposer.parameters())
+    assert all(p.requires_grad for p in [*model.head.parameters(), *model.linear.parameters()])
+    with torch.no_grad():  # a head other than the initial one, so that both of its parts are checked
+        for p in [*model.head.parameters(), *model.linear.parameters()]:
+            p.normal_()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_margin_prm_loads_as_a_token_classification_prm_and_reads_the_margins(tiny_model_dir, margin_prm_dir):
+    prm = TokenClassificationPRM.from_pretrained(margin_prm_dir, batch_size=1)
+    proposer = load_causal_lm(tiny_model_dir)
+    assert all(
+        torch.equal(a, b) for a, b in zip(prm.model.proposer.state_dict().values(), proposer.state_dict().values())
+    )
+    head = sum(p.numel() for p in [*prm.model.head.parameters(), *prm.model.linear.parameters()])
+    assert prm.flop_params == flop_params(proposer) + head
+    out = prm.score(QUESTIONS, SOLUTIONS)
+    margins = ProposerMarginScorer(proposer, prm.tokenizer).score(QUESTIONS, SOLUTIONS).step_scores
+    for question, steps, scores, margin_scores in zip(QUESTIONS, SOLUTIONS, out.step_scores, margins):
+        prompt = prm.prompt.format(question)
+        ids, positions = encode_steps(prm.tokenizer, prompt, steps)
+        ids = torch.tensor([ids])
+        start = torch.tensor([len(prm.tokenizer(prompt)["input_ids"])])
+        with torch.no_grad():
+            parts = token_margins(proposer(input_ids=ids).logits, ids, torch.ones_like(ids), start, prm.model.blank)
+            features = margin_features(*parts)[0, positions]
+            expected = torch.sigmoid(prm.model.linear(features)[:, 0] + prm.model.head(features)[:, 0])
+        assert scores == pytest.approx(expected.tolist(), rel=1e-4)
+        assert features[:, 0].tolist() == pytest.approx(margin_scores, rel=1e-4)  # the untrained scorer's score

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase, Trainer
 
-from ..compute import training_flops
+from ..compute import inference_flops, training_flops
 from ..config import StrictModel
 from ..models import flop_params
 
@@ -87,6 +87,14 @@ def trainer_arguments(settings: TrainSettings, output_dir: Path) -> dict[str, An
     )
 
 
+def _train_flops(model: torch.nn.Module, tokens: int) -> int:
+    """6·N·D for the trained weights, 2·N·D for frozen ones (forward only): a frozen proposer
+    under a trained head (the margin PRM) is never back-propagated through."""
+    total = flop_params(model)
+    trained = min(total, sum(p.numel() for p in model.parameters() if p.requires_grad))
+    return training_flops(trained, tokens) + inference_flops(total - trained, tokens)
+
+
 def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_dir: Path) -> TrainResult:
     """Train, then save model and tokenizer through the staging directory, renamed into place.
 
@@ -116,6 +124,6 @@ def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_
         steps=int(output.global_step),
         seconds=seconds,
         train_tokens=train_tokens,
-        train_flops=training_flops(flop_params(trainer.model), train_tokens),
+        train_flops=_train_flops(trainer.model, train_tokens),
         final_loss=losses[-1] if losses else None,
     )

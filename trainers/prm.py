@@ -1,5 +1,10 @@
 """PRM training: a token-classification model scored at the end of every step.
 
+Two kinds (``PRMConfig.reads``): ``margins`` (the default) keeps the proposer frozen and trains a
+small head over its token margins (``scoring.margin``); ``hidden_states`` fine-tunes a
+``*ForTokenClassification`` model, started from the proposer's weights or from scratch, on the
+hidden state at each step's end. The README gives the measurements behind the default.
+
 TRL removed its PRM trainer in 1.14, so this is a small subclass of transformers' ``Trainer`` whose
 loss is binary cross-entropy at the step positions (``scoring.encode_steps``), on soft Monte Carlo
 labels by default or on hard labels. Any dataset in TRL's stepwise-supervision layout (``prompt``:
@@ -28,8 +33,9 @@ from transformers import (
 )
 
 from ..config import StrictModel
-from ..models import TinyLMConfig, load_tokenizer, tiny_llama_config
+from ..models import TinyLMConfig, load_causal_lm, load_tokenizer, tiny_llama_config
 from ..prompts import PromptConfig
+from ..scoring.margin import MarginPRMForTokenClassification
 from ..scoring.prm import encode_steps
 from ..tasks import DataError
 from .common import TrainResult, TrainSettings, staging_dir, train_and_save, trainer_arguments
@@ -41,8 +47,15 @@ IGNORE = -100.0
 class PRMConfig(StrictModel):
     """How the PRM is initialised, which labels it learns and how it is trained."""
 
+    reads: Literal["margins", "hidden_states"] = Field(
+        "margins",
+        description="margins: frozen proposer plus a head over its token margins; hidden_states: a "
+        "fine-tuned token classifier.",
+    )
+    head_size: int = Field(16, ge=1, description="Hidden units of the margin head (reads: margins).")
     init: Literal["proposer", "scratch"] = Field(
-        "proposer", description="Start from the proposer's weights (as the paper does) or from scratch."
+        "proposer",
+        description="Start from the proposer's weights (as the paper does) or from scratch (reads: hidden_states).",
     )
     targets: Literal["soft", "hard"] = Field("soft", description="Soft MC fractions or hard any-correct labels.")
     architecture: TinyLMConfig = Field(TinyLMConfig(), description="Shape when init is scratch.")
@@ -57,6 +70,8 @@ class PRMConfig(StrictModel):
     def _one_source(self) -> PRMConfig:
         if self.model is not None and self.dataset is not None:
             raise ValueError("give either model (a trained PRM) or dataset (to train one on), not both")
+        if self.reads == "margins" and self.init == "scratch":
+            raise ValueError("init: scratch needs reads: hidden_states (a margin PRM reads the proposer's own margins)")
         return self
 
 
@@ -109,13 +124,14 @@ def check_stepwise(dataset: Dataset) -> None:
 def step_targets(
     tokenizer: PreTrainedTokenizerBase, prompt: str, completions: Sequence[str], labels: Sequence[float | bool]
 ) -> dict[str, list]:
-    """Token ids and per-token targets (a label at each step's last token, ``IGNORE`` elsewhere);
-    ``prompt`` is the formatted prompt, ``labels`` one per step (``check_stepwise`` checks rows)."""
+    """Token ids, per-token targets (a label at each step's last token, ``IGNORE`` elsewhere) and
+    the index of the first solution token; ``prompt`` is the formatted prompt, ``labels`` one per
+    step (``check_stepwise`` checks rows)."""
     ids, positions = encode_steps(tokenizer, prompt, completions)
     per_token = [IGNORE] * len(ids)
     for position, label in zip(positions, labels, strict=True):
         per_token[position] = float(label)
-    return {"input_ids": ids, "labels": per_token}
+    return {"input_ids": ids, "labels": per_token, "solution_start": len(tokenizer(prompt)["input_ids"])}
 
 
 def prm_features(
@@ -141,7 +157,8 @@ class _Collator:
             input_ids[row, :n] = torch.tensor(item["input_ids"])
             attention[row, :n] = 1
             labels[row, :n] = torch.tensor(item["labels"])
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        starts = torch.tensor([item["solution_start"] for item in batch])
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "solution_start": starts}
 
 
 class PRMTrainer(Trainer):
@@ -149,6 +166,9 @@ class PRMTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
+        solution_start = inputs.pop("solution_start")
+        if getattr(self.model, "needs_solution_start", False):
+            inputs["solution_start"] = solution_start
         outputs = model(**inputs)
         logits = outputs.logits[..., 0]  # (B, T)
         mask = labels != IGNORE
@@ -158,6 +178,8 @@ class PRMTrainer(Trainer):
 
 def _build_model(config: PRMConfig, proposer_dir: Path, tokenizer: PreTrainedTokenizerBase):
     torch.manual_seed(config.training.seed)
+    if config.reads == "margins":
+        return MarginPRMForTokenClassification.from_proposer(load_causal_lm(proposer_dir), tokenizer, config.head_size)
     if config.init == "proposer":
         return AutoModelForTokenClassification.from_pretrained(str(proposer_dir), num_labels=1)
     llama = tiny_llama_config(config.architecture, tokenizer)
@@ -172,8 +194,8 @@ def train_prm(
     output_dir: str | Path,
     prompt: PromptConfig = PromptConfig(),
 ) -> TrainResult:
-    """Train a PRM on a stepwise dataset; the proposer's tokenizer is reused, and its weights when
-    ``init`` is 'proposer'. The model is saved through a staging directory renamed into place."""
+    """Train a PRM on a stepwise dataset; the proposer's tokenizer is reused, and its weights unless
+    ``init`` is 'scratch'. The model is saved through a staging directory renamed into place."""
     proposer_dir, output_dir = Path(proposer_dir), Path(output_dir)
     tokenizer = load_tokenizer(proposer_dir)
     features = prm_features(dataset, tokenizer, prompt, config.targets)

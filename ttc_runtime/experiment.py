@@ -338,8 +338,9 @@ class Experiment:
             print(f"  up to date ({self.prm_dir()}, trained in {done['seconds']:.0f} s)")
             return done
         dataset = load_stepwise(prm.dataset or self.run_dir / "prm_labels" / "dataset")
+        kind = "margin head, proposer frozen" if prm.reads == "margins" else f"hidden states, {prm.init} init"
         print(
-            f"  training ({prm.init} init, {prm.targets} labels) on {len(dataset)} solutions for {prm.training.max_steps} steps"
+            f"  training ({kind}, {prm.targets} labels) on {len(dataset)} solutions for {prm.training.max_steps} steps"
         )
         result = train_prm(prm, dataset, self.proposer_dir(), self.prm_dir(), self.config.proposer.prompt)
         summary = {"fingerprint": key, "model": str(result.output_dir), "trained": True, **result.summary()}

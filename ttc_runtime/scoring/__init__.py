@@ -3,7 +3,7 @@
 from .base import BatchedModelScorer, ScoreOutput, StepScorer
 from .causal import CausalLMPRM, CausalPRMFormat
 from .load import VerifierConfig, check_verifier, load_verifier
-from .margin import ProposerMarginScorer
+from .margin import MarginPRMConfig, MarginPRMForTokenClassification, ProposerMarginScorer
 from .outcome import OutcomeScorer
 from .prm import TokenClassificationPRM, encode_steps
 
@@ -11,6 +11,8 @@ __all__ = [
     "BatchedModelScorer",
     "CausalLMPRM",
     "CausalPRMFormat",
+    "MarginPRMConfig",
+    "MarginPRMForTokenClassification",
     "OutcomeScorer",
     "ProposerMarginScorer",
     "ScoreOutput",

@@ -1,28 +1,198 @@
-"""Step scores from the proposer's own confidence in what it wrote, with no verifier model.
+"""Step scores from the proposer's own confidence in what it wrote.
 
 For every solution token ``x_t`` the proposer's margin is ``log p(x_t | x_<t) - max_v log p(v | x_<t)``
-(0 when the sampled token is the one the model prefers, negative otherwise). A step's score is
-``exp`` of the smallest margin over the non-blank solution tokens up to the end of that step: a
-solution is as trustworthy as its least-preferred choice so far. Blank tokens (spaces, newlines)
-are left out because layout choices such as padding length vary without changing the content.
+(0 when the sampled token is the one the model prefers, negative otherwise). Blank tokens (spaces,
+newlines) are left out because layout choices such as padding length vary without changing the
+content. Two verifiers read these margins:
+
+- ``ProposerMarginScorer``, untrained: a step's score is ``exp`` of the smallest margin over the
+  solution tokens up to the end of that step (a solution is as trustworthy as its least-preferred
+  choice so far).
+- ``MarginPRMForTokenClassification``, the embedded default PRM: the proposer, frozen, plus a small
+  head trained on the Monte Carlo step labels that maps running statistics of the margins
+  (``MARGIN_FEATURES``) to the probability that the step is on a correct path. It is a one-label
+  token-classification model like any other PRM here, saved as one directory.
 
 On the embedded task the proposer's errors at temperature 0.8 are sampling slips, tokens drawn
-against its own preference, which is what this score catches; a token-classification PRM
-reading the end of a step has to learn the same comparison from labels (see the README).
+against its own preference, which is what the margins expose; a PRM fine-tuned on the hidden state
+at the end of a step has to learn the same comparison from labels and, at this data size, does not
+(see the README).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
 import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForTokenClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.modeling_outputs import TokenClassifierOutput
 
 from ..models import load_causal_lm, load_tokenizer
 from ..prompts import PromptConfig
 from .base import BatchedModelScorer
 from .prm import encode_steps
+
+SLIP = math.log(0.5)
+"""A token is a slip when the proposer gave it less than half the probability of its favourite."""
+
+FLOOR = -10.0
+"""Margins and log-probabilities below this many nats read as this: the head needs to know that a
+step holds a slip, not how improbable the slip was, and bounded inputs keep its training stable."""
+
+MARGIN_FEATURES = (
+    "exp(running minimum margin): the untrained scorer's score",
+    "running minimum margin / |FLOOR|",
+    "exp(running minimum log-probability of the sampled token)",
+    "exp(mean margin so far)",
+    "log(1 + slips so far)",
+    "log(1 + solution tokens so far)",
+)
+"""What the margin PRM's head reads at every position, over the non-blank solution tokens up to it;
+all but the counts lie in [-1, 1]."""
+
+
+def blank_tokens(tokenizer: PreTrainedTokenizerBase, vocabulary: int) -> torch.Tensor:
+    """(vocabulary,) True for tokens that decode to whitespace only; their margins never count."""
+    blank = torch.zeros(vocabulary, dtype=torch.bool)
+    blank[[i for i in range(min(vocabulary, len(tokenizer))) if not tokenizer.decode([i]).strip()]] = True
+    return blank
+
+
+def token_margins(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    solution_start: torch.Tensor,
+    blank: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Margins, log-probabilities of the tokens present and which of them count, each (B, T - 1)
+    for tokens 1..T-1; uncounted positions (prompt, padding, blank tokens) hold 0."""
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    tokens = input_ids[:, 1:]
+    chosen = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    margin = chosen - log_probs.max(dim=-1).values
+    position = torch.arange(1, input_ids.shape[1], device=input_ids.device)
+    counted = (position >= solution_start[:, None]) & attention_mask[:, 1:].bool() & ~blank[tokens]
+    zero = torch.zeros_like(margin)
+    return torch.where(counted, margin, zero), torch.where(counted, chosen, zero), counted
+
+
+def margin_features(margin: torch.Tensor, chosen: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """(B, T, len(MARGIN_FEATURES)) running statistics from ``token_margins``' outputs; position 0
+    (a prompt token) gets the statistics of an empty solution."""
+    running_min = torch.cummin(margin, dim=1).values.clamp(min=FLOOR)
+    tokens = torch.cumsum(counted.float(), dim=1)
+    slips = torch.cumsum((counted & (margin < SLIP)).float(), dim=1)
+    features = torch.stack(
+        [
+            torch.exp(running_min),
+            running_min / -FLOOR,
+            torch.exp(torch.cummin(chosen, dim=1).values.clamp(min=FLOOR)),
+            torch.exp(torch.cumsum(margin, dim=1) / tokens.clamp(min=1)),
+            torch.log1p(slips),
+            torch.log1p(tokens),
+        ],
+        dim=-1,
+    )
+    empty = torch.zeros_like(features[:, :1])
+    empty[..., [0, 2, 3]] = 1.0
+    return torch.cat([empty, features], dim=1)
+
+
+class MarginPRMConfig(PretrainedConfig):
+    """Configuration of ``MarginPRMForTokenClassification``: the proposer's own configuration and
+    the width of the head."""
+
+    model_type = "ttc_margin_prm"
+    sub_configs = {"proposer": AutoConfig}
+
+    def __init__(self, proposer: PretrainedConfig | dict | None = None, head_size: int = 16, **kwargs) -> None:
+        if isinstance(proposer, dict):
+            proposer = AutoConfig.for_model(**proposer)
+        self.proposer = proposer
+        self.head_size = head_size
+        kwargs["num_labels"] = 1
+        super().__init__(**kwargs)
+
+
+class MarginPRMForTokenClassification(PreTrainedModel):
+    """A PRM made of the frozen proposer and a head over its margins: one logit per token, a linear
+    term plus a small MLP over ``MARGIN_FEATURES``.
+
+    ``forward`` needs ``solution_start`` (B,), the index of each row's first solution token, since
+    only solution tokens count. Training updates the head alone (``from_proposer`` freezes the
+    proposer): the margins must stay those of the model that sampled the solutions.
+    """
+
+    config_class = MarginPRMConfig
+    base_model_prefix = "proposer"
+    needs_solution_start = True
+    """Read by the scorer and the trainer, which pass ``solution_start`` to models that set it."""
+
+    def __init__(self, config: MarginPRMConfig) -> None:
+        super().__init__(config)
+        self.proposer = AutoModelForCausalLM.from_config(config.proposer)
+        self.linear = nn.Linear(len(MARGIN_FEATURES), 1)
+        self.head = nn.Sequential(
+            nn.Linear(len(MARGIN_FEATURES), config.head_size), nn.SiLU(), nn.Linear(config.head_size, 1)
+        )
+        self.register_buffer("blank", torch.zeros(config.proposer.vocab_size, dtype=torch.bool))
+        self.post_init()
+
+    @classmethod
+    def from_proposer(
+        cls, proposer: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, head_size: int = 16
+    ) -> MarginPRMForTokenClassification:
+        """A PRM around a copy of ``proposer``'s weights, proposer frozen, head as
+        ``start_from_running_minimum`` sets it."""
+        model = cls(MarginPRMConfig(proposer=proposer.config, head_size=head_size))
+        model.proposer.load_state_dict(proposer.state_dict())
+        model.blank.copy_(blank_tokens(tokenizer, model.blank.shape[0]))
+        model.start_from_running_minimum()
+        model.proposer.requires_grad_(False)
+        return model
+
+    @torch.no_grad()
+    def start_from_running_minimum(self) -> None:
+        """Make the untrained head ``sigmoid(4 exp(running minimum margin) - 2)``, from 0.12 to
+        0.88: it ranks steps as the untrained ``ProposerMarginScorer`` does, and training corrects
+        from there rather than from noise (the non-linear part starts at zero)."""
+        self.linear.weight.zero_()
+        self.linear.weight[0, 0] = 4.0
+        self.linear.bias.fill_(-2.0)
+        self.head[-1].weight.zero_()
+        self.head[-1].bias.zero_()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.proposer.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.proposer.get_output_embeddings()
+
+    def forward(
+        self, input_ids: torch.Tensor, solution_start: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> TokenClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        logits = self.proposer(input_ids=input_ids, attention_mask=attention_mask).logits
+        features = margin_features(*token_margins(logits, input_ids, attention_mask, solution_start, self.blank))
+        features = features.to(self.linear.weight.dtype)
+        return TokenClassifierOutput(logits=self.linear(features) + self.head(features))
+
+
+AutoConfig.register(MarginPRMConfig.model_type, MarginPRMConfig)
+AutoModelForTokenClassification.register(MarginPRMConfig, MarginPRMForTokenClassification)
 
 
 class ProposerMarginScorer(BatchedModelScorer):
@@ -30,11 +200,8 @@ class ProposerMarginScorer(BatchedModelScorer):
 
     @cached_property
     def blank(self) -> torch.Tensor:
-        """(vocabulary,) True for tokens that decode to whitespace only; their margins never count."""
-        vocab = self.model.get_output_embeddings().weight.shape[0]
-        blank = torch.zeros(vocab, dtype=torch.bool, device=self.device)
-        blank[[i for i in range(min(vocab, len(self.tokenizer))) if not self.tokenizer.decode([i]).strip()]] = True
-        return blank
+        vocabulary = self.model.get_output_embeddings().weight.shape[0]
+        return blank_tokens(self.tokenizer, vocabulary).to(self.device)
 
     @classmethod
     def from_pretrained(
@@ -49,13 +216,8 @@ class ProposerMarginScorer(BatchedModelScorer):
     def probabilities(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, solution_start: torch.Tensor
     ) -> torch.Tensor:
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
-        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)  # predictions for tokens 1..T-1
-        tokens = input_ids[:, 1:]
-        margin = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - log_probs.max(dim=-1).values
-        position = torch.arange(1, input_ids.shape[1], device=input_ids.device)
-        counted = (position >= solution_start[:, None]) & attention_mask[:, 1:].bool() & ~self.blank[tokens]
-        margin = torch.where(counted, margin, torch.zeros_like(margin))
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        margin, _, _ = token_margins(logits, input_ids, attention_mask, solution_start, self.blank)
         running = torch.cummin(margin, dim=1).values
         first = torch.zeros_like(running[:, :1])  # position 0 is a prompt token: nothing to score yet
         return torch.exp(torch.cat([first, running], dim=1))

@@ -31,7 +31,8 @@ def encode_steps(tokenizer: PreTrainedTokenizerBase, prompt: str, steps: Sequenc
 
 
 class TokenClassificationPRM(BatchedModelScorer):
-    """``StepScorer`` over a Hugging Face token-classification model with a single output label."""
+    """``StepScorer`` over a Hugging Face token-classification model with a single output label
+    (a fine-tuned ``*ForTokenClassification`` or the margin PRM of ``scoring.margin``)."""
 
     @classmethod
     def from_pretrained(
@@ -63,5 +64,8 @@ class TokenClassificationPRM(BatchedModelScorer):
     def probabilities(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, solution_start: torch.Tensor
     ) -> torch.Tensor:
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, 1)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if getattr(self.model, "needs_solution_start", False):
+            inputs["solution_start"] = solution_start
+        logits = self.model(**inputs).logits  # (B, T, 1)
         return torch.sigmoid(logits[..., 0].float())
