@@ -25,7 +25,7 @@ class ScriptedGenerator:
             problem = self.by_prompt[prompt]
             quota = self.correct_per_level[problem.level]
             rows.append([Completion(problem.solution if j < quota else "\\boxed{-1}", 3, "eos") for j in range(n)])
-        return GenerationOutput(rows, Usage.inference(self.flop_params, len(prompts), 3 * n * len(prompts)))
+        return GenerationOutput(rows, [Usage.inference(self.flop_params, 1, 3 * n)] * len(prompts))
 
 
 def test_pass_at_1_is_the_mean_fraction_of_correct_samples_per_level():
@@ -66,7 +66,7 @@ class FourSamples:
             texts = [STEP_SEPARATOR.join(s) for s in (steps, [*wrong, "\\boxed{-1}"], [*wrong, "\\boxed{-1}"])]
             texts.append(STEP_SEPARATOR.join([*wrong, "\\boxed{-2}"]))
             rows.append([Completion(text, 3, "eos") for text in texts])
-        return GenerationOutput(rows, Usage.inference(self.flop_params, len(prompts), 12 * len(prompts)))
+        return GenerationOutput(rows, [Usage.inference(self.flop_params, 1, 12)] * len(prompts))
 
 
 class ScoreByAnswer:
@@ -83,7 +83,7 @@ class ScoreByAnswer:
                 scores.append([0.95] * (len(steps) - 1) + [0.85])
             else:
                 scores.append([0.9] * len(steps))
-        return ScoreOutput(scores, Usage.inference(self.flop_params, 7 * len(solutions)))
+        return ScoreOutput(scores, [Usage.inference(self.flop_params, 7)] * len(solutions))
 
 
 def test_verifier_evaluation_on_hand_computed_candidates():

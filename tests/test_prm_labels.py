@@ -48,7 +48,7 @@ class ScriptedGenerator:
             on_path = done == reference[: len(done)]
             rest = STEP_SEPARATOR.join(reference[len(done) :])
             rows.append([Completion(rest if on_path and j < 3 else "\\boxed{-1}", 1, "eos") for j in range(n)])
-        return GenerationOutput(rows, Usage.inference(1, len(prompts), n * len(prompts)))
+        return GenerationOutput(rows, [Usage.inference(1, 1, n)] * len(prompts))
 
 
 @pytest.fixture(scope="module")

@@ -57,10 +57,16 @@ class Completion:
 
 @dataclass(frozen=True)
 class GenerationOutput:
-    """Samples per prompt (``completions[i][j]``: prompt i, sample j) and what they cost."""
+    """Samples per prompt (``completions[i][j]``: prompt i, sample j) and what each prompt's
+    samples cost (``usages[i]``), so that work batched across questions is charged exactly."""
 
     completions: list[list[Completion]]
-    usage: Usage
+    usages: list[Usage]
+
+    @property
+    def usage(self) -> Usage:
+        """What the whole call cost."""
+        return sum(self.usages, Usage())
 
 
 @runtime_checkable

@@ -71,21 +71,20 @@ class TransformersGenerator:
             if not prompt:
                 raise ValueError(f"prompt {i} is empty")
         completions: list[list[Completion]] = []
-        usage = Usage()
+        usages: list[Usage] = []
         per_chunk = max(1, self.max_batch_rows // n)
         for start in range(0, len(prompts), per_chunk):
             chunk = list(prompts[start : start + per_chunk])
-            rows, chunk_usage = self._generate_chunk(chunk, n, params, prompt_seeds[start : start + per_chunk])
+            rows, chunk_usages = self._generate_chunk(chunk, n, params, prompt_seeds[start : start + per_chunk])
             completions.extend(rows[i * n : (i + 1) * n] for i in range(len(chunk)))
-            usage = usage + chunk_usage
-        return GenerationOutput(completions, usage)
+            usages.extend(chunk_usages)
+        return GenerationOutput(completions, usages)
 
     @torch.inference_mode()
     def _generate_chunk(
         self, prompts: list[str], n: int, params: SamplingParams, prompt_seeds: list[int]
-    ) -> tuple[list[Completion], Usage]:
+    ) -> tuple[list[Completion], list[Usage]]:
         encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
-        prompt_tokens = sum(len(ids) for ids in encoded)
         width = max(len(ids) for ids in encoded)
         # Left padding, so that every row's next token sits in the last column.
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
@@ -170,8 +169,11 @@ class TransformersGenerator:
             next_position = next_position + 1
 
         completions = [self._completion(tokens[r], finish[r] or "length", params) for r in range(total)]
-        generated = sum(len(t) for t in tokens)
-        return completions, Usage.inference(self.flop_params, prompt_tokens, generated)
+        usages = [
+            Usage.inference(self.flop_params, len(ids), sum(len(t) for t in tokens[i * n : (i + 1) * n]))
+            for i, ids in enumerate(encoded)
+        ]
+        return completions, usages
 
     def _completion(self, token_ids: list[int], finish: str, params: SamplingParams) -> Completion:
         text = self.tokenizer.decode(token_ids, skip_special_tokens=True)

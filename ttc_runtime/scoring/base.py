@@ -17,10 +17,16 @@ from ..prompts import PromptConfig
 
 @dataclass(frozen=True)
 class ScoreOutput:
-    """One list of step scores (probabilities in [0, 1]) per scored pair, and the verifier's cost."""
+    """One list of step scores (probabilities in [0, 1]) per scored pair, and what scoring each
+    pair cost the verifier (``usages[i]``)."""
 
     step_scores: list[list[float]]
-    usage: Usage
+    usages: list[Usage]
+
+    @property
+    def usage(self) -> Usage:
+        """What the whole call cost."""
+        return sum(self.usages, Usage())
 
 
 @runtime_checkable
@@ -83,7 +89,6 @@ class BatchedModelScorer(ABC):
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         scores: list[list[float]] = [[] for _ in encoded]
-        tokens = 0
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             width = len(encoded[batch[-1]][0])
@@ -93,9 +98,8 @@ class BatchedModelScorer(ABC):
                 ids = encoded[index][0]
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention[row, : len(ids)] = 1
-                tokens += len(ids)
             start = torch.tensor([starts[index] for index in batch], device=self.device)
             probs = self.probabilities(input_ids.to(self.device), attention.to(self.device), start).float().cpu()
             for row, index in enumerate(batch):
                 scores[index] = probs[row, encoded[index][1]].tolist()
-        return ScoreOutput(scores, Usage.inference(self.flop_params, tokens))
+        return ScoreOutput(scores, [Usage.inference(self.flop_params, len(ids)) for ids, _ in encoded])

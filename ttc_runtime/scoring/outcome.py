@@ -22,4 +22,4 @@ class OutcomeScorer:
 
     def score(self, questions: Sequence[str], solutions: Sequence[Sequence[str]]) -> ScoreOutput:
         out = self.scorer.score(questions, solutions)
-        return ScoreOutput([scores[-1:] for scores in out.step_scores], out.usage)
+        return ScoreOutput([scores[-1:] for scores in out.step_scores], out.usages)
