@@ -1,0 +1,272 @@
+"""Strategies: hand-checked bookkeeping on scripted fakes, invariants, bad input, and the real path."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ttc_runtime.compute import Compute, Usage
+from ttc_runtime.generation.base import Completion, GenerationOutput, SamplingParams
+from ttc_runtime.generation.hf import TransformersGenerator
+from ttc_runtime.prompts import PromptConfig
+from ttc_runtime.scoring import ProposerMarginScorer, ScoreOutput
+from ttc_runtime.selection import best_of_n_weighted, majority_vote
+from ttc_runtime.strategies import (
+    STRATEGIES,
+    BeamSearch,
+    BestOfN,
+    DiverseTreeSearch,
+    SearchSettings,
+    StrategyConfig,
+    StrategyName,
+)
+from ttc_runtime.strategies.base import Beam
+from ttc_runtime.strategies.beam import _best_distinct
+from ttc_runtime.tasks.grading import STEP_SEPARATOR, split_steps
+
+PROMPT = PromptConfig()
+LETTERS = "abcd"
+
+
+class TreeGenerator:
+    """A scripted step-wise proposer. From a prefix of d steps (a path such as ``0b/1d``), sample j
+    is step ``{d}{LETTERS[j]}``; at depth ``depth`` the step is ``\\boxed{x}`` with x the path's
+    first letter, ending the solution. ``finals`` lists first steps that end the solution at once.
+    Greedy decoding always takes letter a. Every prompt costs 1 token, every step 2."""
+
+    flop_params = 3
+
+    def __init__(self, depth=2, finals=()):
+        self.depth, self.finals, self.calls = depth, set(finals), []
+
+    def _step(self, steps, j):
+        if len(steps) == self.depth or (not steps and f"0{LETTERS[j]}" in self.finals):
+            first = steps[0][1] if steps else LETTERS[j]
+            return f"\\boxed{{{first}}}", "eos"
+        return f"{len(steps)}{LETTERS[j]}", "stop"
+
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        self.calls.append((len(prompts), n, params.temperature, params.stop_count))
+        rows, usages = [], []
+        for prompt in prompts:
+            steps = split_steps(prompt.split(STEP_SEPARATOR, 1)[1])
+            row = []
+            for j in range(n):
+                taken, texts, reason = list(steps), [], "stop"
+                for _ in range(params.stop_count):  # greedy rollouts take several steps
+                    text, reason = self._step(taken, 0 if params.temperature == 0 else j)
+                    taken.append(text)
+                    texts.append(text)
+                    if reason == "eos":
+                        break
+                row.append(Completion(STEP_SEPARATOR.join(texts), 2 * len(texts), reason))
+            rows.append(row)
+            usages.append(Usage.inference(self.flop_params, 1, sum(c.num_tokens for c in row)))
+        return GenerationOutput(rows, usages)
+
+
+class PathScorer:
+    """Scores each step by the path up to it: ``paths`` first, else by the step's own text. Each
+    scored pair costs one verifier token per step. Records what it was asked to score."""
+
+    flop_params = 5
+    STEP = {"a": 0.5, "b": 0.9, "c": 0.1, "d": 0.7}
+    BOXED = {"b": 0.6, "d": 0.8}
+
+    def __init__(self, paths=None):
+        self.paths, self.seen = paths or {}, []
+
+    def value(self, steps):
+        path = "/".join(steps)
+        if path in self.paths:
+            return self.paths[path]
+        last = steps[-1]
+        return self.BOXED.get(last[7], 0.3) if last.startswith("\\boxed") else self.STEP[last[1]]
+
+    def score(self, questions, solutions):
+        self.seen.extend("/".join(s) for s in solutions)
+        scores = [[self.value(s[: i + 1]) for i in range(len(s))] for s in solutions]
+        return ScoreOutput(scores, [Usage.inference(self.flop_params, len(s)) for s in solutions])
+
+
+def usage(params, prompt_tokens, generated_tokens=0):
+    return Usage.inference(params, prompt_tokens, generated_tokens)
+
+
+def test_beam_search_keeps_the_best_n_over_m_and_expands_each_by_m():
+    generator, scorer = TreeGenerator(), PathScorer()
+    (result,) = BeamSearch(beam_width=2).run(["Q"], generator, scorer, budget=4)
+    # Round 0: 4 first steps 0a .5, 0b .9, 0c .1, 0d .7 -> keep 0b, 0d. Round 1: 2 children each,
+    # 1b (.9) beats 1a (.5) -> keep 0b/1b, 0d/1b. Round 2: every child ends with \boxed{first letter}.
+    assert generator.calls == [(1, 4, 0.8, 1), (2, 2, 0.8, 1), (2, 2, 0.8, 1)]
+    assert [c.text for c in result.candidates] == [
+        "0b\n\n1b\n\n\\boxed{b}",
+        "0b\n\n1b\n\n\\boxed{b}",
+        "0d\n\n1b\n\n\\boxed{d}",
+        "0d\n\n1b\n\n\\boxed{d}",
+    ]
+    assert [c.step_scores for c in result.candidates] == [(0.9, 0.9, 0.6)] * 2 + [(0.7, 0.9, 0.8)] * 2
+    assert all(c.finished for c in result.candidates)
+    assert result.answer == "d"  # weighted: d 1.6 against b 1.2
+    # Proposer: prompts 1 + 2 + 2 tokens, 12 steps of 2 tokens. Verifier: 4 prefixes of 1, 2, 3 steps.
+    assert result.compute == Compute(usage(3, 5, 24), usage(5, 4 * (1 + 2 + 3)), generations=4)
+
+
+def test_beam_search_moves_finished_candidates_to_the_pool_and_samples_only_what_is_left():
+    generator, scorer = TreeGenerator(finals=["0c"]), PathScorer()
+    (result,) = BeamSearch(beam_width=2).run(["Q"], generator, scorer, budget=4)
+    # Round 0: \boxed{c} ends at once (pool 1, 3 left): keep 0b (2 children) and 0d (1 child).
+    # Round 1: 0b/1b .9, 0b/1a .5, 0d/1a .5 -> 0b/1b (2 children), 0b/1a (the 1 left; ties keep order).
+    assert generator.calls == [(1, 4, 0.8, 1), (1, 1, 0.8, 1), (1, 2, 0.8, 1), (1, 1, 0.8, 1), (1, 2, 0.8, 1)]
+    assert sorted(c.text for c in result.candidates) == sorted(
+        ["\\boxed{c}", "0b\n\n1b\n\n\\boxed{b}", "0b\n\n1b\n\n\\boxed{b}", "0b\n\n1a\n\n\\boxed{b}"]
+    )
+    assert result.compute.proposer.generated_tokens == 2 * (4 + 3 + 3)
+    assert result.answer == "b"
+
+
+def test_lookahead_ranks_by_the_rollout_and_charges_it():
+    # 0c looks bad alone (.1) but its greedy continuation 0c/1a is the best path seen (.95).
+    scorer = PathScorer({"0c/1a": 0.95})
+    generator = TreeGenerator()
+    (result,) = BeamSearch(beam_width=2, lookahead=1).run(["Q"], generator, scorer, budget=4)
+    assert generator.calls == [(1, 4, 0.8, 1), (4, 1, 0.0, 1), (2, 2, 0.8, 1), (4, 1, 0.0, 1), (2, 2, 0.8, 1)]
+    assert "0c/1a" in scorer.seen[:4]  # the rollout's text is what gets scored (the prior art's bug)
+    assert {c.answer for c in result.candidates} == {"c"} and result.answer == "c"
+    # Sampled: 12 steps; rolled out: 4 + 4 one-step rollouts; 2 tokens each. Prompts: 1+4+2+4+2.
+    assert result.compute.proposer == usage(3, 13, 2 * (12 + 8))
+    assert result.compute.generations == 8  # N x (k + 1)
+
+
+def test_dvts_keeps_the_best_child_of_each_subtree():
+    generator, scorer = TreeGenerator(), PathScorer()
+    (result,) = DiverseTreeSearch(beam_width=2).run(["Q"], generator, scorer, budget=4)
+    assert generator.calls == [(2, 2, 0.8, 1)] * 3  # 2 subtrees x 2 children, 3 rounds
+    assert [c.text for c in result.candidates] == ["0b\n\n1b\n\n\\boxed{b}"] * 2
+    assert result.compute == Compute(usage(3, 6, 24), usage(5, 4 * (1 + 2 + 3)), generations=4)
+
+
+def test_duplicates_are_kept_once_until_the_beam_runs_out_of_distinct_prefixes():
+    a, a_copy, b = Beam("x"), Beam("x"), Beam("y")
+    ranked = [(0.9, a), (0.9, a_copy), (0.5, b)]
+    assert _best_distinct(ranked, 2) == [a, b]
+    kept = _best_distinct(ranked, 3)
+    assert kept[:2] == [a, b] and kept[2] is a_copy
+
+
+def test_empty_steps_rank_last_and_add_no_step():
+    beam = Beam("0a" + STEP_SEPARATOR).extend(Completion("  ", 1, "stop"), 100)
+    assert beam.blank_step and split_steps(beam.text) == ["0a"] and beam.open
+    assert Beam().extend(Completion("x", 100, "stop"), 100).finish_reason == "length"
+
+
+class FullSamples:
+    """Full solutions: sample j of every prompt answers ``answers[j]``, 3 tokens each."""
+
+    flop_params = 2
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        rows = [[Completion(f"1a\n\n\\boxed{{{self.answers[j]}}}", 3, "eos") for j in range(n)] for _ in prompts]
+        return GenerationOutput(rows, [Usage.inference(self.flop_params, 1, 3 * n)] * len(prompts))
+
+
+class ByAnswer:
+    flop_params = 1
+
+    def __init__(self, values):
+        self.values = values
+
+    def score(self, questions, solutions):
+        scores = [[0.5, self.values[s[-1][7]]] for s in solutions]
+        return ScoreOutput(scores, [Usage.inference(1, 2)] * len(solutions))
+
+
+def test_best_of_n_selection_rules_and_compute():
+    generator = FullSamples("aabc")
+    scorer = ByAnswer({"a": 0.2, "b": 0.5, "c": 0.9})
+    majority, weighted, naive = (
+        BestOfN(s).run(["Q", "R"], generator, scorer, 4) for s in ("majority", "weighted", "naive")
+    )
+    assert [r.answer for r in majority] == ["a", "a"]
+    assert [r.answer for r in weighted] == ["c", "c"]  # a 0.4, b 0.5, c 0.9
+    assert [r.answer for r in naive] == ["c", "c"]
+    assert majority[0].compute == Compute(usage(2, 1, 12), Usage(), generations=4)  # no verifier
+    assert weighted[1].compute == Compute(usage(2, 1, 12), usage(1, 8), generations=4)
+    assert BestOfN("majority").run(["Q"], generator, None, 4)[0].answer == "a"
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abcde"), st.floats(0, 1)), min_size=1, max_size=20),
+)
+def test_weighted_picks_a_candidate_answer_and_equals_majority_when_scores_are_equal(pairs):
+    answers = [a for a, _ in pairs]
+    assert best_of_n_weighted(answers, [s for _, s in pairs]) in answers
+    assert best_of_n_weighted(answers, [0.7] * len(answers)) == majority_vote(answers)
+
+
+class NaNScorer:
+    flop_params = 1
+
+    def score(self, questions, solutions):
+        return ScoreOutput([[math.nan] * len(s) for s in solutions], [Usage()] * len(solutions))
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [
+        (lambda g, s: BeamSearch(3).run(["Q"], g, s, 4), "budget 4 is not divisible by beam width 3"),
+        (lambda g, s: BeamSearch(8).run(["Q"], g, s, 4), "beam width 8 is larger than the budget 4"),
+        (lambda g, s: BestOfN().run(["Q"], g, s, 0), "budget must be a positive number of generations, got 0"),
+        (lambda g, s: DiverseTreeSearch(2).run(["Q"], g, None, 4), "strategy 'dvts' needs a scorer"),
+        (lambda g, s: BeamSearch(2).run(["Q"], g, NaNScorer(), 4), r"returned nan .* must lie in \[0, 1\]"),
+        (lambda g, s: BestOfN().run([" "], g, s, 4), "question 0 is empty"),
+    ],
+)
+def test_bad_input_is_an_error(run, message):
+    with pytest.raises(ValueError, match=message):
+        run(TreeGenerator(), PathScorer())
+
+
+def test_strategy_config_names_the_registry_and_resolves_the_width():
+    assert set(STRATEGIES) == set(StrategyName.__args__)
+    sqrt = StrategyConfig(name="beam_search", beam_width="sqrt")
+    assert [sqrt.width(n) for n in (1, 2, 4, 8, 16, 32, 64)] == [1, 1, 2, 2, 4, 4, 8]
+    assert sqrt.build(64).beam_width == 8 and sqrt.label == "beam_search(M=sqrt)"
+    lookahead = StrategyConfig(name="lookahead", beam_width=4, lookahead=3)
+    assert lookahead.label == "lookahead(M=4,k=3)" and lookahead.build(16).generations(16) == 64
+    assert lookahead.unusable(1) == "beam width 4 is larger than the budget 1"
+    assert StrategyConfig(name="majority").unusable(3) is None
+    with pytest.raises(ValueError, match="larger than the budget"):
+        lookahead.build(2)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"name": "best_of_n_weighted"},
+        {"name": "beam_search", "beam_width": 2, "max_rounds": 3},
+        {"name": "lookahead", "beam_width": 2, "lookahead": 1, "max_rounds": 3},
+        {"name": "dvts", "beam_width": 2, "max_rounds": 3},
+    ],
+)
+def test_real_models_reproducible_and_independent_of_the_batch(tiny_model_dir, config):
+    generator = TransformersGenerator.from_pretrained(tiny_model_dir)
+    scorer = ProposerMarginScorer.from_pretrained(tiny_model_dir)
+    settings = SearchSettings(sampling=SamplingParams(max_new_tokens=12))
+    strategy = StrategyConfig(**config).build(4)
+    questions = ["Evaluate left to right:\n3+4*2", "Evaluate left to right:\n9-1"]
+    batch = strategy.run(questions, generator, scorer, 4, settings, seed=[11, 12])
+    alone = strategy.run(questions[1:], generator, scorer, 4, settings, seed=[12])
+    assert batch == strategy.run(questions, generator, scorer, 4, settings, seed=[11, 12])
+    assert alone[0] == batch[1]
+    for result in batch:
+        assert 1 <= len(result.candidates) <= 4
+        assert all(len(c.step_scores) == len(c.steps) for c in result.candidates)
+        compute = result.compute
+        assert compute.proposer.generated_tokens > 0 and compute.verifier.prompt_tokens > 0
+        assert compute.proposer.flops == 2 * generator.flop_params * compute.proposer.tokens
+        assert compute.verifier.flops == 2 * scorer.flop_params * compute.verifier.tokens

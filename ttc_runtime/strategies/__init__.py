@@ -1,0 +1,90 @@
+"""Test-time strategies under one budget, chosen by name from ``STRATEGIES``.
+
+Every strategy has the signature of ``Strategy.run`` (questions, generator, scorer, budget, settings,
+seed -> one ``StrategyResult`` per question). ``StrategyConfig`` is the typed form a config file
+gives: a registry name and the knobs that name uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import Field
+
+from ..config import StrictModel
+from .base import Candidate, SearchSettings, Strategy, StrategyResult, check_budget
+from .beam import BeamSearch
+from .best_of_n import BestOfN
+from .dvts import DiverseTreeSearch
+
+StrategyName = Literal["majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead", "dvts"]
+
+
+class StrategyConfig(StrictModel):
+    """One strategy and its knobs, as a config file names it."""
+
+    name: StrategyName
+    beam_width: int | Literal["sqrt"] = Field(
+        4,
+        description="M for beam_search, lookahead and dvts: a number, or 'sqrt' for the largest divisor of "
+        "the budget not above its square root (the paper's two choices are 4 and sqrt(N)).",
+    )
+    lookahead: int = Field(2, ge=1, description="Depth k of the greedy rollouts of 'lookahead'.")
+    max_rounds: int = Field(40, ge=1, description="Step rounds before search stops (the paper's 40).")
+
+    @property
+    def searches(self) -> bool:
+        return self.name in ("beam_search", "lookahead", "dvts")
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and plots, e.g. ``beam_search(M=4)``, ``lookahead(M=sqrt,k=2)``."""
+        if not self.searches:
+            return self.name
+        knobs = f"M={self.beam_width}" + (f",k={self.lookahead}" if self.name == "lookahead" else "")
+        return f"{self.name}({knobs})"
+
+    def width(self, budget: int) -> int:
+        """The beam width at ``budget``."""
+        if self.beam_width == "sqrt":
+            return max(m for m in range(1, math.isqrt(budget) + 1) if budget % m == 0)
+        return self.beam_width
+
+    def unusable(self, budget: int) -> str | None:
+        """Why this strategy cannot run at ``budget`` (beam width above it or not dividing it), or None."""
+        try:
+            check_budget(budget, self.width(budget) if self.searches else None)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    def build(self, budget: int) -> Strategy:
+        """The strategy object for ``budget`` (the width may depend on it)."""
+        check_budget(budget, self.width(budget) if self.searches else None)
+        return STRATEGIES[self.name](self, budget)
+
+
+STRATEGIES: dict[str, Callable[[StrategyConfig, int], Strategy]] = {
+    "majority": lambda c, n: BestOfN("majority"),
+    "best_of_n_weighted": lambda c, n: BestOfN("weighted"),
+    "best_of_n_naive": lambda c, n: BestOfN("naive"),
+    "beam_search": lambda c, n: BeamSearch(c.width(n), 0, c.max_rounds),
+    "lookahead": lambda c, n: BeamSearch(c.width(n), c.lookahead, c.max_rounds),
+    "dvts": lambda c, n: DiverseTreeSearch(c.width(n), c.max_rounds),
+}
+
+__all__ = [
+    "STRATEGIES",
+    "BeamSearch",
+    "BestOfN",
+    "Candidate",
+    "DiverseTreeSearch",
+    "SearchSettings",
+    "Strategy",
+    "StrategyConfig",
+    "StrategyName",
+    "StrategyResult",
+    "check_budget",
+]

@@ -1,0 +1,229 @@
+"""What every test-time strategy shares: its signature, its result, and the candidate bookkeeping.
+
+A strategy answers a batch of questions within a budget of ``N`` generations (the paper's unit: one
+generation is one full solution's worth of proposer samples) and returns, per question, the chosen
+answer, every final candidate with its step scores, and the compute it really spent in tokens and
+FLOPs (proposer and verifier apart). Strategies are objects holding their own knobs (beam width,
+lookahead depth, selection rule); ``run`` takes the rest:
+
+    strategy.run(questions, generator, scorer, budget, settings, seed) -> list[StrategyResult]
+
+Rules every strategy follows, tested in ``tests/test_strategies.py``:
+
+- **Empty steps.** A sampled step with nothing but whitespace adds no step: the candidate keeps
+  the steps it had. A candidate with no steps at all has score 0.
+- **Scores.** A scorer's step score must be a number in [0, 1]; NaN or anything outside is an
+  error naming the question and candidate, never a silent ranking.
+- **Answers.** A candidate's answer is the normalised last ``\\boxed{}`` of its text, or None;
+  candidates without one never win a selection.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..compute import Compute, Usage
+from ..generation.base import Completion, Generator, SamplingParams
+from ..generation.sampling import derive_seed
+from ..prompts import PromptConfig
+from ..scoring import StepScorer
+from ..selection import Aggregation, aggregate_steps, best_of_n_naive, best_of_n_weighted, majority_vote
+from ..tasks.grading import STEP_SEPARATOR, extract_boxed, normalize_answer, split_steps
+
+Selection = Literal["weighted", "naive", "majority"]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How any strategy formats prompts, samples, and turns step scores into an answer score."""
+
+    prompt: PromptConfig = PromptConfig()
+    sampling: SamplingParams = SamplingParams()
+    aggregation: Aggregation = "last"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One final candidate: its text after the prompt, its steps and their scores, its answer.
+
+    ``finished`` is True when the proposer ended the solution (end of sequence); False when the
+    candidate was cut by the token limit or the round limit.
+    """
+
+    text: str
+    step_scores: tuple[float, ...]
+    score: float
+    answer: str | None
+    finished: bool
+
+    @property
+    def steps(self) -> list[str]:
+        return split_steps(self.text)
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    """A strategy's output for one question."""
+
+    answer: str | None
+    candidates: list[Candidate]
+    compute: Compute
+
+
+@dataclass(frozen=True)
+class Beam:
+    """A partial solution during search: the text generated after the prompt, its proposer tokens,
+    how it ended (None while open) and the step scores of its text once scored."""
+
+    text: str = ""
+    tokens: int = 0
+    finish_reason: str | None = None
+    step_scores: tuple[float, ...] = ()
+    blank_step: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.finish_reason is None
+
+    def extend(self, completion: Completion, max_tokens: int) -> Beam:
+        """This beam followed by one sampled step. A step cut at the separator gets it back; a
+        beam whose solution reaches ``max_tokens`` tokens ends with reason "length"."""
+        tokens = self.tokens + completion.num_tokens
+        blank = not completion.text.strip()
+        if completion.finish_reason == "stop":
+            reason = "length" if tokens >= max_tokens else None
+            return Beam(self.text + completion.text + STEP_SEPARATOR, tokens, reason, blank_step=blank)
+        return Beam(self.text + completion.text, tokens, completion.finish_reason, blank_step=blank)
+
+    def candidate(self, aggregation: Aggregation) -> Candidate:
+        score = aggregate_steps(self.step_scores, aggregation) if self.step_scores else 0.0
+        return Candidate(self.text, self.step_scores, score, answer_of(self.text), self.finish_reason == "eos")
+
+
+@dataclass
+class Ledger:
+    """The compute one question has spent so far, proposer and verifier apart."""
+
+    proposer: Usage = field(default_factory=Usage)
+    verifier: Usage = field(default_factory=Usage)
+
+    def record(self, generations: int) -> Compute:
+        return Compute(self.proposer, self.verifier, generations)
+
+
+def check_budget(budget: int, beam_width: int | None = None) -> None:
+    """Errors for a budget the strategies cannot honour: below 1, or not a multiple of the beam width."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget must be a positive number of generations, got {budget!r}")
+    if beam_width is not None:
+        if beam_width < 1:
+            raise ValueError(f"beam width must be >= 1, got {beam_width}")
+        if beam_width > budget:
+            raise ValueError(f"beam width {beam_width} is larger than the budget {budget}")
+        if budget % beam_width:
+            raise ValueError(f"budget {budget} is not divisible by beam width {beam_width}")
+
+
+def question_seeds(seed: int | Sequence[int], count: int) -> list[int]:
+    """One seed per question: derived from ``seed`` and the position, or given one by one."""
+    if isinstance(seed, int):
+        return [derive_seed(seed, i) for i in range(count)]
+    seeds = list(seed)
+    if len(seeds) != count:
+        raise ValueError(f"got {len(seeds)} seeds for {count} questions")
+    return seeds
+
+
+def answer_of(text: str) -> str | None:
+    """The normalised final answer of a solution text, None without a ``\\boxed{}``."""
+    return normalize_answer(extract_boxed(text))
+
+
+def select(candidates: Sequence[Candidate], how: Selection) -> str | None:
+    """The answer ``how`` picks among ``candidates`` (see ``selection``)."""
+    answers = [c.answer for c in candidates]
+    if how == "majority":
+        return majority_vote(answers)
+    scores = [c.score for c in candidates]
+    return best_of_n_weighted(answers, scores) if how == "weighted" else best_of_n_naive(answers, scores)
+
+
+def sample(
+    generator: Generator,
+    prompts: Sequence[str],
+    owners: Sequence[int],
+    n: int,
+    params: SamplingParams,
+    seeds: Sequence[int],
+    ledgers: list[Ledger],
+) -> list[list[Completion]]:
+    """``n`` samples per prompt in one batched call; each prompt's cost is charged to the question
+    ``owners[i]`` it belongs to."""
+    output = generator.generate(prompts, n=n, params=params, seed=list(seeds))
+    for owner, usage in zip(owners, output.usages, strict=True):
+        ledgers[owner].proposer = ledgers[owner].proposer + usage
+    return output.completions
+
+
+def score_texts(
+    scorer: StepScorer,
+    questions: Sequence[str],
+    texts: Sequence[str],
+    owners: Sequence[int],
+    ledgers: list[Ledger],
+) -> list[tuple[float, ...]]:
+    """Step scores of each text (a solution or prefix of question ``owners[i]``) in one batched
+    call, each pair's verifier cost charged to its question. Texts without a step score ()."""
+    steps = [split_steps(text) for text in texts]
+    wanted = [i for i, s in enumerate(steps) if s]
+    scores: list[tuple[float, ...]] = [() for _ in texts]
+    if not wanted:
+        return scores
+    output = scorer.score([questions[owners[i]] for i in wanted], [steps[i] for i in wanted])
+    for i, values, usage in zip(wanted, output.step_scores, output.usages, strict=True):
+        if len(values) != len(steps[i]):
+            raise ValueError(f"the scorer returned {len(values)} scores for {len(steps[i])} steps")
+        for value in values:
+            if not (isinstance(value, float | int) and 0.0 <= value <= 1.0):  # NaN fails both comparisons
+                raise ValueError(
+                    f"the scorer returned {value!r} for a step of question {owners[i]} "
+                    f"(candidate {texts[i][:60]!r}); step scores must lie in [0, 1]"
+                )
+        scores[i] = tuple(float(v) for v in values)
+        ledgers[owners[i]].verifier = ledgers[owners[i]].verifier + usage
+    return scores
+
+
+class Strategy(ABC):
+    """A test-time strategy: its knobs are its attributes, ``run`` does the work."""
+
+    name: str
+    needs_scorer: bool = True
+
+    def generations(self, budget: int) -> int:
+        """The compute record's ``generations``: the budget, in the paper's unit."""
+        return budget
+
+    @abstractmethod
+    def run(
+        self,
+        questions: Sequence[str],
+        generator: Generator,
+        scorer: StepScorer | None,
+        budget: int,
+        settings: SearchSettings = SearchSettings(),
+        seed: int | Sequence[int] = 0,
+    ) -> list[StrategyResult]:
+        """Answer each question within ``budget`` generations; ``seed`` is one integer for the
+        call or one per question (a question's result then does not depend on the batch)."""
+
+    def _check(self, questions: Sequence[str], scorer: StepScorer | None, budget: int, width: int | None) -> None:
+        check_budget(budget, width)
+        if self.needs_scorer and scorer is None:
+            raise ValueError(f"strategy {self.name!r} needs a scorer")
+        for i, question in enumerate(questions):
+            if not question.strip():
+                raise ValueError(f"question {i} is empty")

@@ -1,0 +1,168 @@
+"""Beam search against the verifier, exactly as the paper runs it, and lookahead search.
+
+With budget N and beam width M: sample N first steps; score each prefix with the verifier; keep the
+best N/M open prefixes; sample M next steps from each (N candidates again); repeat until no prefix
+is open or ``max_rounds`` (40) rounds; select by best-of-N weighted over the final candidates.
+Lookahead (depth k >= 1) ranks each candidate by the verifier's score at the end of a k-step greedy
+rollout from it (the rollout only ranks; the candidate kept is the step itself); k = 0 is beam search.
+
+Bookkeeping, documented because the prior art gets it wrong or leaves it implicit:
+
+- **Finished beams.** A candidate that ends (end of sequence, or the solution's token limit
+  ``sampling.max_new_tokens``) leaves the frontier for the final pool, whatever its rank. With
+  ``R = N - pool`` candidates still to find, a round keeps the best ``ceil(R / M)`` open prefixes
+  and samples M children from each, the last one only what is left of R: every round samples at
+  most N steps, and the search ends with exactly N candidates once they have all finished. Open
+  prefixes left after the last round join the pool as unfinished candidates.
+- **Duplicates.** A round keeps distinct open prefixes first; only when fewer distinct ones exist
+  than the beam holds do repeats fill it (each copy then samples its own M next steps with its own
+  seed), so every round still samples N steps. Finished duplicates all stay in the pool (they are
+  separate samples, and weighted voting should count them).
+- **Empty steps.** A candidate whose new step is blank made no progress: it ranks below every
+  candidate that did (score 0 for ranking); its text is unchanged otherwise.
+- **Compute.** Every sampled step, every rollout token and every verifier pass is charged to its
+  question; ``generations`` is N x (k + 1), the paper's cost of lookahead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from ..generation.base import Generator, greedy_continue, sample_next_steps
+from ..generation.sampling import derive_seed
+from ..scoring import StepScorer
+from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, question_seeds, score_texts, select
+
+
+class BeamSearch(Strategy):
+    """Beam search with beam width ``beam_width`` and lookahead depth ``lookahead`` (0: none)."""
+
+    def __init__(self, beam_width: int, lookahead: int = 0, max_rounds: int = 40) -> None:
+        if lookahead < 0:
+            raise ValueError(f"lookahead depth must be >= 0, got {lookahead}")
+        if max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+        self.beam_width = beam_width
+        self.lookahead = lookahead
+        self.max_rounds = max_rounds
+        self.name = "lookahead" if lookahead else "beam_search"
+
+    def generations(self, budget: int) -> int:
+        return budget * (self.lookahead + 1)
+
+    def run(
+        self,
+        questions: Sequence[str],
+        generator: Generator,
+        scorer: StepScorer | None,
+        budget: int,
+        settings: SearchSettings = SearchSettings(),
+        seed: int | Sequence[int] = 0,
+    ) -> list[StrategyResult]:
+        self._check(questions, scorer, budget, self.beam_width)
+        seeds = question_seeds(seed, len(questions))
+        ledgers = [Ledger() for _ in questions]
+        prompts = [settings.prompt.format(q) for q in questions]
+        pools: list[list[Beam]] = [[] for _ in questions]
+        width = self.beam_width
+        frontier = [(q, Beam(), budget) for q in range(len(questions))]  # each root samples N first steps
+        for round_ in range(self.max_rounds):
+            children = self._expand(generator, prompts, frontier, settings, seeds, round_, ledgers)
+            ranks = self._rank(generator, scorer, questions, prompts, children, settings, ledgers)
+            frontier = []
+            by_question: dict[int, list[tuple[float, Beam]]] = {}
+            for (q, beam), rank in zip(children, ranks):
+                by_question.setdefault(q, []).append((rank, beam))
+            for q, mine in by_question.items():
+                pools[q].extend(beam for _, beam in mine if not beam.open)
+                room = budget - len(pools[q])
+                kept = _best_distinct([(rank, beam) for rank, beam in mine if beam.open], math.ceil(room / width))
+                if round_ == self.max_rounds - 1:
+                    pools[q].extend(kept)
+                else:  # M children per kept beam; the last one gets what is left of the N
+                    frontier.extend((q, beam, min(width, room - i * width)) for i, beam in enumerate(kept))
+            if not frontier:
+                break
+        unscored = [(q, i) for q, pool in enumerate(pools) for i, beam in enumerate(pool) if not beam.step_scores]
+        texts = [pools[q][i].text for q, i in unscored]
+        for (q, i), scores in zip(unscored, score_texts(scorer, questions, texts, [q for q, _ in unscored], ledgers)):
+            pools[q][i] = replace(pools[q][i], step_scores=scores)
+        results = []
+        for pool, ledger in zip(pools, ledgers):
+            candidates = [beam.candidate(settings.aggregation) for beam in pool]
+            results.append(
+                StrategyResult(select(candidates, "weighted"), candidates, ledger.record(self.generations(budget)))
+            )
+        return results
+
+    def _expand(self, generator, prompts, frontier, settings, seeds, round_, ledgers) -> list[tuple[int, Beam]]:
+        """Next steps from every frontier beam (``(question, beam, children)``), all questions in one
+        call per distinct number of children; children come back in frontier order."""
+        limit = settings.sampling.max_new_tokens
+        rows: list[list[tuple[int, Beam]]] = [[] for _ in frontier]
+        seen: dict[int, int] = {}
+        position = []  # a beam's place among its own question's beams: seeds must not depend on the batch
+        for q, _, _ in frontier:
+            position.append(seen.get(q, 0))
+            seen[q] = position[-1] + 1
+        for n in sorted({n for _, _, n in frontier}):
+            index = [i for i, (_, _, count) in enumerate(frontier) if count == n]
+            output = sample_next_steps(
+                generator,
+                [prompts[frontier[i][0]] + frontier[i][1].text for i in index],
+                settings.sampling,
+                [derive_seed(seeds[frontier[i][0]], round_, position[i]) for i in index],
+                n,
+            )
+            for i, completions, usage in zip(index, output.completions, output.usages, strict=True):
+                q, beam, _ = frontier[i]
+                ledgers[q].proposer = ledgers[q].proposer + usage
+                rows[i] = [(q, beam.extend(c, limit)) for c in completions]
+        return [child for row in rows for child in row]
+
+    def _rank(self, generator, scorer, questions, prompts, children, settings, ledgers) -> list[float]:
+        """Each child's ranking score; children get their own step scores where that is what ranks them."""
+        owners = [q for q, _ in children]
+        if self.lookahead:
+            ahead = [i for i, (_, beam) in enumerate(children) if beam.open and not beam.blank_step]
+            rolled = (
+                greedy_continue(
+                    generator,
+                    [prompts[children[i][0]] + children[i][1].text for i in ahead],
+                    settings.sampling.max_new_tokens,
+                    steps=self.lookahead,
+                )
+                if ahead
+                else None
+            )
+            texts = [beam.text for _, beam in children]
+            if rolled is not None:
+                for i, row, usage in zip(ahead, rolled.completions, rolled.usages, strict=True):
+                    texts[i] = Beam(texts[i]).extend(row[0], math.inf).text
+                    q = owners[i]
+                    ledgers[q].proposer = ledgers[q].proposer + usage
+            ahead_set = set(ahead)
+        else:
+            texts = [beam.text for _, beam in children]
+            ahead_set = set()
+        scores = score_texts(scorer, questions, texts, owners, ledgers)
+        ranks = []
+        for i, ((_, beam), step_scores) in enumerate(zip(children, scores)):
+            if i not in ahead_set:
+                children[i] = (children[i][0], replace(beam, step_scores=step_scores))
+            ranks.append(0.0 if beam.blank_step or not step_scores else step_scores[-1])
+        return ranks
+
+
+def _best_distinct(ranked: list[tuple[float, Beam]], keep: int) -> list[Beam]:
+    """The ``keep`` best beams by rank, distinct texts first; when fewer distinct texts exist, the
+    best-ranked repeats fill the rest. Ties keep sampling order."""
+    order = [beam for _, beam in sorted(ranked, key=lambda item: -item[0])]
+    seen: set[str] = set()
+    distinct, repeats = [], []
+    for beam in order:
+        (repeats if beam.text in seen else distinct).append(beam)
+        seen.add(beam.text)
+    return (distinct + repeats)[:keep]

@@ -1,0 +1,85 @@
+"""Diverse verifier tree search (after search-and-learn), beyond the paper.
+
+Budget N and width M give N/M independent subtrees. In the first round each subtree samples M first
+steps (N in all); every later round each open subtree samples M next steps from its current
+prefix. A subtree keeps only its best-scored child; it ends when that child has ended (end of
+sequence or the token limit) or after ``max_rounds`` rounds. Best-of-N weighted then selects among
+the N/M subtrees' solutions. Separate subtrees keep the candidates diverse where one beam would
+collapse onto the verifier's favourite prefix. Empty steps rank last, as in beam search; compute is
+charged per question; ``generations`` is N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from ..generation.base import Generator, sample_next_steps
+from ..generation.sampling import derive_seed
+from ..scoring import StepScorer
+from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, question_seeds, score_texts, select
+
+
+class DiverseTreeSearch(Strategy):
+    """DVTS with ``beam_width`` children per subtree and round."""
+
+    name = "dvts"
+
+    def __init__(self, beam_width: int, max_rounds: int = 40) -> None:
+        if max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+        self.beam_width = beam_width
+        self.max_rounds = max_rounds
+
+    def run(
+        self,
+        questions: Sequence[str],
+        generator: Generator,
+        scorer: StepScorer | None,
+        budget: int,
+        settings: SearchSettings = SearchSettings(),
+        seed: int | Sequence[int] = 0,
+    ) -> list[StrategyResult]:
+        self._check(questions, scorer, budget, self.beam_width)
+        seeds = question_seeds(seed, len(questions))
+        ledgers = [Ledger() for _ in questions]
+        prompts = [settings.prompt.format(q) for q in questions]
+        width, limit = self.beam_width, settings.sampling.max_new_tokens
+        trees = budget // width
+        best: dict[tuple[int, int], Beam] = {(q, t): Beam() for q in range(len(questions)) for t in range(trees)}
+        open_trees = list(best)
+        for round_ in range(self.max_rounds):
+            if not open_trees:
+                break
+            output = sample_next_steps(
+                generator,
+                [prompts[q] + best[q, t].text for q, t in open_trees],
+                settings.sampling,
+                [derive_seed(seeds[q], round_, t) for q, t in open_trees],
+                width,
+            )
+            for (q, _), usage in zip(open_trees, output.usages, strict=True):
+                ledgers[q].proposer = ledgers[q].proposer + usage
+            children = [best[key].extend(c, limit) for key, row in zip(open_trees, output.completions) for c in row]
+            owners = [key[0] for key in open_trees for _ in range(width)]
+            scores = score_texts(scorer, questions, [c.text for c in children], owners, ledgers)
+            still_open = []
+            for j, key in enumerate(open_trees):
+                mine = [
+                    replace(c, step_scores=s)
+                    for c, s in zip(children[j * width : (j + 1) * width], scores[j * width : (j + 1) * width])
+                ]
+                chosen = max(mine, key=_rank)  # the first of equal ranks: sampling order
+                best[key] = chosen
+                if chosen.open:
+                    still_open.append(key)
+            open_trees = still_open
+        results = []
+        for q, ledger in enumerate(ledgers):
+            candidates = [best[q, t].candidate(settings.aggregation) for t in range(trees)]
+            results.append(StrategyResult(select(candidates, "weighted"), candidates, ledger.record(budget)))
+        return results
+
+
+def _rank(beam: Beam) -> float:
+    return 0.0 if beam.blank_step or not beam.step_scores else beam.step_scores[-1]
