@@ -31,6 +31,19 @@ labels: {{problems_per_level: 3, samples_per_problem: 2, rollouts: 2, shard_size
 prm:
   training: {{max_steps: 4, batch_size: 8, logging_steps: 2}}
 verifier_eval: {{problems_per_level: 2, n: 4, label_problems_per_level: 1}}
+search_eval:
+  problems_per_level: 1
+  max_budget: 4
+  budget_factor: 2
+  pool: 4
+  resamples: 5
+  bootstrap: 20
+  strategies:
+    - {{name: majority}}
+    - {{name: best_of_n_weighted}}
+    - {{name: beam_search, beam_width: 2, max_rounds: 3}}
+    - {{name: lookahead, beam_width: 2, lookahead: 1, max_rounds: 3}}
+    - {{name: dvts, beam_width: 4, max_rounds: 3}}
 """
 
 
@@ -80,13 +93,28 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert set(verifier["mc_labels"]["levels"]) == {"1", "2", "3", "4", "5"}
     assert "weighted@4" in first.stdout and "PRM vs MC hard" in first.stdout
 
+    search = json.loads((run_dir / "search_eval.json").read_text())
+    labels_run = {(p["strategy"], p["budget"]) for p in search["points"]}
+    assert labels_run == {(s, n) for s in ("majority", "best_of_n_weighted") for n in (1, 2, 4)} | {
+        ("beam_search(M=2)", 2),
+        ("beam_search(M=2)", 4),
+        ("lookahead(M=2,k=1)", 2),
+        ("lookahead(M=2,k=1)", 4),
+        ("dvts(M=4)", 4),
+    }
+    assert set(search["skipped"]) == {"beam_search(M=2)@1", "lookahead(M=2,k=1)@1", "dvts(M=4)@1", "dvts(M=4)@2"}
+    assert all(p["questions"] == 5 for p in search["points"] if p["level"] == 0)
+    assert (run_dir / "search_eval.png").read_bytes()[:4] == b"\x89PNG"
+    assert "**Accuracy, all levels**" in (run_dir / "search_eval.md").read_text()
+
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 5
+    assert second.stdout.count("up to date") == 6
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
     assert json.loads((run_dir / "proposer_eval.json").read_text()) == report
     assert json.loads((run_dir / "prm_eval.json").read_text()) == verifier
+    assert json.loads((run_dir / "search_eval.json").read_text()) == search
 
     third = ttc("run", config, "--from", "prm")
     assert third.returncode == 0, third.stderr

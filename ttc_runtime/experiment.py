@@ -7,7 +7,9 @@ Stages so far:
 - ``prm_labels``: Monte Carlo step labels on training problems (skipped when a PRM or a stepwise
   dataset is given);
 - ``prm``: train the PRM on those labels or the given dataset, or take a given PRM;
-- ``prm_eval``: best-of-N selection and step AUROC on held-out problems.
+- ``prm_eval``: best-of-N selection and step AUROC on held-out problems;
+- ``search_eval``: every strategy's accuracy against budget by level, with its cost, as a table
+  (``search_eval.md``), a plot (``search_eval.png``) and JSON.
 
 A stage's output records the hash of the config parts it depends on, and of the models it reads;
 a stage whose inputs are unchanged is skipped, and ``from_stage`` forces it and everything after
@@ -25,18 +27,20 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .budget_eval import BudgetEvalConfig, evaluate_budgets, format_budget_table, plot_budgets, points_to_json
 from .config import StrictModel, load_config
 from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pass_at_1_by_level, per_level
 from .files import write_text_atomic
 from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
 from .scoring import StepScorer, VerifierConfig, check_verifier, load_verifier
+from .strategies import SearchSettings
 from .tasks import LEVELS, SPLITS, MathJsonlConfig, MathJsonlTask, Problem, SyntheticTask, SyntheticTaskConfig, Task
 from .trainers.prm import PRMConfig, load_stepwise, train_prm
 from .trainers.prm_labels import LabelConfig, label_steps
 from .trainers.proposer import ProposerConfig, train_proposer
 
-STAGES = ("proposer", "proposer_eval", "prm_labels", "prm", "prm_eval")
+STAGES = ("proposer", "proposer_eval", "prm_labels", "prm", "prm_eval", "search_eval")
 
 
 class TaskConfig(StrictModel):
@@ -103,6 +107,7 @@ class ExperimentConfig(StrictModel):
     prm: PRMConfig = PRMConfig()
     verifier: VerifierConfig = VerifierConfig()
     verifier_eval: VerifierEvalConfig = VerifierEvalConfig()
+    search_eval: BudgetEvalConfig = BudgetEvalConfig()
 
     @model_validator(mode="after")
     def _causal_prm_is_given(self) -> ExperimentConfig:
@@ -397,6 +402,52 @@ class Experiment:
         print(format_verifier_levels(levels))
         if "mc_labels" in summary:
             print(format_label_agreement(summary["mc_labels"]))
+        return summary
+
+    def search_settings(self) -> SearchSettings:
+        """How every strategy formats prompts, samples and aggregates step scores in this run."""
+        config = self.config
+        return SearchSettings(config.proposer.prompt, config.sampling.params(), config.verifier.aggregation)
+
+    def _stage_search_eval(self, force: bool) -> dict[str, object]:
+        config, settings = self.config, self.config.search_eval
+        out = self.run_dir / "search_eval.json"
+        key = _fingerprint(
+            config.task,
+            config.proposer.prompt,
+            config.sampling,
+            config.verifier,
+            settings,
+            _identity(self.proposer_dir()),
+            _identity(self.verifier_dir()),
+        )
+        done = _read_json(out)
+        if not force and done.get("fingerprint") == key:
+            print("  up to date")
+            print((self.run_dir / "search_eval.md").read_text())
+            return done
+        held_out = [p for p in self.task.problems(settings.split) if p.level in settings.levels]
+        problems = per_level(held_out, settings.problems_per_level)
+        print(f"  {len(problems)} problems, budgets {settings.budgets()}, {len(settings.strategies)} strategies")
+        started = time.perf_counter()
+        points, skipped = evaluate_budgets(
+            self._generator(), self._scorer(), self.task, problems, self.search_settings(), settings
+        )
+        table = format_budget_table(points)
+        plot_budgets(points, self.run_dir / "search_eval.png")
+        write_text_atomic(self.run_dir / "search_eval.md", table)
+        summary = {
+            "fingerprint": key,
+            "split": settings.split,
+            "seconds": time.perf_counter() - started,
+            "points": points_to_json(points),
+            "skipped": skipped,
+        }
+        write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+        print(table)
+        for name, reason in skipped.items():
+            print(f"  skipped {name}: {reason}")
+        print(f"  evaluated in {summary['seconds']:.0f} s; plot in {self.run_dir / 'search_eval.png'}")
         return summary
 
     def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem]) -> dict[str, object]:
