@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -149,3 +151,30 @@ def test_margin_verifier_needs_no_labels_and_no_prm(tmp_path, tiny_model_dir):
     assert [row["level"] for row in report["levels"]] == [1, 2, 3, 4, 5]
     assert report["compute"]["verifier_prompt_tokens"] > 0
     assert not (tmp_path / "run" / "prm").exists() and not (tmp_path / "run" / "prm_labels").exists()
+
+
+@pytest.mark.slow
+def test_bench_prints_every_path_against_the_baseline(tiny_model_dir):
+    result = ttc(
+        "bench",
+        "--model",
+        tiny_model_dir,
+        "--verifier-kind",
+        "proposer_margin",
+        "--per-level",
+        "1",
+        "-n",
+        "4",
+        "--beam-width",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--repeats",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    names = [row.split(" | ")[0][2:] for row in rows]
+    assert names == ["hf_generate", "sample", "best_of_n", "beam_search(M=2)", "lookahead(M=2,k=1)", "prm_scoring"]
+    assert rows[0].split(" | ")[3] == "1.00x"  # the baseline against itself
+    assert "beam search wall time / best-of-N wall time:" in result.stdout

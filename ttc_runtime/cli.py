@@ -1,6 +1,7 @@
 """The ``ttc`` command.
 
-``ttc run CONFIG`` runs the experiment's stages; ``ttc sample`` draws solutions from a proposer.
+``ttc run CONFIG`` runs the experiment's stages; ``ttc sample`` draws solutions from a proposer;
+``ttc bench`` measures the generation paths against plain transformers ``generate``.
 Bad input (a missing model directory, a malformed data line, an unknown config key, an empty
 question) ends with a one-line error on stderr and exit status 2.
 """
@@ -52,6 +53,33 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import format_benchmark, run_benchmark
+    from .generation.hf import TransformersGenerator
+    from .prompts import PromptConfig
+    from .scoring import VerifierConfig, load_verifier
+
+    torch_threads(args.threads)
+    generator = TransformersGenerator.from_pretrained(args.model, device=args.device)
+    verifier = VerifierConfig(kind=args.verifier_kind)
+    scorer = load_verifier(
+        verifier, args.prm if args.verifier_kind != "proposer_margin" else args.model, PromptConfig(), args.device
+    )
+    measurements, peak = run_benchmark(
+        generator, scorer, args.per_level, args.n, args.beam_width, args.lookahead, args.max_new_tokens, args.repeats
+    )
+    print(format_benchmark(measurements, peak, 5 * args.per_level, args.n))
+    return 0
+
+
+def torch_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (benchmarks compare paths under the same setting)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ttc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", help="torch device (default cpu)")
     sample.add_argument("--json", action="store_true", help="print JSON")
     sample.set_defaults(func=_cmd_sample)
+
+    bench = sub.add_parser("bench", help="generation speed of every path against transformers generate")
+    bench.add_argument("--model", default="runs/embedded/proposer", help="proposer directory")
+    bench.add_argument("--prm", default="runs/embedded/prm", help="PRM directory")
+    bench.add_argument(
+        "--verifier-kind", default="token_classification", choices=["token_classification", "proposer_margin"]
+    )
+    bench.add_argument("--per-level", type=int, default=3, help="test questions per level (default 3)")
+    bench.add_argument("-n", type=int, default=64, help="samples per question, the budget N (default 64)")
+    bench.add_argument("--beam-width", type=int, default=4)
+    bench.add_argument("--lookahead", type=int, default=1)
+    bench.add_argument("--max-new-tokens", type=int, default=160)
+    bench.add_argument("--repeats", type=int, default=2, help="timed runs per path; the fastest counts")
+    bench.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    bench.add_argument("--device", help="torch device (default cpu)")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
