@@ -175,6 +175,15 @@ def test_bench_prints_every_path_against_the_baseline(tiny_model_dir):
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     names = [row.split(" | ")[0][2:] for row in rows]
-    assert names == ["hf_generate", "sample", "best_of_n", "beam_search(M=2)", "lookahead(M=2,k=1)", "prm_scoring"]
+    assert names == [
+        "hf_generate",
+        "sample",
+        "best_of_n",
+        "beam_search(M=2)",
+        "beam_search(M=2), full re-scoring",
+        "lookahead(M=2,k=1)",
+        "prm_scoring",
+    ]
     assert rows[0].split(" | ")[3] == "1.00x"  # the baseline against itself
     assert "beam search wall time / best-of-N wall time:" in result.stdout
+    assert "same answer on " in result.stdout

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -270,3 +271,81 @@ def test_real_models_reproducible_and_independent_of_the_batch(tiny_model_dir, c
         assert compute.proposer.generated_tokens > 0 and compute.verifier.prompt_tokens > 0
         assert compute.proposer.flops == 2 * generator.flop_params * compute.proposer.tokens
         assert compute.verifier.flops == 2 * scorer.flop_params * compute.verifier.tokens
+
+
+@pytest.fixture(scope="module")
+def margin_prm(tiny_model_dir, tmp_path_factory):
+    from ttc_runtime.models import load_causal_lm, load_tokenizer
+    from ttc_runtime.scoring import MarginPRMForTokenClassification, TokenClassificationPRM
+
+    path = tmp_path_factory.mktemp("margin-prm")
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = MarginPRMForTokenClassification.from_proposer(load_causal_lm(tiny_model_dir), tokenizer)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return TokenClassificationPRM.from_pretrained(path)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"name": "beam_search", "beam_width": 2, "max_rounds": 4},
+        {"name": "lookahead", "beam_width": 2, "lookahead": 1, "max_rounds": 4},
+        {"name": "dvts", "beam_width": 2, "max_rounds": 4},
+    ],
+)
+def test_fused_margin_scoring_matches_full_rescoring(tiny_model_dir, margin_prm, config):
+    from ttc_runtime.scoring.margin import fuse
+
+    generator = TransformersGenerator.from_pretrained(tiny_model_dir)
+    questions = ["Evaluate left to right:\n3+4*2", "Evaluate left to right:\n9-1"]
+    fast = SearchSettings(sampling=SamplingParams(max_new_tokens=40))
+    slow = SearchSettings(sampling=SamplingParams(max_new_tokens=40), fused_scoring=False)
+    assert fuse(margin_prm, generator, fast.prompt) is not None
+    strategy = StrategyConfig(**config).build(4)
+    fused = strategy.run(questions, generator, margin_prm, 4, fast, seed=3)
+    full = strategy.run(questions, generator, margin_prm, 4, slow, seed=3)
+    # A random model often samples a number as several tokens that the tokenizer would write as
+    # one, so the two paths' scores may differ here (the full path re-tokenizes the text; see the
+    # next test for what the fused scores equal). Sampling itself is untouched by fusion.
+    for a, b in zip(fused, full):
+        assert all(len(c.step_scores) == len(c.steps) for c in a.candidates)
+        assert a.compute.proposer.generated_tokens == b.compute.proposer.generated_tokens
+        assert a.compute.verifier.flops < b.compute.verifier.flops  # the head only, no prefix re-read
+    if config["name"] != "lookahead":  # without rollouts, the first round's samples are the same
+        assert fused[0].candidates[0].text.split("\n\n")[0] == full[0].candidates[0].text.split("\n\n")[0]
+
+
+def test_fused_scores_are_the_margin_prms_scores_of_the_sampled_tokens(tiny_model_dir, margin_prm):
+    from ttc_runtime.scoring.margin import MarginState, fuse
+
+    generator = TransformersGenerator.from_pretrained(tiny_model_dir)
+    fused = fuse(margin_prm, generator, PromptConfig())
+    prompt = PromptConfig().format("Evaluate left to right:\n3+4*2")
+    params = SamplingParams(max_new_tokens=30, logprobs=True)
+    for completion in generator.generate([prompt], n=4, params=params, seed=5).completions[0]:
+        assert len(completion.logprobs) == len(completion.top_logprobs) == completion.num_tokens
+        state = MarginState().extend(completion, fused.skip)
+        prompt_ids = margin_prm.tokenizer(prompt)["input_ids"]
+        ids = prompt_ids + [t for t in completion.token_ids if t not in generator.eos_ids.tolist()]
+        with torch.no_grad():
+            logits = margin_prm.model(
+                input_ids=torch.tensor([ids]), solution_start=torch.tensor([len(prompt_ids)])
+            ).logits
+        assert fused.probabilities([state])[0] == pytest.approx(torch.sigmoid(logits[0, -1, 0]).item(), abs=1e-5)
+
+
+def test_fusion_needs_the_generators_own_weights(tiny_model_dir, margin_prm):
+    from ttc_runtime.models import TinyLMConfig, build_embedded_tokenizer, build_tiny_causal_lm
+    from ttc_runtime.scoring.margin import fuse
+
+    other = build_tiny_causal_lm(
+        TinyLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=256),
+        build_embedded_tokenizer(),
+        seed=1,
+    )
+    generator = TransformersGenerator(other, build_embedded_tokenizer())
+    assert fuse(margin_prm, generator, PromptConfig()) is None
+    own = TransformersGenerator.from_pretrained(tiny_model_dir)
+    assert fuse(margin_prm, own, PromptConfig(template="Q: {question}\n\n")) is None  # another prompt
+    assert fuse(ProposerMarginScorer.from_pretrained(tiny_model_dir), own, PromptConfig()) is None

@@ -6,7 +6,8 @@ Paths, all at the same N samples per question on the same held-out questions:
   prompt repeated N times, sampling at the same temperature, rows padded to the longest;
 - ``sample``: this project's generator drawing the same N solutions per question;
 - ``best_of_n``: the same sampling plus verifier scoring of every solution (best-of-N weighted);
-- ``beam_search`` and ``lookahead``: the search strategies at the same N;
+- ``beam_search`` and ``lookahead``: the search strategies at the same N, beam search also with
+  fused scoring turned off (every prefix re-read by the PRM each round), the slower path;
 - ``prm_scoring``: verifier scoring alone, of the solutions ``sample`` drew.
 
 Speeds are reported as ratios to the baseline's generated tokens per second, measured in the same
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -122,8 +123,9 @@ def run_benchmark(
     max_new_tokens: int = 160,
     repeats: int = 2,
     seed: int = 0,
-) -> tuple[list[Measurement], float]:
-    """Measure every path; returns the measurements and the device's matrix-multiply FLOP/s."""
+) -> tuple[list[Measurement], float, dict[str, int]]:
+    """Measure every path; returns the measurements, the device's matrix-multiply FLOP/s, and how
+    often fused and fully re-scored beam search agree (answers, candidate texts)."""
     problems = per_level(SyntheticTask(SyntheticTaskConfig()).problems("test"), per_level_questions)
     questions = [p.question for p in problems]
     settings = SearchSettings(PromptConfig(), SamplingParams(temperature=0.8, max_new_tokens=max_new_tokens))
@@ -138,36 +140,49 @@ def run_benchmark(
         out = generator.generate(prompts, n=n, params=settings.sampling, seed=seed)
         return out.usage.generated_tokens, out.usage.flops
 
-    def strategy(runner):
+    outputs: dict[str, list] = {}
+
+    def strategy(name, runner, run_settings=settings):
         def work():
-            results = runner.run(questions, generator, scorer, n, settings, seed)
+            results = runner.run(questions, generator, scorer, n, run_settings, seed)
+            outputs[name] = results
             total = sum((r.compute for r in results[1:]), results[0].compute)
             return total.proposer.generated_tokens, total.flops
 
-        return work
+        return name, work
 
     def score():
         out = scorer.score([owners[i] for i in kept], [steps[i] for i in kept])
         return samples.usage.generated_tokens, out.usage.flops
 
+    full = replace(settings, fused_scoring=False)
     paths = [
         ("hf_generate", lambda: hf_generate(generator, prompts, n, settings.sampling, seed)),
         ("sample", sample),
-        ("best_of_n", strategy(BestOfN("weighted"))),
-        (f"beam_search(M={beam_width})", strategy(BeamSearch(beam_width))),
-        (f"lookahead(M={beam_width},k={lookahead})", strategy(BeamSearch(beam_width, lookahead))),
+        strategy("best_of_n", BestOfN("weighted")),
+        strategy(f"beam_search(M={beam_width})", BeamSearch(beam_width)),
+        strategy(f"beam_search(M={beam_width}), full re-scoring", BeamSearch(beam_width), full),
+        strategy(f"lookahead(M={beam_width},k={lookahead})", BeamSearch(beam_width, lookahead)),
         ("prm_scoring", score),
     ]
     measurements = [_fastest(name, work, repeats, device) for name, work in paths]
-    return measurements, matmul_rate(device)
+    fast, slow = outputs[paths[3][0]], outputs[paths[4][0]]
+    agreement = {
+        "questions": len(questions),
+        "same_answer": sum(a.answer == b.answer for a, b in zip(fast, slow)),
+        "same_candidates": sum(
+            [c.text for c in a.candidates] == [c.text for c in b.candidates] for a, b in zip(fast, slow)
+        ),
+    }
+    return measurements, matmul_rate(device), agreement
 
 
-def format_benchmark(measurements: list[Measurement], peak: float, questions: int, n: int) -> str:
+def format_benchmark(measurements: list[Measurement], peak: float, agreement: dict[str, int], n: int) -> str:
     """The benchmark table: wall time, tokens, speed against the baseline, FLOP rate against the limit."""
     baseline = measurements[0]
     by_name = {m.name: m for m in measurements}
     lines = [
-        f"{questions} questions x N = {n}; matrix-multiply limit {peak:.3g} FLOP/s",
+        f"{agreement['questions']} questions x N = {n}; matrix-multiply limit {peak:.3g} FLOP/s",
         "",
         "| path | wall s (ratio) | generated tokens | tokens/s vs hf_generate | FLOP/s | of the limit |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -180,6 +195,11 @@ def format_benchmark(measurements: list[Measurement], peak: float, questions: in
             f"| {ratio:.2f}x | {rate:.3g} | {rate / peak:.1%} |"
         )
     beam = next(m for m in measurements if m.name.startswith("beam_search"))
-    lines += ["", f"beam search wall time / best-of-N wall time: {beam.seconds / by_name['best_of_n'].seconds:.2f}"]
+    lines += [
+        "",
+        f"beam search wall time / best-of-N wall time: {beam.seconds / by_name['best_of_n'].seconds:.2f}",
+        f"beam search fused against full re-scoring, same seed: same answer on {agreement['same_answer']}/"
+        f"{agreement['questions']} questions, same candidates on {agreement['same_candidates']}/{agreement['questions']}",
+    ]
     lines.append("(prm_scoring's token column is the scored solutions' generated tokens)")
     return "\n".join(lines)

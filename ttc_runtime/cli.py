@@ -65,10 +65,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     scorer = load_verifier(
         verifier, args.prm if args.verifier_kind != "proposer_margin" else args.model, PromptConfig(), args.device
     )
-    measurements, peak = run_benchmark(
+    measurements, peak, agreement = run_benchmark(
         generator, scorer, args.per_level, args.n, args.beam_width, args.lookahead, args.max_new_tokens, args.repeats
     )
-    print(format_benchmark(measurements, peak, 5 * args.per_level, args.n))
+    print(format_benchmark(measurements, peak, agreement, args.n))
     return 0
 
 

@@ -19,7 +19,9 @@ class SamplingParams:
     ``temperature`` 0 is greedy decoding. ``stop`` ends a sample when the string has appeared
     ``stop_count`` times in the generated text (one next step: ``stop=STEP_SEPARATOR``; a k-step
     rollout: ``stop_count=k``); the last occurrence is cut from the returned text but its tokens
-    are counted. ``max_new_tokens`` bounds each sample.
+    are counted. ``max_new_tokens`` bounds each sample. ``logprobs`` also returns, for every
+    generated token, its log-probability and the largest log-probability at its position, both
+    under the model's untempered distribution (what a verifier reading the proposer's margins needs).
     """
 
     temperature: float = 0.8
@@ -27,6 +29,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop: str | None = None
     stop_count: int = 1
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -43,7 +46,8 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class Completion:
-    """One sample: its text (after the prompt), its exact token count and why it ended.
+    """One sample: its text (after the prompt), its exact token count and why it ended; with
+    ``SamplingParams.logprobs``, per generated token its log-probability and the top one.
 
     ``finish_reason`` is ``"eos"`` when the model ended the solution, ``"stop"`` when the stop
     string ended it (a step boundary), ``"length"`` when ``max_new_tokens`` did.
@@ -53,6 +57,8 @@ class Completion:
     num_tokens: int
     finish_reason: FinishReason
     token_ids: tuple[int, ...] = ()
+    logprobs: tuple[float, ...] = ()
+    top_logprobs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,11 @@ def sample_next_steps(
 
 
 def greedy_continue(
-    generator: Generator, prefixes: Sequence[str], max_new_tokens: int, steps: int | None = None
+    generator: Generator,
+    prefixes: Sequence[str],
+    max_new_tokens: int,
+    steps: int | None = None,
+    logprobs: bool = False,
 ) -> GenerationOutput:
     """Greedy (temperature 0) continuation of each prefix: ``steps`` more steps, or to the end if None."""
     params = SamplingParams(
@@ -108,5 +118,6 @@ def greedy_continue(
         max_new_tokens=max_new_tokens,
         stop=STEP_SEPARATOR if steps is not None else None,
         stop_count=steps or 1,
+        logprobs=logprobs,
     )
     return generator.generate(prefixes, n=1, params=params, seed=0)

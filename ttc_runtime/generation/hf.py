@@ -120,6 +120,8 @@ class TransformersGenerator:
         total = len(prompts) * n
         active = torch.arange(total, device=self.device)  # original row of each live batch row
         tokens: list[list[int]] = [[] for _ in range(total)]
+        logprobs: list[list[float]] = [[] for _ in range(total)]
+        top_logprobs: list[list[float]] = [[] for _ in range(total)]
         texts = [""] * total
         stops_seen = [0] * total
         search_from = [0] * total
@@ -129,6 +131,15 @@ class TransformersGenerator:
             step_tensor = torch.full_like(seeds, step)
             chosen = sample_tokens(logits, seeds, step_tensor, params.temperature, params.top_p)
             is_eos = torch.isin(chosen, self.eos_ids).tolist()
+            if params.logprobs:
+                log_probs = torch.log_softmax(logits.float(), dim=-1)
+                for row, value, top in zip(
+                    active.tolist(),
+                    log_probs.gather(1, chosen[:, None])[:, 0].tolist(),
+                    log_probs.max(dim=-1).values.tolist(),
+                ):
+                    logprobs[row].append(value)
+                    top_logprobs[row].append(top)
             keep = []
             for b, (row, token, eos) in enumerate(zip(active.tolist(), chosen.tolist(), is_eos)):
                 tokens[row].append(token)
@@ -168,14 +179,19 @@ class TransformersGenerator:
             logits = out.logits[:, -1]
             next_position = next_position + 1
 
-        completions = [self._completion(tokens[r], finish[r] or "length", params) for r in range(total)]
+        completions = [
+            self._completion(tokens[r], finish[r] or "length", params, logprobs[r], top_logprobs[r])
+            for r in range(total)
+        ]
         usages = [
             Usage.inference(self.flop_params, len(ids), sum(len(t) for t in tokens[i * n : (i + 1) * n]))
             for i, ids in enumerate(encoded)
         ]
         return completions, usages
 
-    def _completion(self, token_ids: list[int], finish: str, params: SamplingParams) -> Completion:
+    def _completion(
+        self, token_ids: list[int], finish: str, params: SamplingParams, logprobs: list[float], top: list[float]
+    ) -> Completion:
         text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
         if finish == "stop" and params.stop is not None:
             cut, search_from = -1, 0
@@ -186,4 +202,4 @@ class TransformersGenerator:
                 search_from = cut + len(params.stop)
             if cut >= 0:
                 text = text[:cut]
-        return Completion(text=text, num_tokens=len(token_ids), finish_reason=finish, token_ids=tuple(token_ids))
+        return Completion(text, len(token_ids), finish, tuple(token_ids), tuple(logprobs), tuple(top))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import TokenClassifierOutput
 
+from ..generation.base import Completion
 from ..models import load_causal_lm, load_tokenizer
 from ..prompts import PromptConfig
 from .base import BatchedModelScorer
@@ -193,6 +195,92 @@ class MarginPRMForTokenClassification(PreTrainedModel):
 
 AutoConfig.register(MarginPRMConfig.model_type, MarginPRMConfig)
 AutoModelForTokenClassification.register(MarginPRMConfig, MarginPRMForTokenClassification)
+
+
+@dataclass(frozen=True)
+class MarginState:
+    """The running statistics behind ``MARGIN_FEATURES`` after some solution tokens: what a search
+    carries from a prefix to its children, so that scoring a new step reads only the new tokens."""
+
+    min_margin: float = 0.0
+    min_logprob: float = 0.0
+    sum_margin: float = 0.0
+    slips: int = 0
+    tokens: int = 0
+
+    def extend(self, completion: Completion, skip: torch.Tensor) -> MarginState:
+        """The statistics after ``completion``'s tokens (it must carry ``logprobs``); tokens marked
+        in ``skip`` (blank tokens, end of sequence) do not count, as in ``token_margins``."""
+        if len(completion.logprobs) != len(completion.token_ids):
+            raise ValueError("fused margin scoring needs completions sampled with logprobs=True")
+        state = self
+        for token, logprob, top in zip(completion.token_ids, completion.logprobs, completion.top_logprobs):
+            if skip[token]:
+                continue
+            margin = logprob - top
+            state = MarginState(
+                min(state.min_margin, margin),
+                min(state.min_logprob, logprob),
+                state.sum_margin + margin,
+                state.slips + (margin < SLIP),
+                state.tokens + 1,
+            )
+        return state
+
+    def features(self) -> list[float]:
+        """``MARGIN_FEATURES`` at the position these statistics end at."""
+        running_min = max(self.min_margin, FLOOR)
+        return [
+            math.exp(running_min),
+            running_min / -FLOOR,
+            math.exp(max(self.min_logprob, FLOOR)),
+            math.exp(self.sum_margin / max(self.tokens, 1)),
+            math.log1p(self.slips),
+            math.log1p(self.tokens),
+        ]
+
+
+class FusedMarginScorer:
+    """Scores steps from the log-probabilities the generator returned while sampling them, with the
+    head of a margin PRM whose proposer is the generator's own model: no forward pass, only the
+    new tokens read. It gives the margin PRM's scores for the tokens as sampled (the full scorer
+    re-tokenizes the text, which for a model that samples its own canonical tokenization is the
+    same sequence). Its cost is the head's: ``2 x head weights`` FLOPs per scored step."""
+
+    def __init__(self, model: MarginPRMForTokenClassification, skip: torch.Tensor) -> None:
+        self.model = model
+        self.skip = skip.cpu()
+        self.head_params = sum(p.numel() for p in [*model.linear.parameters(), *model.head.parameters()])
+
+    @torch.inference_mode()
+    def probabilities(self, states: Sequence[MarginState]) -> list[float]:
+        """The head's step probability at the end of each state."""
+        if not states:
+            return []
+        weight = self.model.linear.weight
+        features = torch.tensor([s.features() for s in states], dtype=weight.dtype, device=weight.device)
+        logits = self.model.linear(features) + self.model.head(features)
+        return torch.sigmoid(logits[:, 0].float()).tolist()
+
+
+def fuse(scorer: object, generator: object, prompt: PromptConfig) -> FusedMarginScorer | None:
+    """A ``FusedMarginScorer`` when ``scorer`` is a margin PRM reading ``prompt`` whose proposer has
+    exactly the weights of ``generator``'s model (checked tensor by tensor), else None."""
+    model = getattr(scorer, "model", None)
+    gen_model = getattr(generator, "model", None)
+    if not isinstance(model, MarginPRMForTokenClassification) or gen_model is None:
+        return None
+    if getattr(scorer, "prompt", None) != prompt:
+        return None
+    mine, theirs = model.proposer.state_dict(), gen_model.state_dict()
+    if mine.keys() != theirs.keys() or any(
+        mine[k].shape != theirs[k].shape or not torch.equal(mine[k], theirs[k].to(mine[k].device)) for k in mine
+    ):
+        return None
+    skip = model.blank.clone().cpu()
+    for token in getattr(generator, "eos_ids", torch.tensor([], dtype=torch.long)).tolist():
+        skip[token] = True  # the end of sequence is not part of the text
+    return FusedMarginScorer(model, skip)
 
 
 class ProposerMarginScorer(BatchedModelScorer):

@@ -30,6 +30,7 @@ from ..generation.base import Completion, Generator, SamplingParams
 from ..generation.sampling import derive_seed
 from ..prompts import PromptConfig
 from ..scoring import StepScorer
+from ..scoring.margin import FusedMarginScorer, MarginState
 from ..selection import Aggregation, aggregate_steps, best_of_n_naive, best_of_n_weighted, majority_vote
 from ..tasks.grading import STEP_SEPARATOR, extract_boxed, normalize_answer, split_steps
 
@@ -43,6 +44,10 @@ class SearchSettings:
     prompt: PromptConfig = PromptConfig()
     sampling: SamplingParams = SamplingParams()
     aggregation: Aggregation = "last"
+    fused_scoring: bool = True
+    """Let search score new steps from the log-probabilities the generator returned while sampling
+    them when the verifier is a margin PRM over the generator's own model (``scoring.margin.fuse``),
+    instead of re-reading every prefix each round. False forces the full re-scoring."""
 
 
 @dataclass(frozen=True)
@@ -83,20 +88,31 @@ class Beam:
     finish_reason: str | None = None
     step_scores: tuple[float, ...] = ()
     blank_step: bool = False
+    state: MarginState = MarginState()
+    """Running margin statistics of the text, kept only under fused scoring."""
 
     @property
     def open(self) -> bool:
         return self.finish_reason is None
 
-    def extend(self, completion: Completion, max_tokens: int) -> Beam:
-        """This beam followed by one sampled step. A step cut at the separator gets it back; a
-        beam whose solution reaches ``max_tokens`` tokens ends with reason "length"."""
+    def extend(self, completion: Completion, max_tokens: int, fused: FusedMarginScorer | None = None) -> Beam:
+        """This beam followed by one sampled step, keeping the step scores it had. A step cut at the
+        separator gets it back; a beam whose solution reaches ``max_tokens`` tokens ends with reason
+        "length". With ``fused``, the margin statistics take in the step's tokens."""
         tokens = self.tokens + completion.num_tokens
         blank = not completion.text.strip()
+        state = self.state.extend(completion, fused.skip) if fused is not None else self.state
         if completion.finish_reason == "stop":
             reason = "length" if tokens >= max_tokens else None
-            return Beam(self.text + completion.text + STEP_SEPARATOR, tokens, reason, blank_step=blank)
-        return Beam(self.text + completion.text, tokens, completion.finish_reason, blank_step=blank)
+            text = self.text + completion.text + STEP_SEPARATOR
+        else:
+            text, reason = self.text + completion.text, completion.finish_reason
+        return Beam(text, tokens, reason, self.step_scores, blank, state)
+
+    @property
+    def scored(self) -> bool:
+        """Whether every step of the text has its score."""
+        return len(self.step_scores) == len(split_steps(self.text))
 
     def candidate(self, aggregation: Aggregation) -> Candidate:
         score = aggregate_steps(self.step_scores, aggregation) if self.step_scores else 0.0

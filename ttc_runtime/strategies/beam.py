@@ -22,6 +22,11 @@ Bookkeeping, documented because the prior art gets it wrong or leaves it implici
   candidate that did (score 0 for ranking); its text is unchanged otherwise.
 - **Compute.** Every sampled step, every rollout token and every verifier pass is charged to its
   question; ``generations`` is N x (k + 1), the paper's cost of lookahead.
+- **Fused scoring.** When the verifier is a margin PRM over the generator's own model
+  (``scoring.margin.fuse``), steps are sampled with their log-probabilities and each beam carries
+  its running margin statistics, so a new step is scored from its own tokens with the PRM's head
+  and no prefix is read again; the verifier is charged the head's FLOPs.
+  ``SearchSettings(fused_scoring=False)`` re-reads every prefix with the full PRM each round.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+from ..compute import Usage
 from ..generation.base import Generator, greedy_continue, sample_next_steps
 from ..generation.sampling import derive_seed
 from ..scoring import StepScorer
+from ..scoring.margin import FusedMarginScorer, fuse
 from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, question_seeds, score_texts, select
 
 
@@ -67,10 +74,14 @@ class BeamSearch(Strategy):
         prompts = [settings.prompt.format(q) for q in questions]
         pools: list[list[Beam]] = [[] for _ in questions]
         width = self.beam_width
+        fused = fuse(scorer, generator, settings.prompt) if settings.fused_scoring else None
         frontier = [(q, Beam(), budget) for q in range(len(questions))]  # each root samples N first steps
         for round_ in range(self.max_rounds):
-            children = self._expand(generator, prompts, frontier, settings, seeds, round_, ledgers)
-            ranks = self._rank(generator, scorer, questions, prompts, children, settings, ledgers)
+            children = self._expand(generator, prompts, frontier, settings, seeds, round_, ledgers, fused)
+            if fused is None:
+                ranks = self._rank(generator, scorer, questions, prompts, children, settings, ledgers)
+            else:
+                ranks = self._rank_fused(generator, fused, prompts, children, settings, ledgers)
             frontier = []
             by_question: dict[int, list[tuple[float, Beam]]] = {}
             for (q, beam), rank in zip(children, ranks):
@@ -85,7 +96,7 @@ class BeamSearch(Strategy):
                     frontier.extend((q, beam, min(width, room - i * width)) for i, beam in enumerate(kept))
             if not frontier:
                 break
-        unscored = [(q, i) for q, pool in enumerate(pools) for i, beam in enumerate(pool) if not beam.step_scores]
+        unscored = [(q, i) for q, pool in enumerate(pools) for i, beam in enumerate(pool) if not beam.scored]
         texts = [pools[q][i].text for q, i in unscored]
         for (q, i), scores in zip(unscored, score_texts(scorer, questions, texts, [q for q, _ in unscored], ledgers)):
             pools[q][i] = replace(pools[q][i], step_scores=scores)
@@ -97,10 +108,11 @@ class BeamSearch(Strategy):
             )
         return results
 
-    def _expand(self, generator, prompts, frontier, settings, seeds, round_, ledgers) -> list[tuple[int, Beam]]:
+    def _expand(self, generator, prompts, frontier, settings, seeds, round_, ledgers, fused) -> list[tuple[int, Beam]]:
         """Next steps from every frontier beam (``(question, beam, children)``), all questions in one
         call per distinct number of children; children come back in frontier order."""
         limit = settings.sampling.max_new_tokens
+        params = replace(settings.sampling, logprobs=fused is not None)
         rows: list[list[tuple[int, Beam]]] = [[] for _ in frontier]
         seen: dict[int, int] = {}
         position = []  # a beam's place among its own question's beams: seeds must not depend on the batch
@@ -112,15 +124,43 @@ class BeamSearch(Strategy):
             output = sample_next_steps(
                 generator,
                 [prompts[frontier[i][0]] + frontier[i][1].text for i in index],
-                settings.sampling,
+                params,
                 [derive_seed(seeds[frontier[i][0]], round_, position[i]) for i in index],
                 n,
             )
             for i, completions, usage in zip(index, output.completions, output.usages, strict=True):
                 q, beam, _ = frontier[i]
                 ledgers[q].proposer = ledgers[q].proposer + usage
-                rows[i] = [(q, beam.extend(c, limit)) for c in completions]
+                rows[i] = [(q, beam.extend(c, limit, fused)) for c in completions]
         return [child for row in rows for child in row]
+
+    def _rank_fused(self, generator, fused, prompts, children, settings, ledgers) -> list[float]:
+        """``_rank`` from the margin statistics the children carry: no verifier forward pass. A
+        lookahead rollout is sampled with log-probabilities and read the same way."""
+        for i, beam in enumerate(score_fused(fused, children, ledgers)):
+            children[i] = (children[i][0], beam)
+        ranks = [0.0 if beam.blank_step or not beam.step_scores else beam.step_scores[-1] for _, beam in children]
+        if not self.lookahead:
+            return ranks
+        ahead = [i for i, (_, beam) in enumerate(children) if beam.open and not beam.blank_step]
+        if not ahead:
+            return ranks
+        rolled = greedy_continue(
+            generator,
+            [prompts[children[i][0]] + children[i][1].text for i in ahead],
+            settings.sampling.max_new_tokens,
+            steps=self.lookahead,
+            logprobs=True,
+        )
+        states = []
+        for i, row, usage in zip(ahead, rolled.completions, rolled.usages, strict=True):
+            q = children[i][0]
+            ledgers[q].proposer = ledgers[q].proposer + usage
+            ledgers[q].verifier = ledgers[q].verifier + Usage.inference(fused.head_params, 1)
+            states.append(children[i][1].state.extend(row[0], fused.skip))
+        for i, probability in zip(ahead, fused.probabilities(states)):
+            ranks[i] = probability
+        return ranks
 
     def _rank(self, generator, scorer, questions, prompts, children, settings, ledgers) -> list[float]:
         """Each child's ranking score; children get their own step scores where that is what ranks them."""
@@ -154,6 +194,19 @@ class BeamSearch(Strategy):
                 children[i] = (children[i][0], replace(beam, step_scores=step_scores))
             ranks.append(0.0 if beam.blank_step or not step_scores else step_scores[-1])
         return ranks
+
+
+def score_fused(fused: FusedMarginScorer, beams: list[tuple[int, Beam]], ledgers: list[Ledger]) -> list[Beam]:
+    """``beams`` (question, beam) with their newest step scored from their margin statistics; each
+    scored step is charged to its question as one position read by the verifier's head."""
+    probabilities = fused.probabilities([beam.state for _, beam in beams])
+    scored = []
+    for (q, beam), probability in zip(beams, probabilities):
+        if not beam.scored:
+            beam = replace(beam, step_scores=beam.step_scores + (probability,))
+            ledgers[q].verifier = ledgers[q].verifier + Usage.inference(fused.head_params, 1)
+        scored.append(beam)
+    return scored
 
 
 def _best_distinct(ranked: list[tuple[float, Beam]], keep: int) -> list[Beam]:

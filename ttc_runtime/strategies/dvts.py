@@ -5,8 +5,8 @@ steps (N in all); every later round each open subtree samples M next steps from 
 prefix. A subtree keeps only its best-scored child; it ends when that child has ended (end of
 sequence or the token limit) or after ``max_rounds`` rounds. Best-of-N weighted then selects among
 the N/M subtrees' solutions. Separate subtrees keep the candidates diverse where one beam would
-collapse onto the verifier's favourite prefix. Empty steps rank last, as in beam search; compute is
-charged per question; ``generations`` is N.
+collapse onto the verifier's favourite prefix. Empty steps rank last and scoring is fused when it
+can be, as in beam search; compute is charged per question; ``generations`` is N.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from dataclasses import replace
 from ..generation.base import Generator, sample_next_steps
 from ..generation.sampling import derive_seed
 from ..scoring import StepScorer
+from ..scoring.margin import fuse
 from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, question_seeds, score_texts, select
+from .beam import score_fused
 
 
 class DiverseTreeSearch(Strategy):
@@ -46,6 +48,8 @@ class DiverseTreeSearch(Strategy):
         prompts = [settings.prompt.format(q) for q in questions]
         width, limit = self.beam_width, settings.sampling.max_new_tokens
         trees = budget // width
+        fused = fuse(scorer, generator, settings.prompt) if settings.fused_scoring else None
+        params = replace(settings.sampling, logprobs=fused is not None)
         best: dict[tuple[int, int], Beam] = {(q, t): Beam() for q in range(len(questions)) for t in range(trees)}
         open_trees = list(best)
         for round_ in range(self.max_rounds):
@@ -54,21 +58,24 @@ class DiverseTreeSearch(Strategy):
             output = sample_next_steps(
                 generator,
                 [prompts[q] + best[q, t].text for q, t in open_trees],
-                settings.sampling,
+                params,
                 [derive_seed(seeds[q], round_, t) for q, t in open_trees],
                 width,
             )
             for (q, _), usage in zip(open_trees, output.usages, strict=True):
                 ledgers[q].proposer = ledgers[q].proposer + usage
-            children = [best[key].extend(c, limit) for key, row in zip(open_trees, output.completions) for c in row]
+            children = [
+                best[key].extend(c, limit, fused) for key, row in zip(open_trees, output.completions) for c in row
+            ]
             owners = [key[0] for key in open_trees for _ in range(width)]
-            scores = score_texts(scorer, questions, [c.text for c in children], owners, ledgers)
+            if fused is None:
+                scores = score_texts(scorer, questions, [c.text for c in children], owners, ledgers)
+                children = [replace(c, step_scores=s) for c, s in zip(children, scores)]
+            else:
+                children = score_fused(fused, list(zip(owners, children)), ledgers)
             still_open = []
             for j, key in enumerate(open_trees):
-                mine = [
-                    replace(c, step_scores=s)
-                    for c, s in zip(children[j * width : (j + 1) * width], scores[j * width : (j + 1) * width])
-                ]
+                mine = children[j * width : (j + 1) * width]
                 chosen = max(mine, key=_rank)  # the first of equal ranks: sampling order
                 best[key] = chosen
                 if chosen.open:
