@@ -35,3 +35,21 @@ class PromptConfig(StrictModel):
     def with_steps(self, question: str, steps: list[str]) -> str:
         """The prompt followed by finished steps, ready for the next step to be sampled."""
         return self.format(question) + "".join(step + STEP_SEPARATOR for step in steps)
+
+
+class RevisionPromptConfig(StrictModel):
+    """The revision model's prompt: the question, then up to ``max_attempts`` earlier attempts, each
+    between markers, then the header after which the revised solution follows. The one place the
+    revision format is defined: training data and inference both build prompts with ``format``."""
+
+    question: PromptConfig = PromptConfig()
+    attempt_open: str = "<attempt>\n"
+    attempt_close: str = "\n</attempt>\n\n"
+    revised_header: str = "Revised:\n\n"
+    max_attempts: int = Field(4, ge=0, description="Earlier attempts kept in context (the paper's 4: the last ones).")
+
+    def format(self, question: str, attempts: list[str]) -> str:
+        """The prompt for revising ``attempts`` (oldest first); only the last ``max_attempts`` are kept."""
+        kept = attempts[-self.max_attempts :] if self.max_attempts else []
+        body = "".join(self.attempt_open + attempt + self.attempt_close for attempt in kept)
+        return self.question.format(question) + body + self.revised_header

@@ -1,0 +1,108 @@
+"""Revision training data, the paper's recipe.
+
+For each training problem, sample ``samples_per_problem`` (64) solutions from the proposer and grade
+them. Each correct solution becomes one example: its target is that correct solution, and its
+context holds 0 to ``max_attempts`` (4) incorrect solutions of the same problem, the number drawn
+uniformly per example and the attempts chosen as the incorrect solutions closest to the target by
+character edit distance (Levenshtein, from rapidfuzz), the closest placed last, as the most recent
+attempt. Problems without a correct sample give no example. The prompt is built by
+``prompts.RevisionPromptConfig``. The result is a ``datasets`` dataset in TRL's prompt-completion
+layout (``prompt``, ``completion``) plus ``question`` and ``attempt_texts`` (to rebuild the prompt
+with fewer attempts, see ``trainers.revision.fit_to_length``), ``problem_id``, ``level`` and
+``attempts``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from datasets import Dataset
+from pydantic import Field
+from rapidfuzz.distance import Levenshtein
+
+from ..config import StrictModel
+from ..evaluate import sample_in_batches
+from ..generation.base import Generator, SamplingParams
+from ..generation.sampling import derive_seed
+from ..prompts import RevisionPromptConfig
+from ..tasks import Problem, Task
+
+
+class RevisionDataConfig(StrictModel):
+    """How revision examples are drawn."""
+
+    problems_per_level: int = Field(200, ge=1)
+    samples_per_problem: int = Field(64, ge=1, description="Solutions sampled per training problem (the paper's 64).")
+    max_attempts: int = Field(4, ge=0, description="Most incorrect attempts in an example's context.")
+    batch_prompts: int = Field(16, ge=1, description="Problems per sampling call.")
+    seed: int = 0
+
+
+def closest_incorrect(target: str, incorrect: Sequence[str], count: int) -> list[str]:
+    """The ``count`` incorrect solutions closest to ``target`` by character edit distance, farthest
+    first and closest last; equal distances keep the order of ``incorrect``."""
+    ranked = sorted(range(len(incorrect)), key=lambda i: (Levenshtein.distance(target, incorrect[i]), i))
+    return [incorrect[i] for i in reversed(ranked[:count])]
+
+
+def revision_examples(
+    problem: Problem,
+    solutions: Sequence[str],
+    correct: Sequence[bool],
+    prompt: RevisionPromptConfig,
+    max_attempts: int,
+    rng: random.Random,
+) -> list[dict[str, object]]:
+    """One example per correct solution of ``problem`` (see the module docstring)."""
+    if len(solutions) != len(correct):
+        raise ValueError(f"got {len(correct)} grades for {len(solutions)} solutions")
+    wrong = [s for s, ok in zip(solutions, correct) if not ok]
+    examples = []
+    for target in (s for s, ok in zip(solutions, correct) if ok):
+        count = min(rng.randint(0, max_attempts), len(wrong))
+        attempts = closest_incorrect(target, wrong, count)
+        examples.append(
+            {
+                "prompt": prompt.format(problem.question, attempts),
+                "completion": target,
+                "question": problem.question,
+                "attempt_texts": attempts,
+                "problem_id": problem.id,
+                "level": problem.level,
+                "attempts": len(attempts),
+            }
+        )
+    return examples
+
+
+def build_revision_data(
+    generator: Generator,
+    task: Task,
+    problems: Sequence[Problem],
+    prompt: RevisionPromptConfig,
+    params: SamplingParams,
+    config: RevisionDataConfig,
+) -> Dataset:
+    """Sample, grade and pair; each problem's draws are seeded from ``(seed, problem index)``, so
+    the data do not depend on the batching."""
+    rows: list[dict[str, object]] = []
+    index = 0
+    for batch, output in sample_in_batches(
+        generator,
+        problems,
+        prompt.question,
+        params,
+        config.samples_per_problem,
+        config.seed,
+        config.batch_prompts,
+        "revision data",
+    ):
+        for problem, completions in zip(batch, output.completions, strict=True):
+            texts = [c.text for c in completions]
+            grades = [task.is_correct(text, problem) for text in texts]
+            rng = random.Random(derive_seed(config.seed, index, 1))
+            rows.extend(revision_examples(problem, texts, grades, prompt, config.max_attempts, rng))
+            index += 1
+    columns = ("prompt", "completion", "question", "attempt_texts", "problem_id", "level", "attempts")
+    return Dataset.from_dict({c: [row[c] for row in rows] for c in columns})
