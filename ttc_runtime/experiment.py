@@ -353,19 +353,23 @@ class Experiment:
         print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
         return summary
 
-    def _stage_prm_eval(self, force: bool) -> dict[str, object]:
-        config, settings = self.config, self.config.verifier_eval
-        out = self.run_dir / "prm_eval.json"
-        key = _fingerprint(
+    def _verifier_key(self, *parts: StrictModel) -> str:
+        """Fingerprint of what an evaluation with the verifier depends on, plus its own ``parts``."""
+        config = self.config
+        return _fingerprint(
             config.task,
             config.proposer.prompt,
             config.sampling,
-            config.labels,
             config.verifier,
-            settings,
+            *parts,
             _identity(self.proposer_dir()),
             _identity(self.verifier_dir()),
         )
+
+    def _stage_prm_eval(self, force: bool) -> dict[str, object]:
+        config, settings = self.config, self.config.verifier_eval
+        out = self.run_dir / "prm_eval.json"
+        key = self._verifier_key(config.labels, settings)
         done = _read_json(out)
         if not force and done.get("fingerprint") == key:
             print("  up to date")
@@ -410,17 +414,9 @@ class Experiment:
         return SearchSettings(config.proposer.prompt, config.sampling.params(), config.verifier.aggregation)
 
     def _stage_search_eval(self, force: bool) -> dict[str, object]:
-        config, settings = self.config, self.config.search_eval
+        settings = self.config.search_eval
         out = self.run_dir / "search_eval.json"
-        key = _fingerprint(
-            config.task,
-            config.proposer.prompt,
-            config.sampling,
-            config.verifier,
-            settings,
-            _identity(self.proposer_dir()),
-            _identity(self.verifier_dir()),
-        )
+        key = self._verifier_key(settings)
         done = _read_json(out)
         if not force and done.get("fingerprint") == key:
             print("  up to date")
