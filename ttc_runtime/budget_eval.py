@@ -35,7 +35,7 @@ from .scoring import StepScorer
 from .selection import aggregate_steps
 from .strategies import SearchSettings, StrategyConfig
 from .strategies.base import Candidate, answer_of, select
-from .tasks import LEVELS, Problem, Task, answers_match, split_steps
+from .tasks import LEVELS, Problem, Task, answers_match, check_levels, split_steps
 
 PARALLEL = {"majority": "majority", "best_of_n_weighted": "weighted", "best_of_n_naive": "naive"}
 
@@ -69,9 +69,7 @@ class BudgetEvalConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> BudgetEvalConfig:
-        unknown = sorted(set(self.levels) - set(LEVELS))
-        if unknown:
-            raise ValueError(f"unknown level(s) {unknown}; levels run from 1 to 5")
+        check_levels(self.levels)
         if self.pool < self.max_budget and any(s.name in PARALLEL for s in self.strategies):
             raise ValueError(f"pool ({self.pool}) must be at least max_budget ({self.max_budget})")
         labels = [s.label for s in self.strategies]

@@ -35,7 +35,17 @@ from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
 from .scoring import StepScorer, VerifierConfig, check_verifier, load_verifier
 from .strategies import SearchSettings
-from .tasks import LEVELS, SPLITS, MathJsonlConfig, MathJsonlTask, Problem, SyntheticTask, SyntheticTaskConfig, Task
+from .tasks import (
+    LEVELS,
+    SPLITS,
+    MathJsonlConfig,
+    MathJsonlTask,
+    Problem,
+    SyntheticTask,
+    SyntheticTaskConfig,
+    Task,
+    check_levels,
+)
 from .trainers.prm import PRMConfig, load_stepwise, train_prm
 from .trainers.prm_labels import LabelConfig, label_steps
 from .trainers.proposer import ProposerConfig, train_proposer
@@ -88,9 +98,7 @@ class VerifierEvalConfig(StrictModel):
 
     @model_validator(mode="after")
     def _known_levels(self) -> VerifierEvalConfig:
-        unknown = sorted(set(self.levels) - set(LEVELS))
-        if unknown:
-            raise ValueError(f"unknown level(s) {unknown}; levels run from 1 to 5")
+        check_levels(self.levels)
         return self
 
 

@@ -110,6 +110,12 @@ class Beam:
         return Beam(text, tokens, reason, self.step_scores, blank, state)
 
     @property
+    def rank(self) -> float:
+        """What search ranks the beam by: its newest step's score, 0 when the newest step was blank
+        (no progress) or the beam has no scored step."""
+        return 0.0 if self.blank_step or not self.step_scores else self.step_scores[-1]
+
+    @property
     def scored(self) -> bool:
         """Whether every step of the text has its score."""
         return len(self.step_scores) == len(split_steps(self.text))
@@ -128,6 +134,12 @@ class Ledger:
 
     def record(self, generations: int) -> Compute:
         return Compute(self.proposer, self.verifier, generations)
+
+
+def charge(ledgers: list[Ledger], owners: Sequence[int], usages: Sequence[Usage], role: str) -> None:
+    """Add each usage to the ledger of the question that owns it, as proposer or verifier spend."""
+    for owner, usage in zip(owners, usages, strict=True):
+        setattr(ledgers[owner], role, getattr(ledgers[owner], role) + usage)
 
 
 def check_budget(budget: int, beam_width: int | None = None) -> None:
@@ -179,8 +191,7 @@ def sample(
     """``n`` samples per prompt in one batched call; each prompt's cost is charged to the question
     ``owners[i]`` it belongs to."""
     output = generator.generate(prompts, n=n, params=params, seed=list(seeds))
-    for owner, usage in zip(owners, output.usages, strict=True):
-        ledgers[owner].proposer = ledgers[owner].proposer + usage
+    charge(ledgers, owners, output.usages, "proposer")
     return output.completions
 
 
@@ -199,7 +210,7 @@ def score_texts(
     if not wanted:
         return scores
     output = scorer.score([questions[owners[i]] for i in wanted], [steps[i] for i in wanted])
-    for i, values, usage in zip(wanted, output.step_scores, output.usages, strict=True):
+    for i, values in zip(wanted, output.step_scores, strict=True):
         if len(values) != len(steps[i]):
             raise ValueError(f"the scorer returned {len(values)} scores for {len(steps[i])} steps")
         for value in values:
@@ -209,7 +220,7 @@ def score_texts(
                     f"(candidate {texts[i][:60]!r}); step scores must lie in [0, 1]"
                 )
         scores[i] = tuple(float(v) for v in values)
-        ledgers[owners[i]].verifier = ledgers[owners[i]].verifier + usage
+    charge(ledgers, [owners[i] for i in wanted], output.usages, "verifier")
     return scores
 
 
@@ -236,10 +247,22 @@ class Strategy(ABC):
         """Answer each question within ``budget`` generations; ``seed`` is one integer for the
         call or one per question (a question's result then does not depend on the batch)."""
 
-    def _check(self, questions: Sequence[str], scorer: StepScorer | None, budget: int, width: int | None) -> None:
+    def _start(
+        self,
+        questions: Sequence[str],
+        scorer: StepScorer | None,
+        budget: int,
+        width: int | None,
+        settings: SearchSettings,
+        seed: int | Sequence[int],
+    ) -> tuple[list[int], list[Ledger], list[str]]:
+        """Check the inputs (budget and width, scorer, questions) and return what every run starts
+        from: one seed, one empty ledger and one formatted prompt per question."""
         check_budget(budget, width)
         if self.needs_scorer and scorer is None:
             raise ValueError(f"strategy {self.name!r} needs a scorer")
         for i, question in enumerate(questions):
             if not question.strip():
                 raise ValueError(f"question {i} is empty")
+        prompts = [settings.prompt.format(q) for q in questions]
+        return question_seeds(seed, len(questions)), [Ledger() for _ in questions], prompts

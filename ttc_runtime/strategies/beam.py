@@ -40,7 +40,7 @@ from ..generation.base import Generator, greedy_continue, sample_next_steps
 from ..generation.sampling import derive_seed
 from ..scoring import StepScorer
 from ..scoring.margin import FusedMarginScorer, fuse
-from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, question_seeds, score_texts, select
+from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, charge, score_texts, select
 
 
 class BeamSearch(Strategy):
@@ -68,10 +68,7 @@ class BeamSearch(Strategy):
         settings: SearchSettings = SearchSettings(),
         seed: int | Sequence[int] = 0,
     ) -> list[StrategyResult]:
-        self._check(questions, scorer, budget, self.beam_width)
-        seeds = question_seeds(seed, len(questions))
-        ledgers = [Ledger() for _ in questions]
-        prompts = [settings.prompt.format(q) for q in questions]
+        seeds, ledgers, prompts = self._start(questions, scorer, budget, self.beam_width, settings, seed)
         pools: list[list[Beam]] = [[] for _ in questions]
         width = self.beam_width
         fused = fuse(scorer, generator, settings.prompt) if settings.fused_scoring else None
@@ -128,9 +125,9 @@ class BeamSearch(Strategy):
                 [derive_seed(seeds[frontier[i][0]], round_, position[i]) for i in index],
                 n,
             )
-            for i, completions, usage in zip(index, output.completions, output.usages, strict=True):
+            charge(ledgers, [frontier[i][0] for i in index], output.usages, "proposer")
+            for i, completions in zip(index, output.completions, strict=True):
                 q, beam, _ = frontier[i]
-                ledgers[q].proposer = ledgers[q].proposer + usage
                 rows[i] = [(q, beam.extend(c, limit, fused)) for c in completions]
         return [child for row in rows for child in row]
 
@@ -139,7 +136,7 @@ class BeamSearch(Strategy):
         lookahead rollout is sampled with log-probabilities and read the same way."""
         for i, beam in enumerate(score_fused(fused, children, ledgers)):
             children[i] = (children[i][0], beam)
-        ranks = [0.0 if beam.blank_step or not beam.step_scores else beam.step_scores[-1] for _, beam in children]
+        ranks = [beam.rank for _, beam in children]
         if not self.lookahead:
             return ranks
         ahead = [i for i, (_, beam) in enumerate(children) if beam.open and not beam.blank_step]
@@ -152,12 +149,10 @@ class BeamSearch(Strategy):
             steps=self.lookahead,
             logprobs=True,
         )
-        states = []
-        for i, row, usage in zip(ahead, rolled.completions, rolled.usages, strict=True):
-            q = children[i][0]
-            ledgers[q].proposer = ledgers[q].proposer + usage
-            ledgers[q].verifier = ledgers[q].verifier + Usage.inference(fused.head_params, 1)
-            states.append(children[i][1].state.extend(row[0], fused.skip))
+        owners = [children[i][0] for i in ahead]
+        charge(ledgers, owners, rolled.usages, "proposer")
+        charge(ledgers, owners, [Usage.inference(fused.head_params, 1)] * len(ahead), "verifier")
+        states = [children[i][1].state.extend(row[0], fused.skip) for i, row in zip(ahead, rolled.completions)]
         for i, probability in zip(ahead, fused.probabilities(states)):
             ranks[i] = probability
         return ranks
@@ -165,34 +160,27 @@ class BeamSearch(Strategy):
     def _rank(self, generator, scorer, questions, prompts, children, settings, ledgers) -> list[float]:
         """Each child's ranking score; children get their own step scores where that is what ranks them."""
         owners = [q for q, _ in children]
-        if self.lookahead:
-            ahead = [i for i, (_, beam) in enumerate(children) if beam.open and not beam.blank_step]
-            rolled = (
-                greedy_continue(
-                    generator,
-                    [prompts[children[i][0]] + children[i][1].text for i in ahead],
-                    settings.sampling.max_new_tokens,
-                    steps=self.lookahead,
-                )
-                if ahead
-                else None
+        texts = [beam.text for _, beam in children]
+        ahead = (
+            [i for i, (_, beam) in enumerate(children) if beam.open and not beam.blank_step] if self.lookahead else []
+        )
+        if ahead:
+            rolled = greedy_continue(
+                generator,
+                [prompts[owners[i]] + texts[i] for i in ahead],
+                settings.sampling.max_new_tokens,
+                self.lookahead,
             )
-            texts = [beam.text for _, beam in children]
-            if rolled is not None:
-                for i, row, usage in zip(ahead, rolled.completions, rolled.usages, strict=True):
-                    texts[i] = Beam(texts[i]).extend(row[0], math.inf).text
-                    q = owners[i]
-                    ledgers[q].proposer = ledgers[q].proposer + usage
-            ahead_set = set(ahead)
-        else:
-            texts = [beam.text for _, beam in children]
-            ahead_set = set()
-        scores = score_texts(scorer, questions, texts, owners, ledgers)
+            charge(ledgers, [owners[i] for i in ahead], rolled.usages, "proposer")
+            for i, row in zip(ahead, rolled.completions, strict=True):
+                texts[i] = Beam(texts[i]).extend(row[0], math.inf).text
+        ranked_by_rollout = set(ahead)
         ranks = []
-        for i, ((_, beam), step_scores) in enumerate(zip(children, scores)):
-            if i not in ahead_set:
-                children[i] = (children[i][0], replace(beam, step_scores=step_scores))
-            ranks.append(0.0 if beam.blank_step or not step_scores else step_scores[-1])
+        for i, step_scores in enumerate(score_texts(scorer, questions, texts, owners, ledgers)):
+            scored = replace(children[i][1], step_scores=step_scores)
+            if i not in ranked_by_rollout:
+                children[i] = (owners[i], scored)
+            ranks.append(scored.rank)
         return ranks
 
 
@@ -200,12 +188,11 @@ def score_fused(fused: FusedMarginScorer, beams: list[tuple[int, Beam]], ledgers
     """``beams`` (question, beam) with their newest step scored from their margin statistics; each
     scored step is charged to its question as one position read by the verifier's head."""
     probabilities = fused.probabilities([beam.state for _, beam in beams])
-    scored = []
-    for (q, beam), probability in zip(beams, probabilities):
-        if not beam.scored:
-            beam = replace(beam, step_scores=beam.step_scores + (probability,))
-            ledgers[q].verifier = ledgers[q].verifier + Usage.inference(fused.head_params, 1)
-        scored.append(beam)
+    new = [i for i, (_, beam) in enumerate(beams) if not beam.scored]
+    charge(ledgers, [beams[i][0] for i in new], [Usage.inference(fused.head_params, 1)] * len(new), "verifier")
+    scored = [beam for _, beam in beams]
+    for i in new:
+        scored[i] = replace(scored[i], step_scores=scored[i].step_scores + (probabilities[i],))
     return scored
 
 

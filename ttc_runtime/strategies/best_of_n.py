@@ -13,12 +13,10 @@ from ..generation.base import Generator
 from ..scoring import StepScorer
 from .base import (
     Beam,
-    Ledger,
     SearchSettings,
     Selection,
     Strategy,
     StrategyResult,
-    question_seeds,
     sample,
     score_texts,
     select,
@@ -42,10 +40,7 @@ class BestOfN(Strategy):
         settings: SearchSettings = SearchSettings(),
         seed: int | Sequence[int] = 0,
     ) -> list[StrategyResult]:
-        self._check(questions, scorer, budget, None)
-        seeds = question_seeds(seed, len(questions))
-        ledgers = [Ledger() for _ in questions]
-        prompts = [settings.prompt.format(q) for q in questions]
+        seeds, ledgers, prompts = self._start(questions, scorer, budget, None, settings, seed)
         owners = list(range(len(questions)))
         samples = sample(generator, prompts, owners, budget, settings.sampling, seeds, ledgers)
         limit = settings.sampling.max_new_tokens

@@ -18,7 +18,7 @@ from ..generation.base import Generator, sample_next_steps
 from ..generation.sampling import derive_seed
 from ..scoring import StepScorer
 from ..scoring.margin import fuse
-from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, question_seeds, score_texts, select
+from .base import Beam, SearchSettings, Strategy, StrategyResult, charge, score_texts, select
 from .beam import score_fused
 
 
@@ -42,10 +42,7 @@ class DiverseTreeSearch(Strategy):
         settings: SearchSettings = SearchSettings(),
         seed: int | Sequence[int] = 0,
     ) -> list[StrategyResult]:
-        self._check(questions, scorer, budget, self.beam_width)
-        seeds = question_seeds(seed, len(questions))
-        ledgers = [Ledger() for _ in questions]
-        prompts = [settings.prompt.format(q) for q in questions]
+        seeds, ledgers, prompts = self._start(questions, scorer, budget, self.beam_width, settings, seed)
         width, limit = self.beam_width, settings.sampling.max_new_tokens
         trees = budget // width
         fused = fuse(scorer, generator, settings.prompt) if settings.fused_scoring else None
@@ -62,8 +59,7 @@ class DiverseTreeSearch(Strategy):
                 [derive_seed(seeds[q], round_, t) for q, t in open_trees],
                 width,
             )
-            for (q, _), usage in zip(open_trees, output.usages, strict=True):
-                ledgers[q].proposer = ledgers[q].proposer + usage
+            charge(ledgers, [q for q, _ in open_trees], output.usages, "proposer")
             children = [
                 best[key].extend(c, limit, fused) for key, row in zip(open_trees, output.completions) for c in row
             ]
@@ -76,7 +72,7 @@ class DiverseTreeSearch(Strategy):
             still_open = []
             for j, key in enumerate(open_trees):
                 mine = children[j * width : (j + 1) * width]
-                chosen = max(mine, key=_rank)  # the first of equal ranks: sampling order
+                chosen = max(mine, key=lambda beam: beam.rank)  # the first of equal ranks: sampling order
                 best[key] = chosen
                 if chosen.open:
                     still_open.append(key)
@@ -86,7 +82,3 @@ class DiverseTreeSearch(Strategy):
             candidates = [best[q, t].candidate(settings.aggregation) for t in range(trees)]
             results.append(StrategyResult(select(candidates, "weighted"), candidates, ledger.record(budget)))
         return results
-
-
-def _rank(beam: Beam) -> float:
-    return 0.0 if beam.blank_step or not beam.step_scores else beam.step_scores[-1]

@@ -1,6 +1,6 @@
 """Tasks: problems with gold answers and levels, and the grader they share."""
 
-from .base import LEVELS, SPLITS, DataError, Problem, Task
+from .base import LEVELS, SPLITS, DataError, Problem, Task, check_levels
 from .grading import STEP_SEPARATOR, answers_match, extract_boxed, normalize_answer, split_steps
 from .math_jsonl import MathJsonlConfig, MathJsonlTask, load_math_jsonl
 from .synthetic import LevelSpec, SyntheticTask, SyntheticTaskConfig
@@ -18,6 +18,7 @@ __all__ = [
     "SyntheticTaskConfig",
     "Task",
     "answers_match",
+    "check_levels",
     "extract_boxed",
     "load_math_jsonl",
     "normalize_answer",

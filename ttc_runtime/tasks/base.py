@@ -12,6 +12,13 @@ SPLITS = ("train", "validation", "test")
 LEVELS = (1, 2, 3, 4, 5)
 
 
+def check_levels(levels: Sequence[int]) -> None:
+    """A ``ValueError`` naming any level outside ``LEVELS`` (for configs that choose levels)."""
+    unknown = sorted(set(levels) - set(LEVELS))
+    if unknown:
+        raise ValueError(f"unknown level(s) {unknown}; levels run from 1 to 5")
+
+
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file and the line or row."""
 
