@@ -44,6 +44,16 @@ search_eval:
     - {{name: beam_search, beam_width: 2, max_rounds: 3}}
     - {{name: lookahead, beam_width: 2, lookahead: 1, max_rounds: 3}}
     - {{name: dvts, beam_width: 4, max_rounds: 3}}
+revision:
+  model: {run_dir}/proposer
+revision_eval:
+  problems_per_level: 1
+  attempts_per_problem: 4
+  cases_per_problem: 1
+  ratio_problems_per_level: 1
+  budgets: [2, 4]
+  resamples: 2
+  bootstrap: 20
 """
 
 
@@ -107,14 +117,31 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert (run_dir / "search_eval.png").read_bytes()[:4] == b"\x89PNG"
     assert "**Accuracy, all levels**" in (run_dir / "search_eval.md").read_text()
 
+    assert "not needed: the revision model is given" in first.stdout
+    revision = json.loads((run_dir / "revision_eval.json").read_text())
+    assert [row["level"] for row in revision["one_revision"]] == [1, 2, 3, 4, 5]
+    for row in revision["one_revision"]:
+        assert 1 <= row["incorrect_revised"] + row["correct_revised"] <= 2  # one case of each kind at most
+    chains = {(p["strategy"], p["budget"]) for p in revision["points"]}
+    assert chains == {
+        (f"revisions(L={length}{how})", n)
+        for how in ("", ",majority")
+        for n in (2, 4)
+        for length in (1, 2, 4)
+        if length <= n
+    }
+    assert (run_dir / "revision_eval.png").read_bytes()[:4] == b"\x89PNG"
+    assert "**Best chain length L**" in (run_dir / "revision_eval.md").read_text()
+
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 6
+    assert second.stdout.count("up to date") == 7
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
     assert json.loads((run_dir / "proposer_eval.json").read_text()) == report
     assert json.loads((run_dir / "prm_eval.json").read_text()) == verifier
     assert json.loads((run_dir / "search_eval.json").read_text()) == search
+    assert json.loads((run_dir / "revision_eval.json").read_text()) == revision
 
     third = ttc("run", config, "--from", "prm")
     assert third.returncode == 0, third.stderr

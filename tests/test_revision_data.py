@@ -133,3 +133,41 @@ def test_train_revision_fine_tunes_the_proposer(tiny_model_dir, tmp_path):
     assert len(fitted.dataset) + fitted.examples_dropped == len(data)
     load_causal_lm(tmp_path / "revision")
     assert not (tmp_path / "revision.partial").exists()
+
+
+class AllWrong(HalfRight):
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        rows = [[Completion("\\boxed{-1}", 3, "eos")] * n for _ in prompts]
+        return GenerationOutput(rows, [Usage.inference(1, 1, 3 * n)] * len(prompts))
+
+
+@pytest.mark.slow
+def test_the_revision_stages_sample_train_and_skip_when_up_to_date(tiny_model_dir, tmp_path, monkeypatch):
+    from ttc_runtime.experiment import Experiment, ExperimentConfig
+
+    from ttc_runtime.models import load_causal_lm
+
+    config = ExperimentConfig.model_validate(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "task": {"synthetic": {"train_per_level": 3, "validation_per_level": 1, "test_per_level": 1}},
+            "proposer": {"model": str(tiny_model_dir)},
+            "revision_data": {"problems_per_level": 2, "samples_per_problem": 4},
+            "revision": {"training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1, "max_length": 256}},
+        }
+    )
+    experiment = Experiment(config)
+    monkeypatch.setattr(experiment, "_generator", lambda: AllWrong(experiment.task))
+    with pytest.raises(ValueError, match="no revision example; train the proposer longer"):
+        experiment._stage_revision_data(force=False)
+    assert not (tmp_path / "run" / "revision_data").exists()
+
+    monkeypatch.setattr(experiment, "_generator", lambda: HalfRight(experiment.task))
+    data = experiment._stage_revision_data(force=False)
+    assert data["problems"] == 10 and data["examples"] == 10 * 2  # two correct samples of four each
+    trained = experiment._stage_revision(force=False)
+    assert trained["steps"] == 2 and trained["examples"] + trained["examples_dropped_to_fit"] == 20
+    load_causal_lm(tmp_path / "run" / "revision")
+    monkeypatch.setattr(experiment, "_generator", lambda: pytest.fail("an up-to-date stage sampled again"))
+    assert experiment._stage_revision_data(force=False) == data
+    assert experiment._stage_revision(force=False) == trained

@@ -30,6 +30,7 @@ from .common import TrainResult, TrainSettings, staging_dir, train_and_save, tra
 class RevisionConfig(StrictModel):
     """How the revision model is prompted and trained."""
 
+    model: str | None = Field(None, description="A trained revision model to use as is: no data, no training.")
     prompt: RevisionPromptConfig = RevisionPromptConfig()
     training: TrainSettings = Field(
         TrainSettings(max_steps=300, learning_rate=1e-3, max_length=512),

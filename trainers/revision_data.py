@@ -32,7 +32,12 @@ from ..tasks import Problem, Task
 class RevisionDataConfig(StrictModel):
     """How revision examples are drawn."""
 
-    problems_per_level: int = Field(200, ge=1)
+    problems_per_level: int = Field(
+        100,
+        ge=1,
+        description="Training problems per level. 100 x 64 samples gives the embedded default about 20,000 "
+        "examples, more than 300 steps of 64 use; real data would use every training problem.",
+    )
     samples_per_problem: int = Field(64, ge=1, description="Solutions sampled per training problem (the paper's 64).")
     max_attempts: int = Field(4, ge=0, description="Most incorrect attempts in an example's context.")
     batch_prompts: int = Field(16, ge=1, description="Problems per sampling call.")

@@ -98,7 +98,10 @@ class BudgetPoint:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
+    """One question's result under one strategy and budget: whether it was right (or the expected
+    rate over resamples), and the compute per question."""
+
     level: int
     correct: float
     generated_tokens: float
@@ -115,7 +118,7 @@ def evaluate_budgets(
 ) -> tuple[list[BudgetPoint], dict[str, str]]:
     """Every configured strategy at every budget on ``problems``; returns the points and, per
     strategy and budget that cannot run, why (e.g. a beam width larger than the budget)."""
-    outcomes: dict[tuple[str, int], list[_Outcome]] = {}
+    outcomes: dict[tuple[str, int], list[Outcome]] = {}
     skipped: dict[str, str] = {}
     parallel = [s for s in config.strategies if s.name in PARALLEL]
     if parallel:
@@ -129,10 +132,10 @@ def evaluate_budgets(
                 skipped[f"{strategy.label}@{budget}"] = reason
                 continue
             outcomes[strategy.label, budget] = _search(generator, scorer, problems, settings, config, strategy, budget)
-    return _points(outcomes, config), skipped
+    return budget_points(outcomes, config.bootstrap, config.seed), skipped
 
 
-def _parallel(generator, scorer, problems, settings, config, strategies) -> dict[tuple[str, int], list[_Outcome]]:
+def _parallel(generator, scorer, problems, settings, config, strategies) -> dict[tuple[str, int], list[Outcome]]:
     needs_scores = any(s.name != "majority" for s in strategies)
     pools: list[tuple[list[Candidate], list[bool], Compute]] = []
     for batch, output in sample_in_batches(
@@ -169,7 +172,7 @@ def _parallel(generator, scorer, problems, settings, config, strategies) -> dict
             right = [c.answer is not None and answers_match(c.answer, problem.answer) for c in candidates]
             verifier_usage = sum((verifier[i] for i in rows if verifier[i] is not None), Usage())
             pools.append((candidates, right, Compute(output.usages[q], verifier_usage, config.pool)))
-    outcomes: dict[tuple[str, int], list[_Outcome]] = {}
+    outcomes: dict[tuple[str, int], list[Outcome]] = {}
     for strategy in strategies:
         how = PARALLEL[strategy.name]
         for budget in config.budgets():
@@ -185,7 +188,7 @@ def _parallel(generator, scorer, problems, settings, config, strategies) -> dict
                 per_sample = budget / config.pool
                 flops = compute.proposer.flops + (compute.verifier.flops if how != "majority" else 0)
                 rows.append(
-                    _Outcome(
+                    Outcome(
                         problem.level,
                         wins / config.resamples,
                         compute.proposer.generated_tokens * per_sample,
@@ -196,7 +199,7 @@ def _parallel(generator, scorer, problems, settings, config, strategies) -> dict
     return outcomes
 
 
-def _search(generator, scorer, problems, settings, config, strategy, budget) -> list[_Outcome]:
+def _search(generator, scorer, problems, settings, config, strategy, budget) -> list[Outcome]:
     runner = strategy.build(budget)
     rows = []
     with tqdm(total=len(problems), desc=f"{strategy.label} N={budget}", unit="problem") as bar:
@@ -207,23 +210,25 @@ def _search(generator, scorer, problems, settings, config, strategy, budget) -> 
             for problem, result in zip(batch, results, strict=True):
                 right = result.answer is not None and answers_match(result.answer, problem.answer)
                 compute = result.compute
-                rows.append(_Outcome(problem.level, float(right), compute.proposer.generated_tokens, compute.flops))
+                rows.append(Outcome(problem.level, float(right), compute.proposer.generated_tokens, compute.flops))
             bar.update(len(batch))
     return rows
 
 
-def _points(outcomes: dict[tuple[str, int], list[_Outcome]], config: BudgetEvalConfig) -> list[BudgetPoint]:
+def budget_points(outcomes: dict[tuple[str, int], list[Outcome]], bootstrap: int, seed: int) -> list[BudgetPoint]:
+    """Accuracy with a 95% bootstrap interval over questions (``bootstrap`` resamples) and mean
+    compute, per (strategy label, budget) and level, plus level 0 for all levels together."""
     points = []
     for (label, budget), rows in outcomes.items():
-        groups: dict[int, list[_Outcome]] = defaultdict(list)
+        groups: dict[int, list[Outcome]] = defaultdict(list)
         for row in rows:
             groups[row.level].append(row)
         groups[0] = list(rows)
         for level in sorted(groups):
             chosen = groups[level]
             correct = np.array([r.correct for r in chosen])
-            rng = np.random.default_rng(derive_seed(config.seed, budget, level, len(label)) & 0xFFFFFFFF)
-            means = correct[rng.integers(0, len(correct), size=(config.bootstrap, len(correct)))].mean(axis=1)
+            rng = np.random.default_rng(derive_seed(seed, budget, level, len(label)) & 0xFFFFFFFF)
+            means = correct[rng.integers(0, len(correct), size=(bootstrap, len(correct)))].mean(axis=1)
             points.append(
                 BudgetPoint(
                     strategy=label,

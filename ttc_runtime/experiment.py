@@ -9,7 +9,12 @@ Stages so far:
 - ``prm``: train the PRM on those labels or the given dataset, or take a given PRM;
 - ``prm_eval``: best-of-N selection and step AUROC on held-out problems;
 - ``search_eval``: every strategy's accuracy against budget by level, with its cost, as a table
-  (``search_eval.md``), a plot (``search_eval.png``) and JSON.
+  (``search_eval.md``), a plot (``search_eval.png``) and JSON;
+- ``revision_data``: the revision model's training data, sampled from the proposer and paired by
+  edit distance (``trainers.revision_data``);
+- ``revision``: fine-tune the proposer into the revision model with TRL (or take a given one);
+- ``revision_eval``: one revision of incorrect and correct attempts, and accuracy against budget
+  for every parallel-to-sequential split (``revision_eval.md``, ``revision_eval.png`` and JSON).
 
 A stage's output records the hash of the config parts it depends on, and of the models it reads;
 a stage whose inputs are unchanged is skipped, and ``from_stage`` forces it and everything after
@@ -33,6 +38,14 @@ from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pa
 from .files import write_text_atomic
 from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
+from .revision_eval import (
+    RevisionEvalConfig,
+    best_lengths,
+    format_best_lengths,
+    format_one_revision,
+    one_revision,
+    revision_ratios,
+)
 from .scoring import StepScorer, VerifierConfig, check_verifier, load_verifier
 from .strategies import SearchSettings
 from .tasks import (
@@ -49,8 +62,20 @@ from .tasks import (
 from .trainers.prm import PRMConfig, load_stepwise, train_prm
 from .trainers.prm_labels import LabelConfig, label_steps
 from .trainers.proposer import ProposerConfig, train_proposer
+from .trainers.revision import RevisionConfig, train_revision
+from .trainers.revision_data import RevisionDataConfig, build_revision_data
 
-STAGES = ("proposer", "proposer_eval", "prm_labels", "prm", "prm_eval", "search_eval")
+STAGES = (
+    "proposer",
+    "proposer_eval",
+    "prm_labels",
+    "prm",
+    "prm_eval",
+    "search_eval",
+    "revision_data",
+    "revision",
+    "revision_eval",
+)
 
 
 class TaskConfig(StrictModel):
@@ -116,6 +141,9 @@ class ExperimentConfig(StrictModel):
     verifier: VerifierConfig = VerifierConfig()
     verifier_eval: VerifierEvalConfig = VerifierEvalConfig()
     search_eval: BudgetEvalConfig = BudgetEvalConfig()
+    revision_data: RevisionDataConfig = RevisionDataConfig()
+    revision: RevisionConfig = RevisionConfig()
+    revision_eval: RevisionEvalConfig = RevisionEvalConfig()
 
     @model_validator(mode="after")
     def _causal_prm_is_given(self) -> ExperimentConfig:
@@ -171,6 +199,12 @@ class Experiment:
         if self.config.prm.model is not None:
             return Path(self.config.prm.model)
         return self.run_dir / "prm"
+
+    def revision_dir(self) -> Path:
+        """The revision model to use: the configured model, or the one this run trains."""
+        if self.config.revision.model is not None:
+            return Path(self.config.revision.model)
+        return self.run_dir / "revision"
 
     def check_inputs(self, stages: tuple[str, ...] = STAGES) -> None:
         """Fail before any stage runs on the inputs one of ``stages`` would reject: a given PRM of
@@ -416,10 +450,17 @@ class Experiment:
             print(format_label_agreement(summary["mc_labels"]))
         return summary
 
-    def search_settings(self) -> SearchSettings:
-        """How every strategy formats prompts, samples and aggregates step scores in this run."""
+    def search_settings(self, reviser: TransformersGenerator | None = None) -> SearchSettings:
+        """How every strategy formats prompts, samples and aggregates step scores in this run;
+        ``reviser`` is the revision model, for revision chains."""
         config = self.config
-        return SearchSettings(config.proposer.prompt, config.sampling.params(), config.verifier.aggregation)
+        return SearchSettings(
+            config.proposer.prompt,
+            config.sampling.params(),
+            config.verifier.aggregation,
+            reviser=reviser,
+            revision_prompt=config.revision.prompt,
+        )
 
     def _stage_search_eval(self, force: bool) -> dict[str, object]:
         settings = self.config.search_eval
@@ -452,6 +493,136 @@ class Experiment:
         for name, reason in skipped.items():
             print(f"  skipped {name}: {reason}")
         print(f"  evaluated in {summary['seconds']:.0f} s; plot in {self.run_dir / 'search_eval.png'}")
+        return summary
+
+    def _revision_data_key(self) -> str:
+        config = self.config
+        return _fingerprint(
+            config.task,
+            config.sampling,
+            config.revision.prompt,
+            config.revision_data,
+            _identity(self.proposer_dir()),
+        )
+
+    def _stage_revision_data(self, force: bool) -> dict[str, object]:
+        config = self.config
+        if config.revision.model is not None:
+            print(f"  not needed: the revision model is given ({config.revision.model})")
+            return {"sampled": False}
+        out_dir = self.run_dir / "revision_data"
+        marker = out_dir / "summary.json"
+        key = self._revision_data_key()
+        done = _read_json(marker)
+        if not force and done.get("fingerprint") == key:
+            print(f"  up to date ({done['examples']} examples from {done['problems']} problems)")
+            return done
+        settings = config.revision_data
+        problems = per_level(self.task.problems("train"), settings.problems_per_level)
+        print(f"  {len(problems)} problems x {settings.samples_per_problem} samples")
+        started = time.perf_counter()
+        dataset = build_revision_data(
+            self._generator(), self.task, problems, config.revision.prompt, config.sampling.params(), settings
+        )
+        if len(dataset) == 0:
+            raise ValueError(
+                f"revision_data: none of the {settings.samples_per_problem} samples of any of {len(problems)} "
+                "training problems is correct, so there is no revision example; train the proposer longer, "
+                "sample more (revision_data.samples_per_problem) or give revision.model"
+            )
+        shutil.rmtree(out_dir, ignore_errors=True)
+        dataset.save_to_disk(str(out_dir / "dataset"))
+        attempts = dataset["attempts"]
+        summary = {
+            "fingerprint": key,
+            "problems": len(problems),
+            "examples": len(dataset),
+            "examples_by_attempts": {str(n): attempts.count(n) for n in range(settings.max_attempts + 1)},
+            "seconds": time.perf_counter() - started,
+        }
+        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        print(
+            f"  {summary['examples']} examples (by number of attempts in context: "
+            f"{summary['examples_by_attempts']}) in {summary['seconds']:.0f} s"
+        )
+        return summary
+
+    def _stage_revision(self, force: bool) -> dict[str, object]:
+        revision = self.config.revision
+        if revision.model is not None:
+            print(f"  using the revision model at {revision.model} (no training)")
+            return {"model": revision.model, "trained": False}
+        key = _fingerprint(revision, self._revision_data_key())
+        marker = self.revision_dir() / "ttc_stage.json"
+        done = _read_json(marker)
+        if not force and done.get("fingerprint") == key:
+            print(f"  up to date ({self.revision_dir()}, trained in {done['seconds']:.0f} s)")
+            return done
+        from datasets import load_from_disk
+
+        dataset = load_from_disk(str(self.run_dir / "revision_data" / "dataset"))
+        print(f"  fine-tuning the proposer on {len(dataset)} examples for {revision.training.max_steps} steps")
+        result, fitted = train_revision(revision, dataset, self.proposer_dir(), self.revision_dir())
+        summary = {
+            "fingerprint": key,
+            "model": str(result.output_dir),
+            "trained": True,
+            "examples": len(fitted.dataset),
+            "attempts_dropped_to_fit": fitted.attempts_dropped,
+            "examples_dropped_to_fit": fitted.examples_dropped,
+            **result.summary(),
+        }
+        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        print(
+            f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}; to fit "
+            f"{revision.training.max_length} tokens: {fitted.attempts_dropped} attempts and "
+            f"{fitted.examples_dropped} examples dropped"
+        )
+        return summary
+
+    def _stage_revision_eval(self, force: bool) -> dict[str, object]:
+        config, settings = self.config, self.config.revision_eval
+        out = self.run_dir / "revision_eval.json"
+        key = self._verifier_key(config.revision.prompt, settings, _identity(self.revision_dir()))
+        done = _read_json(out)
+        if not force and done.get("fingerprint") == key:
+            print("  up to date")
+            print((self.run_dir / "revision_eval.md").read_text())
+            return done
+        held_out = [p for p in self.task.problems(settings.split) if p.level in settings.levels]
+        generator, scorer = self._generator(), self._scorer()
+        reviser = TransformersGenerator.from_pretrained(self.revision_dir(), device=_device(config))
+        search = self.search_settings(reviser)
+        started = time.perf_counter()
+        single = one_revision(
+            generator, reviser, scorer, self.task, per_level(held_out, settings.problems_per_level), search, settings
+        )
+        print(format_one_revision(single))
+        problems = per_level(held_out, settings.ratio_problems_per_level)
+        print(f"  {len(problems)} problems, chain lengths {settings.lengths()} at N = {max(settings.budgets)}")
+        points = revision_ratios(generator, scorer, self.task, problems, search, settings)
+        best = best_lengths(points)
+        plot_budgets([p for p in points if "majority" not in p.strategy], self.run_dir / "revision_eval.png")
+        report = (
+            "**One revision**\n\n"
+            + format_one_revision(single)
+            + "\n**Parallel against sequential**: N/L chains of L attempts\n\n"
+            + format_budget_table(points)
+            + "\n**Best chain length L** (weighted across chains)\n\n"
+            + format_best_lengths(best)
+        )
+        write_text_atomic(self.run_dir / "revision_eval.md", report)
+        summary = {
+            "fingerprint": key,
+            "split": settings.split,
+            "seconds": time.perf_counter() - started,
+            "one_revision": [vars(level) for level in single],
+            "points": points_to_json(points),
+            "best_lengths": best,
+        }
+        write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+        print(report)
+        print(f"  evaluated in {summary['seconds']:.0f} s; plot in {self.run_dir / 'revision_eval.png'}")
         return summary
 
     def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem]) -> dict[str, object]:

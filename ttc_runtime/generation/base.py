@@ -61,6 +61,19 @@ class Completion:
     top_logprobs: tuple[float, ...] = ()
 
 
+class PromptTooLong(ValueError):
+    """Prompts that do not leave ``max_new_tokens`` of room in the model's context.
+
+    Raised before anything is generated (so nothing is charged), never worked around by truncating
+    a prompt: ``indices`` are the offending prompts' positions in the call, so that the caller can
+    shorten them by its own rule (the revision strategy drops the oldest attempts) and try again.
+    """
+
+    def __init__(self, indices: list[int], message: str) -> None:
+        super().__init__(message)
+        self.indices = indices
+
+
 @dataclass(frozen=True)
 class GenerationOutput:
     """Samples per prompt (``completions[i][j]``: prompt i, sample j) and what each prompt's
@@ -82,6 +95,8 @@ class Generator(Protocol):
     Implementations must be reproducible: the same prompts, ``n``, parameters and seed give the
     same samples. ``seed`` is either one integer for the call or one integer per prompt; with
     per-prompt seeds a prompt's samples do not depend on which other prompts share the batch.
+    A prompt that cannot take ``max_new_tokens`` more tokens within the model's context is refused
+    with ``PromptTooLong``.
     """
 
     flop_params: int

@@ -16,7 +16,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..compute import Usage
 from ..models import flop_params, load_causal_lm, load_tokenizer
-from .base import Completion, GenerationOutput, SamplingParams
+from .base import Completion, GenerationOutput, PromptTooLong, SamplingParams
 from .sampling import derive_seed, sample_tokens
 
 
@@ -24,7 +24,9 @@ class TransformersGenerator:
     """``Generator`` over a transformers causal LM.
 
     ``max_batch_rows`` bounds how many sequences decode together (prompts x samples); larger
-    batches run faster until memory runs out.
+    batches run faster until memory runs out. ``context`` is the model's
+    ``max_position_embeddings``: a prompt with fewer than ``max_new_tokens`` positions left after it
+    is refused (``PromptTooLong``) rather than run past the positions the model was trained on.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_batch_rows: int = 512) -> None:
@@ -35,6 +37,7 @@ class TransformersGenerator:
         self.max_batch_rows = max_batch_rows
         self.flop_params = flop_params(model)
         self.device = next(model.parameters()).device
+        self.context: int | None = getattr(model.config, "max_position_embeddings", None)
         eos = {tokenizer.eos_token_id}
         config_eos = getattr(model.generation_config, "eos_token_id", None)
         eos.update(config_eos if isinstance(config_eos, list) else [config_eos])
@@ -70,11 +73,20 @@ class TransformersGenerator:
         for i, prompt in enumerate(prompts):
             if not prompt:
                 raise ValueError(f"prompt {i} is empty")
+        encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
+        if self.context is not None:
+            over = [i for i, ids in enumerate(encoded) if len(ids) + params.max_new_tokens > self.context]
+            if over:
+                raise PromptTooLong(
+                    over,
+                    f"{len(over)} prompt(s) leave no room for max_new_tokens {params.max_new_tokens} in the "
+                    f"model's context of {self.context} tokens (prompt {over[0]} has {len(encoded[over[0]])} tokens)",
+                )
         completions: list[list[Completion]] = []
         usages: list[Usage] = []
         per_chunk = max(1, self.max_batch_rows // n)
         for start in range(0, len(prompts), per_chunk):
-            chunk = list(prompts[start : start + per_chunk])
+            chunk = encoded[start : start + per_chunk]
             rows, chunk_usages = self._generate_chunk(chunk, n, params, prompt_seeds[start : start + per_chunk])
             completions.extend(rows[i * n : (i + 1) * n] for i in range(len(chunk)))
             usages.extend(chunk_usages)
@@ -82,13 +94,12 @@ class TransformersGenerator:
 
     @torch.inference_mode()
     def _generate_chunk(
-        self, prompts: list[str], n: int, params: SamplingParams, prompt_seeds: list[int]
+        self, encoded: list[list[int]], n: int, params: SamplingParams, prompt_seeds: list[int]
     ) -> tuple[list[Completion], list[Usage]]:
-        encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
         width = max(len(ids) for ids in encoded)
         # Left padding, so that every row's next token sits in the last column.
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        input_ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
         for i, ids in enumerate(encoded):
             input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention[i, width - len(ids) :] = 1
@@ -112,12 +123,12 @@ class TransformersGenerator:
         attention = attention.repeat_interleave(n, dim=0)  # (R, T)
         next_position = positions[:, -1].repeat_interleave(n, dim=0) + 1  # (R,)
         seeds = torch.tensor(
-            [derive_seed(prompt_seeds[i], j) for i in range(len(prompts)) for j in range(n)],
+            [derive_seed(prompt_seeds[i], j) for i in range(len(encoded)) for j in range(n)],
             dtype=torch.int64,
             device=self.device,
         )
 
-        total = len(prompts) * n
+        total = len(encoded) * n
         active = torch.arange(total, device=self.device)  # original row of each live batch row
         tokens: list[list[int]] = [[] for _ in range(total)]
         logprobs: list[list[float]] = [[] for _ in range(total)]

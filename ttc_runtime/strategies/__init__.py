@@ -18,8 +18,11 @@ from .base import Candidate, SearchSettings, Strategy, StrategyResult, check_bud
 from .beam import BeamSearch
 from .best_of_n import BestOfN
 from .dvts import DiverseTreeSearch
+from .revisions import SequentialRevisions, select_chains
 
-StrategyName = Literal["majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead", "dvts"]
+StrategyName = Literal[
+    "majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead", "dvts", "revisions"
+]
 
 
 class StrategyConfig(StrictModel):
@@ -33,6 +36,14 @@ class StrategyConfig(StrictModel):
     )
     lookahead: int = Field(2, ge=1, description="Depth k of the greedy rollouts of 'lookahead'.")
     max_rounds: int = Field(40, ge=1, description="Step rounds before search stops (the paper's 40).")
+    chain_length: int | Literal["all"] = Field(
+        4,
+        description="L for 'revisions': attempts per chain, N/L chains in parallel; 'all' for one chain of N "
+        "(L = 1 is all parallel).",
+    )
+    across_chains: Literal["weighted", "majority"] = Field(
+        "weighted", description="How 'revisions' picks among the chains' best attempts."
+    )
 
     @property
     def searches(self) -> bool:
@@ -40,7 +51,11 @@ class StrategyConfig(StrictModel):
 
     @property
     def label(self) -> str:
-        """A short name for tables and plots, e.g. ``beam_search(M=4)``, ``lookahead(M=sqrt,k=2)``."""
+        """A short name for tables and plots, e.g. ``beam_search(M=4)``, ``lookahead(M=sqrt,k=2)``,
+        ``revisions(L=4)``."""
+        if self.name == "revisions":
+            across = "" if self.across_chains == "weighted" else ",majority"
+            return f"revisions(L={self.chain_length}{across})"
         if not self.searches:
             return self.name
         knobs = f"M={self.beam_width}" + (f",k={self.lookahead}" if self.name == "lookahead" else "")
@@ -52,17 +67,30 @@ class StrategyConfig(StrictModel):
             return max(m for m in range(1, math.isqrt(budget) + 1) if budget % m == 0)
         return self.beam_width
 
+    def length(self, budget: int) -> int:
+        """The revision chain length at ``budget``."""
+        return budget if self.chain_length == "all" else self.chain_length
+
+    def _check(self, budget: int) -> None:
+        if self.searches:
+            check_budget(budget, self.width(budget))
+        elif self.name == "revisions":
+            check_budget(budget, self.length(budget), "chain length")
+        else:
+            check_budget(budget)
+
     def unusable(self, budget: int) -> str | None:
-        """Why this strategy cannot run at ``budget`` (beam width above it or not dividing it), or None."""
+        """Why this strategy cannot run at ``budget`` (a beam width or chain length above it or not
+        dividing it), or None."""
         try:
-            check_budget(budget, self.width(budget) if self.searches else None)
+            self._check(budget)
         except ValueError as error:
             return str(error)
         return None
 
     def build(self, budget: int) -> Strategy:
-        """The strategy object for ``budget`` (the width may depend on it)."""
-        check_budget(budget, self.width(budget) if self.searches else None)
+        """The strategy object for ``budget`` (the width or chain length may depend on it)."""
+        self._check(budget)
         return STRATEGIES[self.name](self, budget)
 
 
@@ -73,6 +101,7 @@ STRATEGIES: dict[str, Callable[[StrategyConfig, int], Strategy]] = {
     "beam_search": lambda c, n: BeamSearch(c.width(n), 0, c.max_rounds),
     "lookahead": lambda c, n: BeamSearch(c.width(n), c.lookahead, c.max_rounds),
     "dvts": lambda c, n: DiverseTreeSearch(c.width(n), c.max_rounds),
+    "revisions": lambda c, n: SequentialRevisions(c.length(n), c.across_chains),
 }
 
 __all__ = [
@@ -82,9 +111,11 @@ __all__ = [
     "Candidate",
     "DiverseTreeSearch",
     "SearchSettings",
+    "SequentialRevisions",
     "Strategy",
     "StrategyConfig",
     "StrategyName",
     "StrategyResult",
     "check_budget",
+    "select_chains",
 ]

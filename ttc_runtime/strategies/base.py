@@ -28,7 +28,7 @@ from typing import Literal
 from ..compute import Compute, Usage
 from ..generation.base import Completion, Generator, SamplingParams
 from ..generation.sampling import derive_seed
-from ..prompts import PromptConfig
+from ..prompts import PromptConfig, RevisionPromptConfig
 from ..scoring import StepScorer
 from ..scoring.margin import FusedMarginScorer, MarginState
 from ..selection import Aggregation, aggregate_steps, best_of_n_naive, best_of_n_weighted, majority_vote
@@ -48,6 +48,10 @@ class SearchSettings:
     """Let search score new steps from the log-probabilities the generator returned while sampling
     them when the verifier is a margin PRM over the generator's own model (``scoring.margin.fuse``),
     instead of re-reading every prefix each round. False forces the full re-scoring."""
+    reviser: Generator | None = None
+    """The revision model, for ``revisions`` chains longer than one attempt."""
+    revision_prompt: RevisionPromptConfig = RevisionPromptConfig()
+    """How the revision model is prompted: the format it was trained on."""
 
 
 @dataclass(frozen=True)
@@ -142,17 +146,18 @@ def charge(ledgers: list[Ledger], owners: Sequence[int], usages: Sequence[Usage]
         setattr(ledgers[owner], role, getattr(ledgers[owner], role) + usage)
 
 
-def check_budget(budget: int, beam_width: int | None = None) -> None:
-    """Errors for a budget the strategies cannot honour: below 1, or not a multiple of the beam width."""
+def check_budget(budget: int, divisor: int | None = None, knob: str = "beam width") -> None:
+    """Errors for a budget the strategies cannot honour: below 1, or not a multiple of the knob
+    that divides it (the beam width of search, the chain length of revisions)."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be a positive number of generations, got {budget!r}")
-    if beam_width is not None:
-        if beam_width < 1:
-            raise ValueError(f"beam width must be >= 1, got {beam_width}")
-        if beam_width > budget:
-            raise ValueError(f"beam width {beam_width} is larger than the budget {budget}")
-        if budget % beam_width:
-            raise ValueError(f"budget {budget} is not divisible by beam width {beam_width}")
+    if divisor is not None:
+        if divisor < 1:
+            raise ValueError(f"{knob} must be >= 1, got {divisor}")
+        if divisor > budget:
+            raise ValueError(f"{knob} {divisor} is larger than the budget {budget}")
+        if budget % divisor:
+            raise ValueError(f"budget {budget} is not divisible by {knob} {divisor}")
 
 
 def question_seeds(seed: int | Sequence[int], count: int) -> list[int]:
@@ -255,10 +260,12 @@ class Strategy(ABC):
         width: int | None,
         settings: SearchSettings,
         seed: int | Sequence[int],
+        knob: str = "beam width",
     ) -> tuple[list[int], list[Ledger], list[str]]:
-        """Check the inputs (budget and width, scorer, questions) and return what every run starts
-        from: one seed, one empty ledger and one formatted prompt per question."""
-        check_budget(budget, width)
+        """Check the inputs (budget and the knob ``width`` that divides it, scorer, questions) and
+        return what every run starts from: one seed, one empty ledger and one formatted prompt per
+        question."""
+        check_budget(budget, width, knob)
         if self.needs_scorer and scorer is None:
             raise ValueError(f"strategy {self.name!r} needs a scorer")
         for i, question in enumerate(questions):

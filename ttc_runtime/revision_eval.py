@@ -1,0 +1,262 @@
+"""What the revision model adds, on held-out problems, by level.
+
+**One revision.** The proposer samples ``attempts_per_problem`` solutions per problem; up to
+``cases_per_problem`` incorrect ones and as many correct ones are each revised once (the attempt
+alone in context). Reported per level: the proposer's pass@1 over all problems and over the
+problems that had an incorrect attempt, the accuracy of a revision of an incorrect attempt, and the
+share of correct attempts that a revision turns wrong (the paper saw 38%). Also the verifier's
+AUROC (answer score against correctness) on the proposer's attempts and on the revisions: the
+revision strategy selects with the same verifier, and this is where that choice is checked.
+
+**Parallel against sequential.** Chains of every length L in {1, 2, 4, ..., N_max} are run once
+per problem at the largest budget N_max (``strategies.revisions``), each problem with the same seed
+for every L. A smaller budget N uses N/L of the N_max/L chains: its accuracy is the mean over
+``resamples`` random subsets of chains drawn without replacement, and its compute the N/N_max share
+of the full run's. Accuracy intervals are bootstrap intervals over problems as in ``budget_eval``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+from tqdm.auto import tqdm
+
+from .budget_eval import BudgetPoint, Outcome, budget_points
+from .config import StrictModel
+from .evaluate import auroc, sample_in_batches
+from .generation.base import Generator
+from .generation.sampling import derive_seed
+from .scoring import StepScorer
+from .selection import aggregate_steps
+from .strategies import SearchSettings, SequentialRevisions, select_chains
+from .strategies.base import Ledger, score_texts
+from .strategies.revisions import revise
+from .tasks import LEVELS, Problem, Task, answers_match, check_levels
+
+
+class RevisionEvalConfig(StrictModel):
+    """The revision evaluation (see the module docstring)."""
+
+    split: str = Field("test", pattern="^(validation|test)$")
+    levels: list[int] = Field(list(LEVELS), min_length=1)
+    problems_per_level: int = Field(100, ge=1, description="Problems per level for the one-revision figures.")
+    attempts_per_problem: int = Field(
+        32, ge=1, description="Proposer samples per problem, among which incorrect and correct attempts are found."
+    )
+    cases_per_problem: int = Field(4, ge=1, description="Incorrect (and correct) attempts revised per problem.")
+    ratio_problems_per_level: int = Field(30, ge=1, description="Problems per level for the parallel/sequential sweep.")
+    budgets: list[int] = Field([4, 16, 64], min_length=1, description="Budgets N of the sweep, powers of 2.")
+    resamples: int = Field(50, ge=1, description="Chain subsets drawn per problem at budgets below the largest.")
+    bootstrap: int = Field(1000, ge=10)
+    batch_rows: int = Field(512, ge=1, description="Chains advanced together: problems per call x chains.")
+    seed: int = 0
+
+    @field_validator("budgets")
+    @classmethod
+    def _powers_of_two(cls, budgets: list[int]) -> list[int]:
+        for n in budgets:
+            if n < 1 or n & (n - 1):
+                raise ValueError(f"budget {n} is not a power of 2 (chain lengths are 1, 2, 4, ... N)")
+        return sorted(set(budgets))
+
+    @model_validator(mode="after")
+    def _known_levels(self) -> RevisionEvalConfig:
+        check_levels(self.levels)
+        return self
+
+    def lengths(self) -> list[int]:
+        """Chain lengths L of the sweep: 1, 2, 4, ... up to the largest budget."""
+        return [2**i for i in range(int(math.log2(max(self.budgets))) + 1)]
+
+
+@dataclass(frozen=True)
+class OneRevisionLevel:
+    """The one-revision figures of one level (None where a level had no such case)."""
+
+    level: int
+    problems: int
+    pass_at_1: float
+    problems_with_incorrect: int
+    pass_at_1_those_problems: float | None
+    incorrect_revised: int
+    revised_correct: float | None
+    correct_revised: int
+    turned_wrong: float | None
+    verifier_auroc_attempts: float | None
+    verifier_auroc_revisions: float | None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def one_revision(
+    generator: Generator,
+    reviser: Generator,
+    scorer: StepScorer,
+    task: Task,
+    problems: Sequence[Problem],
+    settings: SearchSettings,
+    config: RevisionEvalConfig,
+) -> list[OneRevisionLevel]:
+    """The one-revision figures by level (see the module docstring)."""
+    attempts: list[list[tuple[str, bool]]] = []
+    for batch, output in sample_in_batches(
+        generator,
+        problems,
+        settings.prompt,
+        settings.sampling,
+        config.attempts_per_problem,
+        config.seed,
+        max(1, config.batch_rows // config.attempts_per_problem),
+        "proposer attempts",
+    ):
+        for problem, row in zip(batch, output.completions, strict=True):
+            attempts.append([(c.text, task.is_correct(c.text, problem)) for c in row])
+    cases = []  # (problem index, attempt text, attempt correct)
+    for index, row in enumerate(attempts):
+        for right in (False, True):
+            cases += [(index, text, ok) for text, ok in row if ok == right][: config.cases_per_problem]
+    questions = [p.question for p in problems]
+    ledgers = [Ledger() for _ in problems]
+    revised: list[str] = []
+    chunk = config.batch_rows
+    for start in tqdm(range(0, len(cases), chunk), desc="one revision", unit="batch"):
+        part = cases[start : start + chunk]
+        completions = revise(
+            reviser,
+            settings,
+            questions,
+            [[text] for _, text, _ in part],
+            [index for index, _, _ in part],
+            [derive_seed(config.seed, start + i, 1) for i in range(len(part))],
+            ledgers,
+        )
+        revised += [c.text for c in completions]
+    owners = [index for index, _, _ in cases]
+    scored = score_texts(scorer, questions, [text for _, text, _ in cases] + revised, owners + owners, ledgers)
+    scores = [aggregate_steps(s, settings.aggregation) if s else 0.0 for s in scored]
+    after = [task.is_correct(text, problems[index]) for (index, _, _), text in zip(cases, revised, strict=True)]
+    levels = []
+    for level in sorted({p.level for p in problems}):
+        mine = [i for i, p in enumerate(problems) if p.level == level]
+        rates = {i: float(np.mean([ok for _, ok in attempts[i]])) for i in mine}
+        wrong_problems = [i for i in mine if rates[i] < 1.0]
+        rows = [k for k, (index, _, _) in enumerate(cases) if problems[index].level == level]
+        from_wrong = [after[k] for k in rows if not cases[k][2]]
+        from_right = [after[k] for k in rows if cases[k][2]]
+        levels.append(
+            OneRevisionLevel(
+                level=level,
+                problems=len(mine),
+                pass_at_1=float(np.mean(list(rates.values()))),
+                problems_with_incorrect=len(wrong_problems),
+                pass_at_1_those_problems=_mean([rates[i] for i in wrong_problems]),
+                incorrect_revised=len(from_wrong),
+                revised_correct=_mean(from_wrong),
+                correct_revised=len(from_right),
+                turned_wrong=_mean([not ok for ok in from_right]),
+                verifier_auroc_attempts=auroc([cases[k][2] for k in rows], [scores[k] for k in rows]),
+                verifier_auroc_revisions=auroc([after[k] for k in rows], [scores[len(cases) + k] for k in rows]),
+            )
+        )
+    return levels
+
+
+def revision_ratios(
+    generator: Generator,
+    scorer: StepScorer,
+    task: Task,
+    problems: Sequence[Problem],
+    settings: SearchSettings,
+    config: RevisionEvalConfig,
+) -> list[BudgetPoint]:
+    """Accuracy against budget for every chain length, selection across chains weighted (label
+    ``revisions(L=l)``) and by majority (``revisions(L=l,majority)``); see the module docstring."""
+    top = max(config.budgets)
+    outcomes: dict[tuple[str, int], list[Outcome]] = defaultdict(list)
+    for length in config.lengths():
+        strategy, chains = SequentialRevisions(length), top // length
+        per_call = max(1, config.batch_rows // chains)
+        with tqdm(total=len(problems), desc=f"revisions L={length} N={top}", unit="problem") as bar:
+            for start in range(0, len(problems), per_call):
+                batch = problems[start : start + per_call]
+                seeds = [derive_seed(config.seed, start + i) for i in range(len(batch))]
+                results = strategy.run([p.question for p in batch], generator, scorer, top, settings, seeds)
+                for offset, (problem, result) in enumerate(zip(batch, results, strict=True)):
+                    rng = np.random.default_rng(derive_seed(config.seed, start + offset, length) & 0xFFFFFFFF)
+                    right = {c.answer: answers_match(c.answer, problem.answer) for c in result.candidates if c.answer}
+                    for n in config.budgets:
+                        if length > n:
+                            continue
+                        subsets = [
+                            sorted(rng.choice(chains, size=n // length, replace=False))
+                            for _ in range(1 if n == top else config.resamples)
+                        ]
+                        for how in ("weighted", "majority"):
+                            wins = 0
+                            for picked in subsets:
+                                chosen = [c for k in picked for c in result.candidates[k * length : (k + 1) * length]]
+                                answer = select_chains(chosen, length, how)
+                                wins += answer is not None and right[answer]
+                            label = f"revisions(L={length}" + ("" if how == "weighted" else ",majority") + ")"
+                            outcomes[label, n].append(
+                                Outcome(
+                                    problem.level,
+                                    wins / len(subsets),
+                                    result.compute.proposer.generated_tokens * n / top,
+                                    result.compute.flops * n / top,
+                                )
+                            )
+                bar.update(len(batch))
+    return budget_points(dict(outcomes), config.bootstrap, config.seed)
+
+
+def best_lengths(points: Sequence[BudgetPoint]) -> dict[int, dict[int, list[int]]]:
+    """Per level (0: all) and budget, the chain lengths with the highest accuracy under weighted
+    selection across chains (several on a tie)."""
+    best: dict[int, dict[int, list[int]]] = defaultdict(dict)
+    weighted = [p for p in points if p.strategy.startswith("revisions(L=") and "majority" not in p.strategy]
+    for level in sorted({p.level for p in weighted}):
+        for n in sorted({p.budget for p in weighted}):
+            here = [p for p in weighted if p.level == level and p.budget == n]
+            top = max(p.accuracy for p in here)
+            best[level][n] = sorted(int(p.strategy[len("revisions(L=") : -1]) for p in here if p.accuracy == top)
+    return dict(best)
+
+
+def format_one_revision(levels: Sequence[OneRevisionLevel]) -> str:
+    """Markdown table of the one-revision figures."""
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [
+        "| level | problems | pass@1 | problems with an incorrect attempt | their pass@1 | incorrect attempts "
+        "revised | revision correct | correct attempts revised | turned wrong | verifier AUROC: attempts | "
+        "revisions |",
+        "| ---: |" + " ---: |" * 10,
+    ]
+    for a in levels:
+        lines.append(
+            f"| {a.level} | {a.problems} | {a.pass_at_1:.3f} | {a.problems_with_incorrect} | "
+            f"{cell(a.pass_at_1_those_problems)} | {a.incorrect_revised} | {cell(a.revised_correct)} | "
+            f"{a.correct_revised} | {cell(a.turned_wrong)} | {cell(a.verifier_auroc_attempts)} | "
+            f"{cell(a.verifier_auroc_revisions)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def format_best_lengths(best: dict[int, dict[int, list[int]]]) -> str:
+    """Markdown table: the best chain length L per level and budget."""
+    budgets = sorted({n for by_n in best.values() for n in by_n})
+    lines = ["| level | " + " | ".join(f"N={n}" for n in budgets) + " |", "| --- |" + " ---: |" * len(budgets)]
+    for level, by_n in sorted(best.items(), key=lambda item: (item[0] == 0, item[0])):
+        name = "all" if level == 0 else str(level)
+        lines.append(f"| {name} | " + " | ".join(", ".join(map(str, by_n.get(n, []))) for n in budgets) + " |")
+    return "\n".join(lines) + "\n"
