@@ -144,7 +144,7 @@ def test_margin_verifier_needs_no_labels_and_no_prm(tmp_path, tiny_model_dir):
         "search_eval: {problems_per_level: 1, max_budget: 2, budget_factor: 2, pool: 2, resamples: 2,"
         " bootstrap: 10, strategies: [{name: best_of_n_weighted}, {name: beam_search, beam_width: 2, max_rounds: 2}]}\n"
     )
-    result = ttc("run", config)
+    result = ttc("run", config, "--to", "search_eval")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("not needed: the verifier reads the proposer's margins") == 2
     report = json.loads((tmp_path / "run" / "prm_eval.json").read_text())

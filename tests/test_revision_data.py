@@ -15,6 +15,8 @@ from ttc_runtime.generation.base import Completion, GenerationOutput, SamplingPa
 from ttc_runtime.prompts import PromptConfig, RevisionPromptConfig
 from ttc_runtime.tasks import SyntheticTask, SyntheticTaskConfig
 
+PROMPT, REVISION = PromptConfig(), RevisionPromptConfig()
+
 
 def test_closest_incorrect_by_character_edit_distance_closest_last():
     wrong = ["99+9", "12+4", "13+3", "12+3x"]  # distances to "12+3": 3, 1, 1, 1
@@ -23,26 +25,25 @@ def test_closest_incorrect_by_character_edit_distance_closest_last():
     assert closest_incorrect("12+3", wrong, 0) == []
 
 
-def test_the_revision_prompt_keeps_the_last_attempts():
-    prompt = RevisionPromptConfig()
-    text = prompt.format("Q", [f"attempt {i}" for i in range(1, 7)])
-    assert text.startswith(PromptConfig().format("Q"))
+def test_the_revision_prompt_keeps_the_last_attempts_then_asks_the_question():
+    text = RevisionPromptConfig().format(PromptConfig(), "Q", [f"attempt {i}" for i in range(1, 7)])
+    assert text.endswith("</attempt>\n\n" + PromptConfig().format("Q"))
     assert "attempt 1\n" not in text and "attempt 2\n" not in text
     assert [f"attempt {i}" in text for i in range(3, 7)] == [True] * 4
-    assert text.index("attempt 3") < text.index("attempt 6") and text.endswith("Revised:\n\n")
-    assert RevisionPromptConfig(max_attempts=0).format("Q", ["a"]) == PromptConfig().format("Q") + "Revised:\n\n"
+    assert text.index("attempt 3") < text.index("attempt 6")
+    assert RevisionPromptConfig(max_attempts=0).format(PromptConfig(), "Q", ["a"]) == PromptConfig().format("Q")
 
 
 def test_one_example_per_correct_solution_with_up_to_four_close_attempts():
     problem = SyntheticTask(SyntheticTaskConfig(train_per_level=2)).problems("train")[0]
     solutions = ["good A", "bad 1", "good B", "bad 2", "bad 3", "bad 4", "bad 5"]
     correct = [s.startswith("good") for s in solutions]
-    examples = revision_examples(problem, solutions, correct, RevisionPromptConfig(), 4, random.Random(0))
+    examples = revision_examples(problem, solutions, correct, PROMPT, REVISION, 4, random.Random(0))
     assert [e["completion"] for e in examples] == ["good A", "good B"]
     for example in examples:
         assert 0 <= example["attempts"] <= 4
         assert sum(f"bad {i}" in example["prompt"] for i in range(1, 6)) == example["attempts"]
-    only_right = revision_examples(problem, ["good"], [True], RevisionPromptConfig(), 4, random.Random(0))
+    only_right = revision_examples(problem, ["good"], [True], PROMPT, REVISION, 4, random.Random(0))
     assert only_right[0]["attempts"] == 0
 
 
@@ -68,7 +69,7 @@ def test_build_revision_data_is_seeded_and_independent_of_the_batching():
     task = SyntheticTask(SyntheticTaskConfig(train_per_level=3))
     problems = task.problems("train")[:6]
     config = RevisionDataConfig(samples_per_problem=6, batch_prompts=4)
-    data = build_revision_data(HalfRight(task), task, problems, RevisionPromptConfig(), SamplingParams(), config)
+    data = build_revision_data(HalfRight(task), task, problems, PROMPT, REVISION, SamplingParams(), config)
     assert len(data) == 6 * 3  # three correct samples per problem
     assert set(data.column_names) == {
         "prompt",
@@ -81,12 +82,12 @@ def test_build_revision_data_is_seeded_and_independent_of_the_batching():
     }
     assert all(0 <= a <= 3 for a in data["attempts"])
     rebatched = config.model_copy(update={"batch_prompts": 1})
-    again = build_revision_data(HalfRight(task), task, problems, RevisionPromptConfig(), SamplingParams(), rebatched)
+    again = build_revision_data(HalfRight(task), task, problems, PROMPT, REVISION, SamplingParams(), rebatched)
     assert again.to_list() == data.to_list()
 
 
 def test_fewer_attempts_than_the_window_are_all_kept():
-    text = RevisionPromptConfig().format("Q", ["first", "second", "third"])
+    text = REVISION.format(PROMPT, "Q", ["first", "second", "third"])
     assert text.count("<attempt>") == 3 and text.index("first") < text.index("third")
 
 
@@ -99,14 +100,15 @@ def test_examples_over_the_context_lose_their_oldest_attempts_first(tmp_path):
     tokenizer = build_embedded_tokenizer()  # one token per character here (no digits)
     prompt = RevisionPromptConfig()
     row = {"question": "Q", "completion": "xxxx", "attempt_texts": ["aaaaaaaaaa", "bbbbbbbbbb"]}
-    full = len(tokenizer(prompt.format("Q", row["attempt_texts"]))["input_ids"]) + 4
-    one = len(tokenizer(prompt.format("Q", ["bbbbbbbbbb"]))["input_ids"]) + 4
-    none = len(tokenizer(prompt.format("Q", []))["input_ids"]) + 4
+    full = len(tokenizer(prompt.format(PROMPT, "Q", row["attempt_texts"]))["input_ids"]) + 4
+    one = len(tokenizer(prompt.format(PROMPT, "Q", ["bbbbbbbbbb"]))["input_ids"]) + 4
+    none = len(tokenizer(prompt.format(PROMPT, "Q", []))["input_ids"]) + 4
     data = Dataset.from_list([{**row, "prompt": "unused"}])
-    assert fit_to_length(data, tokenizer, prompt, full).dataset["prompt"] == [prompt.format("Q", row["attempt_texts"])]
-    fitted = fit_to_length(data, tokenizer, prompt, one)
-    assert fitted.dataset["prompt"] == [prompt.format("Q", ["bbbbbbbbbb"])] and fitted.attempts_dropped == 1
-    fitted = fit_to_length(data, tokenizer, prompt, none - 1)
+    fitted = fit_to_length(data, tokenizer, PROMPT, prompt, full)
+    assert fitted.dataset["prompt"] == [prompt.format(PROMPT, "Q", row["attempt_texts"])]
+    fitted = fit_to_length(data, tokenizer, PROMPT, prompt, one)
+    assert fitted.dataset["prompt"] == [prompt.format(PROMPT, "Q", ["bbbbbbbbbb"])] and fitted.attempts_dropped == 1
+    fitted = fit_to_length(data, tokenizer, PROMPT, prompt, none - 1)
     assert len(fitted.dataset) == 0 and fitted.examples_dropped == 1 and fitted.attempts_dropped == 2
 
 
@@ -123,7 +125,8 @@ def test_train_revision_fine_tunes_the_proposer(tiny_model_dir, tmp_path):
         HalfRight(task),
         task,
         problems,
-        RevisionPromptConfig(),
+        PROMPT,
+        REVISION,
         SamplingParams(),
         RevisionDataConfig(samples_per_problem=6),
     )
@@ -144,7 +147,6 @@ class AllWrong(HalfRight):
 @pytest.mark.slow
 def test_the_revision_stages_sample_train_and_skip_when_up_to_date(tiny_model_dir, tmp_path, monkeypatch):
     from ttc_runtime.experiment import Experiment, ExperimentConfig
-
     from ttc_runtime.models import load_causal_lm
 
     config = ExperimentConfig.model_validate(

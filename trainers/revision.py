@@ -3,7 +3,9 @@ solution out, loss on the revised solution only (prompt-completion data).
 
 The revision model starts from the proposer's weights (the paper fine-tunes its base model) and
 is saved like the proposer, through a staging directory renamed into place. DeepSpeed comes
-through ``training.deepspeed`` as for the other trainers.
+through ``training.deepspeed`` as for the other trainers. Batches group examples of similar length
+(transformers' ``LengthGroupedSampler``): prompts hold 0 to 4 attempts, so random batches would be
+mostly padding.
 
 **Context length.** An example whose prompt and target together exceed ``training.max_length``
 tokens loses its oldest attempts, one at a time, until it fits (``fit_to_length``); one that does
@@ -23,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..config import StrictModel
 from ..models import load_causal_lm, load_tokenizer
-from ..prompts import RevisionPromptConfig
+from ..prompts import PromptConfig, RevisionPromptConfig
 from .common import TrainResult, TrainSettings, staging_dir, train_and_save, trainer_arguments
 
 
@@ -48,7 +50,11 @@ class Fitted:
 
 
 def fit_to_length(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, prompt: RevisionPromptConfig, max_length: int
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: PromptConfig,
+    revision: RevisionPromptConfig,
+    max_length: int,
 ) -> Fitted:
     """Drop each example's oldest attempts until prompt + target fit in ``max_length`` tokens;
     leave out examples that do not fit with no attempt at all."""
@@ -57,7 +63,7 @@ def fit_to_length(
         attempts = list(row["attempt_texts"])
         target = len(tokenizer(row["completion"], add_special_tokens=False)["input_ids"])
         while True:
-            text = prompt.format(row["question"], attempts)
+            text = revision.format(prompt, row["question"], attempts)
             if len(tokenizer(text)["input_ids"]) + target <= max_length:
                 rows.append({"prompt": text, "completion": row["completion"]})
                 break
@@ -71,19 +77,28 @@ def fit_to_length(
 
 
 def train_revision(
-    config: RevisionConfig, dataset: Dataset, proposer_dir: str | Path, output_dir: str | Path
+    config: RevisionConfig,
+    dataset: Dataset,
+    proposer_dir: str | Path,
+    output_dir: str | Path,
+    prompt: PromptConfig = PromptConfig(),
 ) -> tuple[TrainResult, Fitted]:
-    """Fine-tune the proposer at ``proposer_dir`` into a revision model saved at ``output_dir``."""
+    """Fine-tune the proposer at ``proposer_dir`` (whose prompt format is ``prompt``) into a
+    revision model saved at ``output_dir``."""
     from trl import SFTConfig, SFTTrainer
 
     output_dir = Path(output_dir)
     settings = config.training
     tokenizer = load_tokenizer(proposer_dir)
-    fitted = fit_to_length(dataset, tokenizer, config.prompt, settings.max_length)
+    fitted = fit_to_length(dataset, tokenizer, prompt, config.prompt, settings.max_length)
     if len(fitted.dataset) == 0:
         raise ValueError(f"no revision example fits in max_length {settings.max_length} tokens")
     model = load_causal_lm(proposer_dir, dtype="auto").train()
     shutil.rmtree(staging_dir(output_dir), ignore_errors=True)
-    args = SFTConfig(**trainer_arguments(settings, output_dir), max_length=settings.max_length)
+    args = SFTConfig(
+        **trainer_arguments(settings, output_dir),
+        max_length=settings.max_length,
+        train_sampling_strategy="group_by_length",
+    )
     trainer = SFTTrainer(model=model, args=args, train_dataset=fitted.dataset, processing_class=tokenizer)
     return train_and_save(trainer, tokenizer, output_dir), fitted

@@ -6,7 +6,7 @@ context holds 0 to ``max_attempts`` (4) incorrect solutions of the same problem,
 uniformly per example and the attempts chosen as the incorrect solutions closest to the target by
 character edit distance (Levenshtein, from rapidfuzz), the closest placed last, as the most recent
 attempt. Problems without a correct sample give no example. The prompt is built by
-``prompts.RevisionPromptConfig``. The result is a ``datasets`` dataset in TRL's prompt-completion
+``prompts.RevisionPromptConfig`` around the proposer's prompt. The result is a ``datasets`` dataset in TRL's prompt-completion
 layout (``prompt``, ``completion``) plus ``question`` and ``attempt_texts`` (to rebuild the prompt
 with fewer attempts, see ``trainers.revision.fit_to_length``), ``problem_id``, ``level`` and
 ``attempts``.
@@ -25,7 +25,7 @@ from ..config import StrictModel
 from ..evaluate import sample_in_batches
 from ..generation.base import Generator, SamplingParams
 from ..generation.sampling import derive_seed
-from ..prompts import RevisionPromptConfig
+from ..prompts import PromptConfig, RevisionPromptConfig
 from ..tasks import Problem, Task
 
 
@@ -55,7 +55,8 @@ def revision_examples(
     problem: Problem,
     solutions: Sequence[str],
     correct: Sequence[bool],
-    prompt: RevisionPromptConfig,
+    prompt: PromptConfig,
+    revision: RevisionPromptConfig,
     max_attempts: int,
     rng: random.Random,
 ) -> list[dict[str, object]]:
@@ -69,7 +70,7 @@ def revision_examples(
         attempts = closest_incorrect(target, wrong, count)
         examples.append(
             {
-                "prompt": prompt.format(problem.question, attempts),
+                "prompt": revision.format(prompt, problem.question, attempts),
                 "completion": target,
                 "question": problem.question,
                 "attempt_texts": attempts,
@@ -85,7 +86,8 @@ def build_revision_data(
     generator: Generator,
     task: Task,
     problems: Sequence[Problem],
-    prompt: RevisionPromptConfig,
+    prompt: PromptConfig,
+    revision: RevisionPromptConfig,
     params: SamplingParams,
     config: RevisionDataConfig,
 ) -> Dataset:
@@ -96,7 +98,7 @@ def build_revision_data(
     for batch, output in sample_in_batches(
         generator,
         problems,
-        prompt.question,
+        prompt,
         params,
         config.samples_per_problem,
         config.seed,
@@ -107,7 +109,7 @@ def build_revision_data(
             texts = [c.text for c in completions]
             grades = [task.is_correct(text, problem) for text in texts]
             rng = random.Random(derive_seed(config.seed, index, 1))
-            rows.extend(revision_examples(problem, texts, grades, prompt, config.max_attempts, rng))
+            rows.extend(revision_examples(problem, texts, grades, prompt, revision, config.max_attempts, rng))
             index += 1
     columns = ("prompt", "completion", "question", "attempt_texts", "problem_id", "level", "attempts")
     return Dataset.from_dict({c: [row[c] for row in rows] for c in columns})

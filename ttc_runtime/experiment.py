@@ -500,6 +500,7 @@ class Experiment:
         return _fingerprint(
             config.task,
             config.sampling,
+            config.proposer.prompt,
             config.revision.prompt,
             config.revision_data,
             _identity(self.proposer_dir()),
@@ -522,7 +523,13 @@ class Experiment:
         print(f"  {len(problems)} problems x {settings.samples_per_problem} samples")
         started = time.perf_counter()
         dataset = build_revision_data(
-            self._generator(), self.task, problems, config.revision.prompt, config.sampling.params(), settings
+            self._generator(),
+            self.task,
+            problems,
+            config.proposer.prompt,
+            config.revision.prompt,
+            config.sampling.params(),
+            settings,
         )
         if len(dataset) == 0:
             raise ValueError(
@@ -562,7 +569,9 @@ class Experiment:
 
         dataset = load_from_disk(str(self.run_dir / "revision_data" / "dataset"))
         print(f"  fine-tuning the proposer on {len(dataset)} examples for {revision.training.max_steps} steps")
-        result, fitted = train_revision(revision, dataset, self.proposer_dir(), self.revision_dir())
+        result, fitted = train_revision(
+            revision, dataset, self.proposer_dir(), self.revision_dir(), self.config.proposer.prompt
+        )
         summary = {
             "fingerprint": key,
             "model": str(result.output_dir),

@@ -38,18 +38,25 @@ class PromptConfig(StrictModel):
 
 
 class RevisionPromptConfig(StrictModel):
-    """The revision model's prompt: the question, then up to ``max_attempts`` earlier attempts, each
-    between markers, then the header after which the revised solution follows. The one place the
-    revision format is defined: training data and inference both build prompts with ``format``."""
+    """The revision model's prompt: up to ``max_attempts`` earlier attempts, oldest first, each
+    between markers, then the proposer's own prompt for the question, after which the revised
+    solution follows. The one place the revision format is defined: training data and inference
+    both build prompts with ``format``.
 
-    question: PromptConfig = PromptConfig()
+    Attempts come first so that the revised solution stands where the proposer's solution stands
+    relative to its question: the revision model, fine-tuned from the proposer, starts from the
+    proposer's behaviour, and a model that reads the question at fixed offsets (the embedded one
+    does) is not thrown off by attempts of varying length. With no attempt the prompt is the
+    proposer's.
+    """
+
     attempt_open: str = "<attempt>\n"
     attempt_close: str = "\n</attempt>\n\n"
-    revised_header: str = "Revised:\n\n"
     max_attempts: int = Field(4, ge=0, description="Earlier attempts kept in context (the paper's 4: the last ones).")
 
-    def format(self, question: str, attempts: list[str]) -> str:
-        """The prompt for revising ``attempts`` (oldest first); only the last ``max_attempts`` are kept."""
+    def format(self, prompt: PromptConfig, question: str, attempts: list[str]) -> str:
+        """The prompt for revising ``attempts`` (oldest first) of ``question``, whose own prompt
+        ``prompt`` formats; only the last ``max_attempts`` attempts are kept."""
         kept = attempts[-self.max_attempts :] if self.max_attempts else []
         body = "".join(self.attempt_open + attempt + self.attempt_close for attempt in kept)
-        return self.question.format(question) + body + self.revised_header
+        return body + prompt.format(question)

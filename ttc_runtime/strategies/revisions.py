@@ -73,7 +73,9 @@ def revise(
     keep = [min(len(h), settings.revision_prompt.max_attempts) for h in histories]
     while True:
         prompts = [
-            settings.revision_prompt.format(questions[owner], list(history[len(history) - k :]) if k else [])
+            settings.revision_prompt.format(
+                settings.prompt, questions[owner], list(history[len(history) - k :]) if k else []
+            )
             for history, owner, k in zip(histories, owners, keep)
         ]
         try:
