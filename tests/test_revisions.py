@@ -173,8 +173,8 @@ def test_one_revision_figures_by_level():
     settings = SearchSettings(reviser=Reviser())
     first, second = one_revision(Proposer("ab"), Reviser(), SCORES, Problems(problems), problems, settings, config)
     # Q1: attempts a, b both wrong; each revised to "1", right. Q2: a wrong, b right; both revised to "1", wrong.
-    assert first == OneRevisionLevel(1, 1, 0.0, 1, 0.0, 2, 1.0, 0, None, None, None)
-    assert second == OneRevisionLevel(2, 1, 0.5, 1, 0.5, 1, 0.0, 1, 1.0, 1.0, None)
+    assert first == OneRevisionLevel(1, 1, 0.0, 1, 0.0, 2, 1.0, 0.0, 0, None, None, None)
+    assert second == OneRevisionLevel(2, 1, 0.5, 1, 0.5, 1, 0.0, 0.0, 1, 1.0, 1.0, None)
 
 
 def test_the_parallel_sequential_sweep_resamples_chains_and_shares_compute():

@@ -3,8 +3,9 @@
 **One revision.** The proposer samples ``attempts_per_problem`` solutions per problem; up to
 ``cases_per_problem`` incorrect ones and as many correct ones are each revised once (the attempt
 alone in context). Reported per level: the proposer's pass@1 over all problems and over the
-problems that had an incorrect attempt, the accuracy of a revision of an incorrect attempt, and the
-share of correct attempts that a revision turns wrong (the paper saw 38%). Also the verifier's
+problems that had an incorrect attempt, the accuracy of a revision of an incorrect attempt, the
+share of those revisions that repeat the attempt's wrong answer, and the share of correct attempts
+that a revision turns wrong (the paper saw 38%). Also the verifier's
 AUROC (answer score against correctness) on the proposer's attempts and on the revisions: the
 revision strategy selects with the same verifier, and this is where that choice is checked.
 
@@ -34,7 +35,7 @@ from .generation.sampling import derive_seed
 from .scoring import StepScorer
 from .selection import aggregate_steps
 from .strategies import SearchSettings, SequentialRevisions, select_chains
-from .strategies.base import Ledger, score_texts
+from .strategies.base import Ledger, answer_of, score_texts
 from .strategies.revisions import revise
 from .tasks import LEVELS, Problem, Task, answers_match, check_levels
 
@@ -85,6 +86,7 @@ class OneRevisionLevel:
     pass_at_1_those_problems: float | None
     incorrect_revised: int
     revised_correct: float | None
+    repeated_answer: float | None
     correct_revised: int
     turned_wrong: float | None
     verifier_auroc_attempts: float | None
@@ -148,7 +150,9 @@ def one_revision(
         rates = {i: float(np.mean([ok for _, ok in attempts[i]])) for i in mine}
         wrong_problems = [i for i in mine if rates[i] < 1.0]
         rows = [k for k, (index, _, _) in enumerate(cases) if problems[index].level == level]
-        from_wrong = [after[k] for k in rows if not cases[k][2]]
+        wrong_rows = [k for k in rows if not cases[k][2]]
+        from_wrong = [after[k] for k in wrong_rows]
+        repeated = [answer_of(revised[k]) == answer_of(cases[k][1]) for k in wrong_rows]
         from_right = [after[k] for k in rows if cases[k][2]]
         levels.append(
             OneRevisionLevel(
@@ -159,6 +163,7 @@ def one_revision(
                 pass_at_1_those_problems=_mean([rates[i] for i in wrong_problems]),
                 incorrect_revised=len(from_wrong),
                 revised_correct=_mean(from_wrong),
+                repeated_answer=_mean(repeated),
                 correct_revised=len(from_right),
                 turned_wrong=_mean([not ok for ok in from_right]),
                 verifier_auroc_attempts=auroc([cases[k][2] for k in rows], [scores[k] for k in rows]),
@@ -238,14 +243,15 @@ def format_one_revision(levels: Sequence[OneRevisionLevel]) -> str:
 
     lines = [
         "| level | problems | pass@1 | problems with an incorrect attempt | their pass@1 | incorrect attempts "
-        "revised | revision correct | correct attempts revised | turned wrong | verifier AUROC: attempts | "
-        "revisions |",
-        "| ---: |" + " ---: |" * 10,
+        "revised | revision correct | repeats the wrong answer | correct attempts revised | turned wrong | "
+        "verifier AUROC: attempts | revisions |",
+        "| ---: |" + " ---: |" * 11,
     ]
     for a in levels:
         lines.append(
             f"| {a.level} | {a.problems} | {a.pass_at_1:.3f} | {a.problems_with_incorrect} | "
             f"{cell(a.pass_at_1_those_problems)} | {a.incorrect_revised} | {cell(a.revised_correct)} | "
+            f"{cell(a.repeated_answer)} | "
             f"{a.correct_revised} | {cell(a.turned_wrong)} | {cell(a.verifier_auroc_attempts)} | "
             f"{cell(a.verifier_auroc_revisions)} |"
         )
