@@ -10,6 +10,7 @@ from ttc_runtime.trainers.prm import load_stepwise
 
 from ttc_runtime.compute import training_flops
 from ttc_runtime.models import flop_params
+from ttc_runtime.pool import RolloutPool
 from ttc_runtime.scoring import TokenClassificationPRM
 
 TINY = """
@@ -54,6 +55,18 @@ revision_eval:
   budgets: [2, 4]
   resamples: 2
   bootstrap: 20
+pool:
+  problems_per_level: 2
+  budgets: [2, 4]
+  samples: 8
+  resamples: 5
+  questions_per_shard: 4
+  grid:
+    - {{name: majority}}
+    - {{name: best_of_n_weighted}}
+    - {{name: beam_search, beam_width: 2, max_rounds: 3}}
+    - {{name: revisions, chain_length: 2}}
+baselines: {{bins: 2, bootstrap: 20}}
 """
 
 
@@ -133,15 +146,31 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert (run_dir / "revision_eval.png").read_bytes()[:4] == b"\x89PNG"
     assert "**Best chain length L**" in (run_dir / "revision_eval.md").read_text()
 
+    pool = RolloutPool(run_dir / "pool")
+    assert pool.complete() and len(pool.manifest()["questions"]) == 10
+    assert sorted(set(pool.runs()["arm"])) == [
+        "beam_search(M=2)@2",
+        "beam_search(M=2)@4",
+        "revisions(L=2)@2",
+        "revisions(L=2)@4",
+    ]
+    baselines = json.loads((run_dir / "baselines.json").read_text())
+    allocators = {p["allocator"] for p in baselines["points"]}
+    assert {"best_of_n_weighted", "compute-optimal (oracle bins)", "per-question oracle"} <= allocators
+    assert baselines["samples"] == 8 and sum(baselines["bin_sizes"]["oracle"]) == 10
+    assert (run_dir / "baselines.png").read_bytes()[:4] == b"\x89PNG"
+    assert "efficiency (FLOPs)" in (run_dir / "baselines.md").read_text()
+
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 7
+    assert second.stdout.count("up to date") == 9
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
     assert json.loads((run_dir / "proposer_eval.json").read_text()) == report
     assert json.loads((run_dir / "prm_eval.json").read_text()) == verifier
     assert json.loads((run_dir / "search_eval.json").read_text()) == search
     assert json.loads((run_dir / "revision_eval.json").read_text()) == revision
+    assert json.loads((run_dir / "baselines.json").read_text()) == baselines
 
     third = ttc("run", config, "--from", "prm")
     assert third.returncode == 0, third.stderr

@@ -14,7 +14,11 @@ Stages so far:
   edit distance (``trainers.revision_data``);
 - ``revision``: fine-tune the proposer into the revision model with TRL (or take a given one);
 - ``revision_eval``: one revision of incorrect and correct attempts, and accuracy against budget
-  for every parallel-to-sequential split (``revision_eval.md``, ``revision_eval.png`` and JSON).
+  for every parallel-to-sequential split (``revision_eval.md``, ``revision_eval.png`` and JSON);
+- ``pool``: the rollout pool, every arm of the grid and K scored samples per question, in Parquet
+  shards under ``pool/`` (``pool.RolloutPool``; resumes shard by shard);
+- ``baselines``: difficulty bins, the baseline allocators and their efficiency ratios
+  (``baselines.md``, ``baselines.png``, ``baselines_generations.png`` and JSON).
 
 A stage's output records the hash of the config parts it depends on, and of the models it reads;
 a stage whose inputs are unchanged is skipped, and ``from_stage`` forces it and everything after
@@ -32,12 +36,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .allocator_eval import AllocatorEvalConfig, evaluate_allocators, format_report, plot_report, report_to_json
 from .budget_eval import BudgetEvalConfig, evaluate_budgets, format_budget_table, plot_budgets, points_to_json
 from .config import StrictModel, load_config
 from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pass_at_1_by_level, per_level
 from .files import write_text_atomic
 from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
+from .pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool
 from .revision_eval import (
     RevisionEvalConfig,
     best_lengths,
@@ -75,6 +81,8 @@ STAGES = (
     "revision_data",
     "revision",
     "revision_eval",
+    "pool",
+    "baselines",
 )
 
 
@@ -144,6 +152,8 @@ class ExperimentConfig(StrictModel):
     revision_data: RevisionDataConfig = RevisionDataConfig()
     revision: RevisionConfig = RevisionConfig()
     revision_eval: RevisionEvalConfig = RevisionEvalConfig()
+    pool: PoolConfig = PoolConfig()
+    baselines: AllocatorEvalConfig = AllocatorEvalConfig()
 
     @model_validator(mode="after")
     def _causal_prm_is_given(self) -> ExperimentConfig:
@@ -632,6 +642,85 @@ class Experiment:
         write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
         print(report)
         print(f"  evaluated in {summary['seconds']:.0f} s; plot in {self.run_dir / 'revision_eval.png'}")
+        return summary
+
+    def pool_dir(self) -> Path:
+        return self.run_dir / "pool"
+
+    def _pool_inputs(self) -> PoolInputs:
+        config = self.config
+        needs_reviser = any(s.name == "revisions" for s in config.pool.grid)
+        return PoolInputs(
+            proposer=_identity(self.proposer_dir()),
+            verifier=_identity(self.verifier_dir()),
+            reviser=_identity(self.revision_dir()) if needs_reviser else "",
+            settings=_fingerprint(
+                config.task, config.proposer.prompt, config.sampling, config.verifier, config.revision.prompt
+            ),
+        )
+
+    def _stage_pool(self, force: bool) -> dict[str, object]:
+        config = self.config
+        pool = RolloutPool(self.pool_dir())
+        if force:
+            shutil.rmtree(pool.directory, ignore_errors=True)
+        else:
+            try:
+                if pool.holds(config.pool, self._pool_inputs()):
+                    print(f"  up to date ({pool.directory})")
+                    return {"units_done": 0, "questions": len(pool.manifest()["questions"])}
+            except PoolMismatch as error:
+                raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
+        problems = per_level(
+            [p for p in self.task.problems(config.pool.split) if p.level in config.pool.levels],
+            config.pool.problems_per_level,
+        )
+        arms = config.pool.arms()
+        print(
+            f"  {len(problems)} {config.pool.split} problems: {config.pool.samples} samples each and "
+            f"{len(config.pool.run_arms())} arms run ({len(arms) - len(config.pool.run_arms())} more resampled)"
+        )
+        needs_reviser = any(s.name == "revisions" for s in config.pool.grid)
+        reviser = (
+            TransformersGenerator.from_pretrained(self.revision_dir(), device=_device(config))
+            if needs_reviser
+            else None
+        )
+        started = time.perf_counter()
+        counts = pool.collect(
+            config.pool,
+            self._pool_inputs(),
+            problems,
+            self._generator(),
+            self._scorer(),
+            self.search_settings(reviser),
+        )
+        summary = {**counts, "questions": len(problems), "seconds": time.perf_counter() - started}
+        print(
+            f"  {counts['units_done']} shards written, {counts['units_skipped']} already there, "
+            f"in {summary['seconds']:.0f} s; pool in {pool.directory}"
+        )
+        return summary
+
+    def _stage_baselines(self, force: bool) -> dict[str, object]:
+        pool = RolloutPool(self.pool_dir())
+        out = self.run_dir / "baselines.json"
+        key = _fingerprint(self.config.baselines, pool.manifest()["hash"])
+        done = _read_json(out)
+        if not force and done.get("fingerprint") == key:
+            print("  up to date")
+            print((self.run_dir / "baselines.md").read_text())
+            return done
+        started = time.perf_counter()
+        report = evaluate_allocators(pool, self.config.baselines)
+        text = format_report(report)
+        plot_report(report, self.run_dir / "baselines.png", "flops")
+        plot_report(report, self.run_dir / "baselines_generations.png", "generations")
+        write_text_atomic(self.run_dir / "baselines.md", text)
+        summary = {"fingerprint": key, "seconds": time.perf_counter() - started, **report_to_json(report)}
+        write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+        print(text)
+        print(f"  evaluated in {summary['seconds']:.0f} s; plots in {self.run_dir / 'baselines.png'}")
         return summary
 
     def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem]) -> dict[str, object]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
@@ -94,6 +95,19 @@ class StrategyConfig(StrictModel):
         return STRATEGIES[self.name](self, budget)
 
 
+@dataclass(frozen=True)
+class Arm:
+    """A strategy configuration at one budget: what an allocator chooses for a question."""
+
+    strategy: StrategyConfig
+    budget: int
+
+    @property
+    def label(self) -> str:
+        """E.g. ``beam_search(M=4)@16``."""
+        return f"{self.strategy.label}@{self.budget}"
+
+
 STRATEGIES: dict[str, Callable[[StrategyConfig, int], Strategy]] = {
     "majority": lambda c, n: BestOfN("majority"),
     "best_of_n_weighted": lambda c, n: BestOfN("weighted"),
@@ -106,6 +120,7 @@ STRATEGIES: dict[str, Callable[[StrategyConfig, int], Strategy]] = {
 
 __all__ = [
     "STRATEGIES",
+    "Arm",
     "BeamSearch",
     "BestOfN",
     "Candidate",

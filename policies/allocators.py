@@ -1,0 +1,117 @@
+"""Allocators: which strategy configuration (an ``Arm``) to run on a question within a budget.
+
+Every allocator answers ``choose(questions, budget)`` with one arm per question. The baselines here
+are the paper's reference points, fitted on a rollout pool's outcome table (``pool.ArmOutcomes``):
+
+- ``FixedAllocator``: the same strategy for every question;
+- ``BinAllocator``: the compute-optimal strategy of the question's difficulty bin, the best arm at
+  the budget on the fitting questions of that bin (the paper's compute-optimal scaling); with
+  oracle bins (pass@1 from the gold answer) or predicted bins (mean verifier score), whose
+  estimation cost the evaluation charges or not;
+- ``PerQuestionOracle``: the best arm for each question in hindsight, an upper bound no real
+  allocator reaches.
+
+A question's bin comes from a lookup built on the pool, keyed by the question text: these
+allocators only answer questions of the pool they were fitted on (``KeyError`` names the question
+otherwise). The learned allocator decides from the question text alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..pool import ArmOutcomes
+from ..strategies import Arm, StrategyConfig
+
+
+class Allocator(ABC):
+    """Maps questions and a budget (generations) to the arm each question gets."""
+
+    name: str
+
+    @abstractmethod
+    def choose(self, questions: Sequence[str], budget: int) -> list[Arm]:
+        """One arm per question, each at ``budget``."""
+
+
+def _at_budget(outcomes: ArmOutcomes, budget: int) -> list[int]:
+    columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == budget]
+    if not columns:
+        budgets = sorted({arm.budget for arm in outcomes.arms})
+        raise ValueError(f"the pool has no arm at budget {budget}; its budgets are {budgets}")
+    return columns
+
+
+def _best(outcomes: ArmOutcomes, columns: list[int], rows: np.ndarray) -> int:
+    """The column with the highest mean accuracy on ``rows``; the lower mean FLOPs breaks ties."""
+    accuracy = outcomes.correct[np.ix_(rows, columns)].mean(axis=0)
+    cost = outcomes.flops[np.ix_(rows, columns)].mean(axis=0)
+    return columns[min(range(len(columns)), key=lambda c: (-accuracy[c], cost[c]))]
+
+
+class FixedAllocator(Allocator):
+    """One strategy configuration for every question."""
+
+    def __init__(self, strategy: StrategyConfig) -> None:
+        self.strategy = strategy
+        self.name = strategy.label
+
+    def choose(self, questions: Sequence[str], budget: int) -> list[Arm]:
+        return [Arm(self.strategy, budget) for _ in questions]
+
+
+class BinAllocator(Allocator):
+    """The compute-optimal arm of each difficulty bin, per budget."""
+
+    def __init__(self, name: str, bins: dict[str, int], table: dict[tuple[int, int], Arm]) -> None:
+        self.name = name
+        self.bins = bins
+        self.table = table
+
+    @classmethod
+    def fit(cls, name: str, outcomes: ArmOutcomes, bins: np.ndarray, rows: np.ndarray) -> BinAllocator:
+        """Fit on the pool questions ``rows``: per bin and budget, the arm with the best accuracy
+        on those questions of the bin (on all of ``rows`` for a bin none of them falls in)."""
+        if len(bins) != len(outcomes.questions):
+            raise ValueError(f"got {len(bins)} bins for {len(outcomes.questions)} questions")
+        rows = np.asarray(rows)
+        table = {}
+        for budget in sorted({arm.budget for arm in outcomes.arms}):
+            columns = _at_budget(outcomes, budget)
+            for b in sorted(set(bins.tolist())):
+                mine = rows[bins[rows] == b]
+                table[b, budget] = outcomes.arms[_best(outcomes, columns, mine if len(mine) else rows)]
+        return cls(name, dict(zip(outcomes.questions, bins.tolist())), table)
+
+    def choose(self, questions: Sequence[str], budget: int) -> list[Arm]:
+        chosen = []
+        for question in questions:
+            if question not in self.bins:
+                raise KeyError(f"{self.name}: no difficulty bin for the question {question!r}")
+            key = (self.bins[question], budget)
+            if key not in self.table:
+                raise ValueError(f"{self.name}: not fitted at budget {budget}")
+            chosen.append(self.table[key])
+        return chosen
+
+
+class PerQuestionOracle(Allocator):
+    """The best arm for each question in hindsight (the cheapest among equally good ones)."""
+
+    name = "per-question oracle"
+
+    def __init__(self, outcomes: ArmOutcomes) -> None:
+        self.best: dict[tuple[str, int], Arm] = {}
+        for budget in sorted({arm.budget for arm in outcomes.arms}):
+            columns = _at_budget(outcomes, budget)
+            for row, question in enumerate(outcomes.questions):
+                self.best[question, budget] = outcomes.arms[_best(outcomes, columns, np.array([row]))]
+
+    def choose(self, questions: Sequence[str], budget: int) -> list[Arm]:
+        missing = [q for q in questions if (q, budget) not in self.best]
+        if missing:
+            raise KeyError(f"{self.name}: no outcome for {missing[0]!r} at budget {budget}")
+        return [self.best[q, budget] for q in questions]

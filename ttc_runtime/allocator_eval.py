@@ -1,0 +1,399 @@
+"""Allocators against each other on a rollout pool: accuracy against mean compute, by difficulty
+bin, and the efficiency ratio against best-of-N weighted.
+
+**Protocol.** Every allocator picks one arm per question at each budget of the pool; a question's
+outcome is that arm's stored outcome (its expected correctness for resampled parallel arms) and
+its compute. Allocators fitted on the pool (compute-optimal by bin) are cross-validated as in the
+paper: the questions are split into ``folds`` random folds, and each fold is answered by the
+allocator fitted on the others. An allocator whose difficulty estimate costs K samples is shown
+twice, without and with that cost added to each question's compute (``charged``).
+
+**Views.** All questions, and each oracle difficulty bin. Accuracy intervals are 95% bootstrap
+intervals over questions.
+
+**Efficiency ratio.** Best-of-N weighted's curve is resampled from the pool's samples at N = 1, 2,
+4, ... up to K. For an allocator reaching accuracy ``a`` at mean compute ``c``, the ratio is
+``c* / c`` where ``c*`` is the compute at which the curve first reaches ``a`` (linear in log
+compute between the two bracketing points). When the curve never reaches ``a``, ``c*`` is unknown
+beyond the largest N and the ratio is a lower bound (``>``); when the curve is already there at
+N = 1, an upper bound (``<``). Computed in FLOPs and in generations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from .config import StrictModel
+from .difficulty import Difficulty, difficulty
+from .generation.sampling import derive_seed
+from .policies.allocators import Allocator, BinAllocator, FixedAllocator, PerQuestionOracle
+from .pool import ArmOutcomes, PoolConfig, RolloutPool, arm_outcomes, parallel_outcome
+
+
+class AllocatorEvalConfig(StrictModel):
+    """The baseline allocators' evaluation (see the module docstring)."""
+
+    bins: int = Field(5, ge=1, description="Difficulty bins (the paper's 5 quantiles).")
+    folds: int = Field(2, ge=2, description="Cross-validation folds for allocators fitted on the pool (the paper's 2).")
+    bootstrap: int = Field(1000, ge=10)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PerQuestion:
+    """One allocator at one budget: per pool question, the outcome and its compute."""
+
+    allocator: str
+    budget: int
+    correct: np.ndarray
+    generations: np.ndarray
+    flops: np.ndarray
+
+
+@dataclass(frozen=True)
+class AllocatorPoint:
+    """One allocator at one budget in one view (0: all questions; b: oracle bin b)."""
+
+    allocator: str
+    budget: int
+    view: int
+    questions: int
+    accuracy: float
+    low: float
+    high: float
+    generations: float
+    flops: float
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """The efficiency ratio of one allocator at one budget, in FLOPs and in generations;
+    ``bound`` is "=" (exact), ">" (lower bound) or "<" (upper bound)."""
+
+    allocator: str
+    budget: int
+    accuracy: float
+    flops_ratio: float
+    flops_bound: str
+    generations_ratio: float
+    generations_bound: str
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Best-of-N weighted at N, over all questions."""
+
+    n: int
+    accuracy: float
+    generations: float
+    flops: float
+
+
+def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
+    """A balanced random fold number per question."""
+    order = np.random.default_rng(derive_seed(seed, count, folds) & 0xFFFFFFFF).permutation(count)
+    assignment = np.empty(count, dtype=int)
+    assignment[order] = np.arange(count) % folds
+    return assignment
+
+
+def _outcome(outcomes: ArmOutcomes, name: str, budget: int, arms: list, rows: np.ndarray) -> PerQuestion:
+    columns = np.array([outcomes.column(arm) for arm in arms])
+    return PerQuestion(
+        name,
+        budget,
+        outcomes.correct[rows, columns],
+        outcomes.generations[rows, columns],
+        outcomes.flops[rows, columns],
+    )
+
+
+def run_allocator(allocator: Allocator, outcomes: ArmOutcomes, budget: int) -> PerQuestion:
+    """Every pool question answered by ``allocator`` at ``budget``."""
+    rows = np.arange(len(outcomes.questions))
+    return _outcome(outcomes, allocator.name, budget, allocator.choose(outcomes.questions, budget), rows)
+
+
+def cross_validated(name: str, outcomes: ArmOutcomes, bins: np.ndarray, budget: int, folds: np.ndarray) -> PerQuestion:
+    """Compute-optimal by ``bins``: each fold answered by the allocator fitted on the other folds."""
+    count = len(outcomes.questions)
+    correct, generations, flops = np.zeros(count), np.zeros(count), np.zeros(count)
+    for fold in sorted(set(folds.tolist())):
+        held = np.flatnonzero(folds == fold)
+        fitted = BinAllocator.fit(name, outcomes, bins, np.flatnonzero(folds != fold))
+        part = _outcome(outcomes, name, budget, fitted.choose([outcomes.questions[i] for i in held], budget), held)
+        correct[held], generations[held], flops[held] = part.correct, part.generations, part.flops
+    return PerQuestion(name, budget, correct, generations, flops)
+
+
+def charged(result: PerQuestion, name: str, flops: np.ndarray, samples: int) -> PerQuestion:
+    """``result`` with a difficulty estimate's cost added to every question."""
+    return PerQuestion(name, result.budget, result.correct, result.generations + samples, result.flops + flops)
+
+
+def _bootstrap(values: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
+    rng = np.random.default_rng(seed & 0xFFFFFFFF)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def points(results: Sequence[PerQuestion], views: np.ndarray, bootstrap: int, seed: int) -> list[AllocatorPoint]:
+    """Accuracy with its interval and mean compute, per result and view (0 = all questions)."""
+    out = []
+    for index, result in enumerate(results):
+        for view in [0, *sorted(set(views.tolist()))]:
+            rows = np.arange(len(views)) if view == 0 else np.flatnonzero(views == view)
+            low, high = _bootstrap(result.correct[rows], bootstrap, derive_seed(seed, index, result.budget, view))
+            out.append(
+                AllocatorPoint(
+                    result.allocator,
+                    result.budget,
+                    view,
+                    len(rows),
+                    float(result.correct[rows].mean()),
+                    low,
+                    high,
+                    float(result.generations[rows].mean()),
+                    float(result.flops[rows].mean()),
+                )
+            )
+    return out
+
+
+def best_of_n_curve(samples_frame: pd.DataFrame, config: PoolConfig, params: int) -> list[CurvePoint]:
+    """Best-of-N weighted at N = 1, 2, 4, ... up to K, from the pool's samples. Draws per question
+    fall as N grows (``resamples x 64 / N``, at least 1; one at N = K, where every draw is the same
+    set): subsets of large N overlap so much that more draws add little."""
+    curve = []
+    n = 1
+    while n <= config.samples:
+        draws = 1 if n == config.samples else max(1, min(config.resamples, config.resamples * 64 // n))
+        correct, flops = parallel_outcome(samples_frame, "weighted", n, draws, config.seed, params)
+        curve.append(CurvePoint(n, float(correct.mean()), float(n), float(flops.mean())))
+        n *= 2
+    return curve
+
+
+def efficiency_ratio(curve_compute: Sequence[float], curve_accuracy: Sequence[float], accuracy: float, compute: float):
+    """``(c* / compute, bound)`` as in the module docstring."""
+    if accuracy <= curve_accuracy[0]:
+        return curve_compute[0] / compute, "<"
+    for k in range(1, len(curve_accuracy)):
+        if curve_accuracy[k] >= accuracy:
+            a0, a1 = curve_accuracy[k - 1], curve_accuracy[k]
+            x0, x1 = math.log(curve_compute[k - 1]), math.log(curve_compute[k])
+            share = (accuracy - a0) / (a1 - a0) if a1 > a0 else 1.0
+            return math.exp(x0 + share * (x1 - x0)) / compute, "="
+    return curve_compute[-1] / compute, ">"
+
+
+@dataclass(frozen=True)
+class AllocatorReport:
+    """Everything the baselines evaluation produces."""
+
+    points: list[AllocatorPoint]
+    curve: list[CurvePoint]
+    efficiency: list[Efficiency]
+    bin_table: dict[str, dict[int, dict[int, str]]]
+    difficulty: Difficulty
+    budgets: list[int]
+
+
+ORACLE_BINS = "compute-optimal (oracle bins)"
+PREDICTED_BINS = "compute-optimal (predicted bins)"
+CHARGED = ", estimation charged"
+
+
+def evaluate_allocators(pool: RolloutPool, config: AllocatorEvalConfig) -> AllocatorReport:
+    """Every baseline allocator at every budget of ``pool`` (see the module docstring)."""
+    manifest = pool.manifest()
+    pool_config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
+    params = int(manifest["proposer_params"])
+    outcomes = arm_outcomes(pool)
+    samples = pool.samples()
+    estimate = difficulty(samples, params, config.bins)
+    folds = folds_of(len(outcomes.questions), config.folds, config.seed)
+    oracle = PerQuestionOracle(outcomes)
+    budgets = sorted({arm.budget for arm in outcomes.arms})
+    results: list[PerQuestion] = []
+    for budget in budgets:
+        for strategy in pool_config.grid:
+            if strategy.unusable(budget) is None:
+                results.append(run_allocator(FixedAllocator(strategy), outcomes, budget))
+        by_oracle = cross_validated(ORACLE_BINS, outcomes, estimate.oracle_bins, budget, folds)
+        by_predicted = cross_validated(PREDICTED_BINS, outcomes, estimate.predicted_bins, budget, folds)
+        results += [
+            by_oracle,
+            charged(by_oracle, ORACLE_BINS + CHARGED, estimate.oracle_flops, estimate.samples),
+            by_predicted,
+            charged(by_predicted, PREDICTED_BINS + CHARGED, estimate.predicted_flops, estimate.samples),
+            run_allocator(oracle, outcomes, budget),
+        ]
+    curve = best_of_n_curve(samples, pool_config, params)
+    efficiency = []
+    for result in results:
+        accuracy = float(result.correct.mean())
+        flops_ratio, flops_bound = efficiency_ratio(
+            [p.flops for p in curve], [p.accuracy for p in curve], accuracy, float(result.flops.mean())
+        )
+        generations_ratio, generations_bound = efficiency_ratio(
+            [p.generations for p in curve], [p.accuracy for p in curve], accuracy, float(result.generations.mean())
+        )
+        efficiency.append(
+            Efficiency(
+                result.allocator,
+                result.budget,
+                accuracy,
+                flops_ratio,
+                flops_bound,
+                generations_ratio,
+                generations_bound,
+            )
+        )
+    bin_table = {}
+    everyone = np.arange(len(outcomes.questions))
+    for name, bins in ((ORACLE_BINS, estimate.oracle_bins), (PREDICTED_BINS, estimate.predicted_bins)):
+        fitted = BinAllocator.fit(name, outcomes, bins, everyone)
+        bin_table[name] = {
+            b: {n: fitted.table[b, n].strategy.label for n in budgets} for b in sorted(set(bins.tolist()))
+        }
+    return AllocatorReport(
+        points(results, estimate.oracle_bins, config.bootstrap, config.seed),
+        curve,
+        efficiency,
+        bin_table,
+        estimate,
+        budgets,
+    )
+
+
+def _view_name(view: int) -> str:
+    return "all questions" if view == 0 else f"oracle bin {view}"
+
+
+def _ratio(value: float, bound: str) -> str:
+    return f"{'' if bound == '=' else bound}{value:.2f}"
+
+
+def format_report(report: AllocatorReport) -> str:
+    """Markdown: the overall table with efficiency ratios, accuracy by bin, and the compute-optimal
+    arm per bin (fitted on every question, for reading; the evaluation uses cross-validation)."""
+    at = {(p.allocator, p.budget, p.view): p for p in report.points}
+    ratio = {(e.allocator, e.budget): e for e in report.efficiency}
+    names = list(dict.fromkeys(p.allocator for p in report.points))
+    lines = [
+        "**All questions**: accuracy [95% interval], mean compute per question, efficiency ratio against "
+        "best-of-N weighted (its compute to reach the same accuracy over this compute)",
+        "",
+        "| allocator | N | accuracy | generations | FLOPs | efficiency (FLOPs) | efficiency (generations) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for budget in report.budgets:
+        for name in names:
+            p, e = at.get((name, budget, 0)), ratio.get((name, budget))
+            if p is None:
+                continue
+            lines.append(
+                f"| {name} | {budget} | {p.accuracy:.3f} [{p.low:.2f}, {p.high:.2f}] | {p.generations:,.0f} | "
+                f"{p.flops:.2e} | {_ratio(e.flops_ratio, e.flops_bound)} | "
+                f"{_ratio(e.generations_ratio, e.generations_bound)} |"
+            )
+    views = sorted({p.view for p in report.points if p.view})
+    lines += [
+        "",
+        f"**Accuracy by oracle difficulty bin** (1 easiest) at N = {max(report.budgets)}",
+        "",
+        "| allocator | " + " | ".join(f"bin {v}" for v in views) + " |",
+        "| --- |" + " ---: |" * len(views),
+    ]
+    for name in names:
+        cells = [at.get((name, max(report.budgets), v)) for v in views]
+        if all(c is None for c in cells):
+            continue
+        lines.append(f"| {name} | " + " | ".join("-" if c is None else f"{c.accuracy:.3f}" for c in cells) + " |")
+    lines += [
+        "",
+        "**Best-of-N weighted curve** (the efficiency ratio's reference)",
+        "",
+        "| N | accuracy | FLOPs |",
+        "| ---: | ---: | ---: |",
+    ]
+    lines += [f"| {c.n} | {c.accuracy:.3f} | {c.flops:.2e} |" for c in report.curve]
+    for name, table in report.bin_table.items():
+        lines += ["", f"**{name}: arm per bin** (fitted on all questions)", ""]
+        lines += ["| bin | " + " | ".join(f"N={n}" for n in report.budgets) + " |"]
+        lines += ["| ---: |" + " --- |" * len(report.budgets)]
+        lines += [f"| {b} | " + " | ".join(row[n] for n in report.budgets) + " |" for b, row in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") -> None:
+    """Accuracy against mean compute (``unit``: flops or generations, log axis), one panel per
+    view, one line per allocator across budgets, best-of-N weighted's curve dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    views = sorted({p.view for p in report.points}, key=lambda v: (v != 0, v))
+    names = list(dict.fromkeys(p.allocator for p in report.points))
+    columns = min(3, len(views))
+    rows = math.ceil(len(views) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), sharey=True, squeeze=False)
+    for axis in axes.flat[len(views) :]:
+        axis.set_visible(False)
+    for axis, view in zip(axes.flat, views):
+        for name in names:
+            mine = sorted((p for p in report.points if p.allocator == name and p.view == view), key=lambda p: p.budget)
+            if not mine:
+                continue
+            x = [getattr(p, unit) for p in mine]
+            (line,) = axis.plot(x, [p.accuracy for p in mine], marker="o", markersize=3, label=name)
+            axis.fill_between(x, [p.low for p in mine], [p.high for p in mine], color=line.get_color(), alpha=0.1)
+        if view == 0:
+            axis.plot(
+                [getattr(c, unit) for c in report.curve],
+                [c.accuracy for c in report.curve],
+                "k--",
+                linewidth=1,
+                label="best-of-N weighted, N = 1 ... K",
+            )
+        axis.set_xscale("log")
+        axis.set_title(_view_name(view))
+        axis.set_xlabel("mean FLOPs per question" if unit == "flops" else "mean generations per question")
+        axis.grid(alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("accuracy")
+    axes.flat[0].legend(fontsize=6, loc="lower right")
+    figure.tight_layout()
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial.png")
+    figure.savefig(partial, dpi=120)
+    plt.close(figure)
+    partial.replace(path)
+
+
+def report_to_json(report: AllocatorReport) -> dict:
+    return {
+        "points": [asdict(p) for p in report.points],
+        "curve": [asdict(c) for c in report.curve],
+        "efficiency": [asdict(e) for e in report.efficiency],
+        "bin_table": report.bin_table,
+        "bin_sizes": {
+            "oracle": np.bincount(report.difficulty.oracle_bins).tolist()[1:],
+            "predicted": np.bincount(report.difficulty.predicted_bins).tolist()[1:],
+        },
+        "estimation_flops_mean": {
+            "oracle": float(report.difficulty.oracle_flops.mean()),
+            "predicted": float(report.difficulty.predicted_flops.mean()),
+        },
+        "samples": report.difficulty.samples,
+    }

@@ -1,0 +1,465 @@
+"""The rollout pool: every strategy configuration of a grid run on every question of a split, and a
+large pool of independent scored samples per question, stored as Parquet shards.
+
+**What is stored.** Under the pool directory:
+
+- ``manifest.json``: the hash of everything the pool depends on (its config, the models, the
+  task, the prompts and sampling), the questions (index, id, level, question, gold answer) and the
+  proposer's FLOP parameter count. Written before any shard; a directory whose manifest has another
+  hash is refused (``PoolMismatch``), so nothing of another run is overwritten or mixed in.
+- ``samples/NNNNN.parquet``: ``samples`` (K) independent proposer samples per question with their
+  answer, correctness, verifier score (steps aggregated as the strategies do), last-step score,
+  generated tokens, the question's prompt tokens, and the verifier's tokens and FLOPs.
+- ``runs/<arm>/NNNNN.parquet``: one row per question for each search or revision configuration at
+  each budget (an *arm*): the candidates (text, answer, score), the selected answer, whether it is
+  right, and the compute record (``Compute.to_dict`` columns).
+
+Parallel strategies of the grid (``majority``, ``best_of_n_weighted``, ``best_of_n_naive``) are not
+run: ``arm_outcomes`` resamples them from the samples, as ``budget_eval`` does.
+
+**Shards and resuming.** Work is cut into units: one chunk of ``questions_per_shard`` questions for
+the samples or for one arm. A unit is written to a temporary file and renamed into place, so a
+shard is either absent or complete. A collection killed at any moment (SIGKILL included) and started
+again skips the shards that exist, removes stray temporary files, and redoes only the unit it was
+in. Each question's seed is derived from the pool seed, its index in the pool and the arm, and a
+unit always holds the same questions, so a resumed pool is identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field, model_validator
+from tqdm.auto import tqdm
+
+from .budget_eval import PARALLEL
+from .config import StrictModel
+from .files import write_text_atomic
+from .generation.base import Generator
+from .generation.sampling import derive_seed
+from .scoring import StepScorer
+from .selection import aggregate_steps
+from .strategies import Arm, SearchSettings, StrategyConfig
+from .strategies.base import Candidate, Ledger, answer_of, score_texts, select
+from .tasks import LEVELS, Problem, answers_match, check_levels
+
+
+def _default_grid() -> list[StrategyConfig]:
+    return [
+        StrategyConfig(name="majority"),
+        StrategyConfig(name="best_of_n_weighted"),
+        StrategyConfig(name="beam_search", beam_width=4),
+        StrategyConfig(name="beam_search", beam_width="sqrt"),
+        StrategyConfig(name="lookahead", beam_width=4, lookahead=1),
+        StrategyConfig(name="revisions", chain_length=4),
+    ]
+
+
+class PoolConfig(StrictModel):
+    """What the pool holds (see the module docstring)."""
+
+    split: str = Field("test", pattern="^(train|validation|test)$")
+    levels: list[int] = Field(list(LEVELS), min_length=1)
+    problems_per_level: int = Field(40, ge=1, description="Questions per level: the first ones of the split.")
+    budgets: list[int] = Field([4, 16, 64], min_length=1, description="Budgets N (generations) of every arm.")
+    grid: list[StrategyConfig] = Field(default_factory=_default_grid, min_length=1)
+    samples: int = Field(
+        2048, ge=1, description="K: independent scored samples per question (the paper's 2048 for difficulty)."
+    )
+    resamples: int = Field(200, ge=1, description="N-subsets of the samples drawn per question for parallel arms.")
+    questions_per_shard: int = Field(8, ge=1, description="Questions per unit of work and per shard file.")
+    batch_rows: int = Field(1024, ge=1, description="Most samples per generator call.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _usable(self) -> PoolConfig:
+        check_levels(self.levels)
+        for n in self.budgets:
+            if n < 1:
+                raise ValueError(f"budgets: {n} is not a positive number of generations")
+        if max(self.budgets) > self.samples and any(s.name in PARALLEL for s in self.grid):
+            raise ValueError(f"samples ({self.samples}) must be at least the largest budget ({max(self.budgets)})")
+        labels = [s.label for s in self.grid]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"grid: entries are listed twice: {labels}")
+        for index, strategy in enumerate(self.grid):
+            reasons = [strategy.unusable(n) for n in self.budgets]
+            if all(reasons):
+                raise ValueError(f"grid.{index} ({strategy.label}) fits no budget of {self.budgets}: {reasons[0]}")
+        return self
+
+    def arms(self) -> list[Arm]:
+        """Every (grid entry, budget) that can run, grid order then budget order."""
+        return [Arm(s, n) for s in self.grid for n in sorted(self.budgets) if s.unusable(n) is None]
+
+    def run_arms(self) -> list[Arm]:
+        """The arms that are run and stored (parallel ones are resampled from the samples)."""
+        return [arm for arm in self.arms() if arm.strategy.name not in PARALLEL]
+
+
+class PoolMismatch(ValueError):
+    """A pool directory that holds another configuration's pool."""
+
+
+@dataclass(frozen=True)
+class PoolInputs:
+    """Everything a pool depends on besides its config, as strings for the hash: model identities,
+    the task, prompt and sampling settings."""
+
+    proposer: str
+    verifier: str
+    reviser: str
+    settings: str
+
+
+def pool_hash(config: PoolConfig, inputs: PoolInputs) -> str:
+    payload = json.dumps([config.model_dump(mode="json"), vars(inputs)], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9=,@]+", "_", label).strip("_")
+
+
+def _write_shard(path: Path, rows: list[dict], schema: pa.Schema) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+    os.replace(tmp, path)
+
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("question", pa.int32()),
+        ("sample", pa.int32()),
+        ("answer", pa.string()),
+        ("correct", pa.bool_()),
+        ("score", pa.float64()),
+        ("last_score", pa.float64()),
+        ("generated_tokens", pa.int64()),
+        ("prompt_tokens", pa.int64()),
+        ("verifier_tokens", pa.int64()),
+        ("verifier_flops", pa.int64()),
+    ]
+)
+
+CANDIDATE = pa.struct([("text", pa.string()), ("answer", pa.string()), ("score", pa.float64())])
+
+RUN_SCHEMA = pa.schema(
+    [
+        ("question", pa.int32()),
+        ("arm", pa.string()),
+        ("strategy", pa.string()),
+        ("budget", pa.int32()),
+        ("answer", pa.string()),
+        ("correct", pa.bool_()),
+        ("candidates", pa.list_(CANDIDATE)),
+        ("proposer_prompt_tokens", pa.int64()),
+        ("proposer_generated_tokens", pa.int64()),
+        ("proposer_flops", pa.int64()),
+        ("verifier_prompt_tokens", pa.int64()),
+        ("verifier_generated_tokens", pa.int64()),
+        ("verifier_flops", pa.int64()),
+        ("generations", pa.int64()),
+        ("flops", pa.int64()),
+    ]
+)
+
+
+class RolloutPool:
+    """A pool directory: collect into it, or read it back."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / "manifest.json"
+
+    def manifest(self) -> dict:
+        if not self.manifest_path.is_file():
+            raise FileNotFoundError(f"{self.directory} holds no pool (no manifest.json)")
+        return json.loads(self.manifest_path.read_text())
+
+    def holds(self, config: PoolConfig, inputs: PoolInputs) -> bool:
+        """Whether the directory holds this pool complete; ``PoolMismatch`` when it holds another."""
+        if not self.manifest_path.is_file():
+            return False
+        self._check_hash(pool_hash(config, inputs))
+        return self.complete()
+
+    def _check_hash(self, digest: str) -> None:
+        found = self.manifest().get("hash")
+        if found != digest:
+            raise PoolMismatch(
+                f"{self.directory} holds a pool of another configuration (hash {found}, this one is {digest}); "
+                "nothing was written: choose another directory or delete that one"
+            )
+
+    def _claim(self, config: PoolConfig, inputs: PoolInputs, problems: Sequence[Problem], params: int) -> None:
+        """Write the manifest of a new pool, or check that an existing one is this pool."""
+        digest = pool_hash(config, inputs)
+        if self.manifest_path.is_file():
+            self._check_hash(digest)
+            return
+        if self.directory.exists() and any(self.directory.iterdir()):
+            raise PoolMismatch(f"{self.directory} is not empty and holds no pool manifest; nothing was written")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "hash": digest,
+            "config": config.model_dump(mode="json"),
+            "inputs": vars(inputs),
+            "proposer_params": params,
+            "questions": [
+                {"index": i, "id": p.id, "level": p.level, "question": p.question, "answer": p.answer}
+                for i, p in enumerate(problems)
+            ],
+        }
+        write_text_atomic(self.manifest_path, json.dumps(manifest, indent=1) + "\n")
+
+    def collect(
+        self,
+        config: PoolConfig,
+        inputs: PoolInputs,
+        problems: Sequence[Problem],
+        generator: Generator,
+        scorer: StepScorer,
+        settings: SearchSettings,
+    ) -> dict[str, int]:
+        """Fill the pool, skipping finished shards; returns how many units were done and skipped."""
+        self._claim(config, inputs, problems, generator.flop_params)
+        for stray in self.directory.rglob("*.tmp"):
+            stray.unlink()
+        chunks = [
+            range(s, min(s + config.questions_per_shard, len(problems)))
+            for s in range(0, len(problems), config.questions_per_shard)
+        ]
+        units: list[tuple[Arm | None, int]] = [(None, c) for c in range(len(chunks))]
+        units += [(arm, c) for arm in config.run_arms() for c in range(len(chunks))]
+        done = skipped = 0
+        with tqdm(total=len(units), desc="rollout pool", unit="shard") as bar:
+            for arm, chunk in units:
+                path = self._shard_path(arm, chunk)
+                if path.is_file():
+                    skipped += 1
+                else:
+                    batch = [problems[i] for i in chunks[chunk]]
+                    if arm is None:
+                        rows = _samples(batch, chunks[chunk].start, generator, scorer, settings, config)
+                        _write_shard(path, rows, SAMPLE_SCHEMA)
+                    else:
+                        rows = _runs(batch, chunks[chunk].start, arm, generator, scorer, settings, config)
+                        _write_shard(path, rows, RUN_SCHEMA)
+                    done += 1
+                bar.set_postfix_str("samples" if arm is None else arm.label)
+                bar.update(1)
+        return {"units_done": done, "units_skipped": skipped}
+
+    def _shard_path(self, arm: Arm | None, chunk: int) -> Path:
+        if arm is None:
+            return self.directory / "samples" / f"{chunk:05d}.parquet"
+        return self.directory / "runs" / _slug(arm.label) / f"{chunk:05d}.parquet"
+
+    def questions(self) -> pd.DataFrame:
+        return pd.DataFrame(self.manifest()["questions"])
+
+    def samples(self) -> pd.DataFrame:
+        """Every sample, ordered by question and sample index."""
+        return _read(sorted((self.directory / "samples").glob("*.parquet")), ["question", "sample"])
+
+    def runs(self) -> pd.DataFrame:
+        """Every arm run, ordered by arm label and question."""
+        return _read(sorted((self.directory / "runs").glob("*/*.parquet")), ["arm", "question"])
+
+    def complete(self) -> bool:
+        """Whether every shard of the stored config exists."""
+        manifest = self.manifest()
+        config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
+        chunks = math.ceil(len(manifest["questions"]) / config.questions_per_shard)
+        wanted = [self._shard_path(None, c) for c in range(chunks)]
+        wanted += [self._shard_path(arm, c) for arm in config.run_arms() for c in range(chunks)]
+        return all(path.is_file() for path in wanted)
+
+
+def _read(paths: list[Path], order: list[str]) -> pd.DataFrame:
+    if not paths:
+        raise FileNotFoundError("the pool has no shards of this kind yet")
+    frame = pa.concat_tables([pq.read_table(p) for p in paths]).to_pandas()
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _samples(
+    batch: Sequence[Problem],
+    first: int,
+    generator: Generator,
+    scorer: StepScorer,
+    settings: SearchSettings,
+    config: PoolConfig,
+) -> list[dict]:
+    """K scored samples for each question of ``batch`` (pool indices from ``first``)."""
+    k = config.samples
+    part = max(d for d in range(1, min(k, config.batch_rows) + 1) if k % d == 0)
+    calls = [(q, p) for q in range(len(batch)) for p in range(k // part)]
+    per_call = max(1, config.batch_rows // part)
+    questions = [p.question for p in batch]
+    rows = []
+    for start in range(0, len(calls), per_call):
+        group = calls[start : start + per_call]
+        output = generator.generate(
+            [settings.prompt.format(questions[q]) for q, _ in group],
+            n=part,
+            params=settings.sampling,
+            seed=[derive_seed(config.seed, first + q, p) for q, p in group],
+        )
+        texts = [c.text for row in output.completions for c in row]
+        owners = [g for g in range(len(group)) for _ in range(part)]
+        per_text = _verifier_costs(scorer, [questions[q] for q, _ in group], texts, owners)
+        for g, (q, p) in enumerate(group):
+            problem = batch[q]
+            for j, completion in enumerate(output.completions[g]):
+                steps, usage = per_text[g * part + j]
+                answer = answer_of(completion.text)
+                rows.append(
+                    {
+                        "question": first + q,
+                        "sample": p * part + j,
+                        "answer": answer,
+                        "correct": answer is not None and answers_match(answer, problem.answer),
+                        "score": aggregate_steps(list(steps), settings.aggregation) if steps else 0.0,
+                        "last_score": steps[-1] if steps else 0.0,
+                        "generated_tokens": completion.num_tokens,
+                        "prompt_tokens": output.usages[g].prompt_tokens,
+                        "verifier_tokens": usage[0],
+                        "verifier_flops": usage[1],
+                    }
+                )
+    return rows
+
+
+def _verifier_costs(
+    scorer: StepScorer, questions: Sequence[str], texts: Sequence[str], owners: Sequence[int]
+) -> list[tuple[tuple[float, ...], tuple[int, int]]]:
+    """Each text's step scores and its own verifier cost (tokens, FLOPs): every text gets its own
+    ledger, so the cost of one sample is known apart from the others'."""
+    ledgers = [Ledger() for _ in texts]
+    scores = score_texts(scorer, [questions[o] for o in owners], texts, list(range(len(texts))), ledgers)
+    return [(s, (ledger.verifier.tokens, ledger.verifier.flops)) for s, ledger in zip(scores, ledgers, strict=True)]
+
+
+def _runs(
+    batch: Sequence[Problem],
+    first: int,
+    arm: Arm,
+    generator: Generator,
+    scorer: StepScorer,
+    settings: SearchSettings,
+    config: PoolConfig,
+) -> list[dict]:
+    """One run of ``arm`` on each question of ``batch``."""
+    index = config.grid.index(arm.strategy)
+    seeds = [derive_seed(config.seed, first + q, arm.budget, index) for q in range(len(batch))]
+    results = arm.strategy.build(arm.budget).run(
+        [p.question for p in batch], generator, scorer, arm.budget, settings, seeds
+    )
+    rows = []
+    for q, (problem, result) in enumerate(zip(batch, results, strict=True)):
+        rows.append(
+            {
+                "question": first + q,
+                "arm": arm.label,
+                "strategy": arm.strategy.label,
+                "budget": arm.budget,
+                "answer": result.answer,
+                "correct": result.answer is not None and answers_match(result.answer, problem.answer),
+                "candidates": [{"text": c.text, "answer": c.answer, "score": c.score} for c in result.candidates],
+                **result.compute.to_dict(),
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class ArmOutcomes:
+    """Every arm's result on every question of a pool: ``correct[q, a]`` (the expected rate over
+    resamples for parallel arms), ``generations[q, a]`` and ``flops[q, a]`` (per question)."""
+
+    arms: list[Arm]
+    levels: np.ndarray
+    questions: list[str]
+    correct: np.ndarray
+    generations: np.ndarray
+    flops: np.ndarray
+
+    def column(self, arm: Arm) -> int:
+        return self.arms.index(arm)
+
+
+def parallel_outcome(
+    samples: pd.DataFrame, how: str, budget: int, resamples: int, seed: int, params: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per question, the expected correctness and FLOPs of ``how`` (majority, weighted, naive)
+    over ``budget`` samples drawn without replacement from its stored samples, ``resamples`` times.
+    The prompt is charged once per run; majority is charged no verifier."""
+    correct, flops = [], []
+    for question, rows in samples.groupby("question", sort=True):
+        rng = np.random.default_rng(derive_seed(seed, int(question), budget) & 0xFFFFFFFF)
+        answers = rows["answer"].tolist()
+        right = dict(zip(answers, rows["correct"].tolist()))
+        scores = rows["score"].to_numpy()
+        generated = rows["generated_tokens"].to_numpy()
+        verifier = rows["verifier_flops"].to_numpy()
+        prompt = int(rows["prompt_tokens"].iloc[0])
+        wins, spent = 0.0, 0.0
+        for _ in range(resamples):
+            picked = rng.choice(len(rows), size=budget, replace=False)
+            chosen = select([Candidate("", (), float(scores[i]), answers[i], True) for i in picked], how)
+            wins += chosen is not None and bool(right[chosen])
+            spent += 2 * params * (prompt + int(generated[picked].sum()))
+            spent += 0 if how == "majority" else int(verifier[picked].sum())
+        correct.append(wins / resamples)
+        flops.append(spent / resamples)
+    return np.array(correct), np.array(flops)
+
+
+def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
+    """The outcome table of a complete pool: run arms as stored, parallel arms resampled."""
+    if not pool.complete():
+        raise ValueError(f"the pool at {pool.directory} is incomplete: collect it first")
+    manifest = pool.manifest()
+    config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
+    questions = pool.questions()
+    samples = pool.samples()
+    runs = pool.runs()
+    arms = config.arms()
+    count = len(questions)
+    correct = np.zeros((count, len(arms)))
+    flops = np.zeros((count, len(arms)))
+    generations = np.zeros((count, len(arms)))
+    for a, arm in enumerate(arms):
+        if arm.strategy.name in PARALLEL:
+            correct[:, a], flops[:, a] = parallel_outcome(
+                samples,
+                PARALLEL[arm.strategy.name],
+                arm.budget,
+                config.resamples,
+                config.seed,
+                manifest["proposer_params"],
+            )
+            generations[:, a] = arm.budget
+        else:
+            mine = runs[runs["arm"] == arm.label].set_index("question").reindex(range(count))
+            correct[:, a] = mine["correct"].astype(float).to_numpy()
+            flops[:, a] = mine["flops"].astype(float).to_numpy()
+            generations[:, a] = mine["generations"].astype(float).to_numpy()
+    return ArmOutcomes(arms, questions["level"].to_numpy(), questions["question"].tolist(), correct, generations, flops)
