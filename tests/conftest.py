@@ -1,6 +1,12 @@
-"""Shared fixtures: a tiny randomly initialised model saved the Hugging Face way."""
+"""Shared fixtures: a tiny randomly initialised model saved the Hugging Face way, and a small
+rollout pool collected with it."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,3 +42,25 @@ def biased_model(token_bias: dict[str, float]):
             head.bias[tokenizer.convert_tokens_to_ids(token)] = bias
     model.lm_head = head
     return model, tokenizer
+
+
+def collect_pool(model_dir, pool_dir) -> subprocess.Popen:
+    """Start ``tests/pool_worker.py`` collecting a small pool in a child process."""
+    worker = Path(__file__).with_name("pool_worker.py")
+    env = {**os.environ, "PYTHONPATH": str(worker.parent.parent)}
+    return subprocess.Popen(
+        [sys.executable, str(worker), str(model_dir), str(pool_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.fixture(scope="session")
+def full_pool(tiny_model_dir, tmp_path_factory):
+    """A small pool of the tiny model collected without interruption, in a child process."""
+    directory = tmp_path_factory.mktemp("pool-full") / "pool"
+    process = collect_pool(tiny_model_dir, directory)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err.decode()
+    return directory

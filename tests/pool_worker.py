@@ -36,11 +36,15 @@ def problems():
     return [p for level in CONFIG.levels for p in [q for q in chosen if q.level == level][: CONFIG.problems_per_level]]
 
 
+def settings(generator: TransformersGenerator) -> SearchSettings:
+    """The search settings of the pool (the generator revises too)."""
+    return SearchSettings(sampling=SamplingParams(temperature=1.0, max_new_tokens=12), reviser=generator)
+
+
 def main(model_dir: str, pool_dir: str) -> None:
     generator = TransformersGenerator.from_pretrained(model_dir)
-    settings = SearchSettings(sampling=SamplingParams(temperature=1.0, max_new_tokens=12), reviser=generator)
     RolloutPool(pool_dir).collect(
-        CONFIG, INPUTS, problems(), generator, ProposerMarginScorer.from_pretrained(model_dir), settings
+        CONFIG, INPUTS, problems(), generator, ProposerMarginScorer.from_pretrained(model_dir), settings(generator)
     )
 
 

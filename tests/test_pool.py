@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 from ttc_runtime.policies.allocators import BinAllocator, FixedAllocator, PerQuestionOracle
 
 from tests import pool_worker
+from tests.conftest import collect_pool as _collect
 from ttc_runtime.allocator_eval import (
     AllocatorEvalConfig,
     cross_validated,
@@ -37,8 +35,6 @@ from ttc_runtime.pool import (
     parallel_outcome,
 )
 from ttc_runtime.strategies import Arm, StrategyConfig
-
-WORKER = Path(pool_worker.__file__)
 
 BON = StrategyConfig(name="best_of_n_weighted")
 BEAM = StrategyConfig(name="beam_search", beam_width=2)
@@ -146,26 +142,6 @@ def _tables(directory: Path) -> dict[str, list]:
         str(path.relative_to(directory)): pq.read_table(path).to_pylist()
         for path in sorted(directory.rglob("*.parquet"))
     }
-
-
-def _collect(model_dir, pool_dir) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent)}
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), str(model_dir), str(pool_dir)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-@pytest.fixture(scope="module")
-def full_pool(tiny_model_dir, tmp_path_factory):
-    """A pool collected without interruption, in a child process like the killed one."""
-    directory = tmp_path_factory.mktemp("pool-full") / "pool"
-    process = _collect(tiny_model_dir, directory)
-    _, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err.decode()
-    return directory
 
 
 def test_pool_layout_and_outcome_table(full_pool):
@@ -306,3 +282,27 @@ def test_evaluation_of_every_baseline_on_a_real_pool(full_pool):
     assert [c.n for c in report.curve] == [1, 2, 4, 8]
     text = format_report(report)
     assert "efficiency (FLOPs)" in text and "arm per bin" in text
+
+
+def test_the_paper_k_of_2048_runs(tiny_model_dir, tmp_path):
+    from ttc_runtime.allocator_eval import best_of_n_curve
+    from ttc_runtime.generation.base import SamplingParams
+    from ttc_runtime.generation.hf import TransformersGenerator
+    from ttc_runtime.scoring import ProposerMarginScorer
+    from ttc_runtime.strategies import SearchSettings
+
+    config = PoolConfig(levels=[3], problems_per_level=1, budgets=[64], grid=[BON], samples=2048, resamples=2)
+    pool = RolloutPool(tmp_path / "pool")
+    pool.collect(
+        config,
+        pool_worker.INPUTS,
+        pool_worker.problems()[3:4],
+        TransformersGenerator.from_pretrained(tiny_model_dir),
+        ProposerMarginScorer.from_pretrained(tiny_model_dir),
+        SearchSettings(sampling=SamplingParams(temperature=1.0, max_new_tokens=4)),
+    )
+    samples = pool.samples()
+    assert samples["sample"].tolist() == list(range(2048))
+    curve = best_of_n_curve(samples, config, pool.manifest()["proposer_params"])
+    assert [c.n for c in curve] == [2**i for i in range(12)]
+    assert curve[-1].generations == 2048

@@ -357,6 +357,12 @@ def _verifier_costs(
     return [(s, (ledger.verifier.tokens, ledger.verifier.flops)) for s, ledger in zip(scores, ledgers, strict=True)]
 
 
+def arm_seed(config: PoolConfig, question: int, arm: Arm) -> int:
+    """The seed of ``arm``'s run on the pool's question number ``question``: a live run with it
+    reproduces the stored one."""
+    return derive_seed(config.seed, question, arm.budget, config.grid.index(arm.strategy))
+
+
 def _runs(
     batch: Sequence[Problem],
     first: int,
@@ -367,8 +373,7 @@ def _runs(
     config: PoolConfig,
 ) -> list[dict]:
     """One run of ``arm`` on each question of ``batch``."""
-    index = config.grid.index(arm.strategy)
-    seeds = [derive_seed(config.seed, first + q, arm.budget, index) for q in range(len(batch))]
+    seeds = [arm_seed(config, first + q, arm) for q in range(len(batch))]
     results = arm.strategy.build(arm.budget).run(
         [p.question for p in batch], generator, scorer, arm.budget, settings, seeds
     )

@@ -1,0 +1,173 @@
+"""The learned allocator: a small network with one head per action factor.
+
+A trunk (``layers`` x ``hidden`` ReLU layers) reads the standardised observation. The strategy
+head picks a strategy; the knob head sees the trunk and the chosen strategy (one-hot) and picks
+among that strategy's knobs only (the others are masked); in the adaptive mode the budget head
+sees the trunk, the strategy and the knob. A value head (the learned baseline of REINFORCE) reads
+the trunk.
+
+Saved as one directory: ``policy.json`` (the action space, the feature config, the observation
+mean and scale, the network sizes) and ``model.safetensors``. Loading checks the action space
+against the one expected and refuses another.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.distributions import Categorical
+
+from ..config import StrictModel
+from ..env.actions import ActionSpace
+from ..files import write_text_atomic
+from ..strategies import Arm
+from .allocators import Allocator
+from .features import FeatureConfig, Featurizer
+
+
+class PolicyConfig(StrictModel):
+    """Network sizes."""
+
+    hidden: int = Field(64, ge=4)
+    layers: int = Field(2, ge=1)
+
+
+class PolicyMismatch(ValueError):
+    """A saved policy whose action space is not the one expected."""
+
+
+class AllocatorPolicy(nn.Module):
+    """The factored policy (see the module docstring)."""
+
+    def __init__(self, obs_dim: int, actions: ActionSpace, config: PolicyConfig) -> None:
+        super().__init__()
+        self.actions = actions
+        self.config = config
+        self.obs_dim = obs_dim
+        layers: list[nn.Module] = []
+        width = obs_dim
+        for _ in range(config.layers):
+            layers += [nn.Linear(width, config.hidden), nn.ReLU()]
+            width = config.hidden
+        self.trunk = nn.Sequential(*layers)
+        strategies, knobs = actions.nvec[0], actions.nvec[1]
+        self.strategy_head = nn.Linear(width, strategies)
+        self.knob_head = nn.Linear(width + strategies, knobs)
+        self.budget_head = nn.Linear(width + strategies + knobs, len(actions.budgets)) if actions.adaptive else None
+        self.value_head = nn.Linear(width, 1)
+        mask = torch.full((strategies, knobs), float("-inf"))
+        for s, count in enumerate(actions.knob_counts()):
+            mask[s, :count] = 0.0
+        self.register_buffer("knob_mask", mask)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_scale", torch.ones(obs_dim))
+
+    def set_normalisation(self, observations: np.ndarray) -> None:
+        """Standardise inputs with the mean and spread of ``observations`` (training data)."""
+        obs = torch.as_tensor(observations, dtype=torch.float32)
+        self.obs_mean.copy_(obs.mean(dim=0))
+        self.obs_scale.copy_(obs.std(dim=0).clamp_min(1e-6))
+
+    def _heads(self, obs: torch.Tensor, actions: torch.Tensor | None, greedy: bool):
+        h = self.trunk((obs - self.obs_mean) / self.obs_scale)
+        strategies, knobs = self.actions.nvec[0], self.actions.nvec[1]
+        dists = [Categorical(logits=self.strategy_head(h))]
+        s = actions[:, 0] if actions is not None else self._pick(dists[0], greedy)
+        s_hot = nn.functional.one_hot(s, strategies).float()
+        dists.append(Categorical(logits=self.knob_head(torch.cat([h, s_hot], -1)) + self.knob_mask[s]))
+        k = actions[:, 1] if actions is not None else self._pick(dists[1], greedy)
+        chosen = [s, k]
+        if self.budget_head is not None:
+            k_hot = nn.functional.one_hot(k, knobs).float()
+            dists.append(Categorical(logits=self.budget_head(torch.cat([h, s_hot, k_hot], -1))))
+            chosen.append(actions[:, 2] if actions is not None else self._pick(dists[2], greedy))
+        taken = torch.stack(chosen, dim=1)
+        log_prob = sum(d.log_prob(a) for d, a in zip(dists, chosen))
+        entropy = sum(d.entropy() for d in dists)
+        return taken, log_prob, entropy, self.value_head(h).squeeze(-1), dists
+
+    @staticmethod
+    def _pick(dist: Categorical, greedy: bool) -> torch.Tensor:
+        return dist.probs.argmax(dim=-1) if greedy else dist.sample()
+
+    def act(self, obs: torch.Tensor, greedy: bool = False):
+        """Actions for a batch, with their log-probability, entropy and the value estimate."""
+        taken, log_prob, entropy, value, _ = self._heads(obs, None, greedy)
+        return taken, log_prob, entropy, value
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor):
+        """Log-probability and entropy of given ``actions``, and the value estimate."""
+        _, log_prob, entropy, value, dists = self._heads(obs, actions, False)
+        return log_prob, entropy, value, dists
+
+    def save(self, directory: str | Path, features: FeatureConfig) -> None:
+        """Write the policy directory (files renamed into place)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(directory / "model.safetensors.tmp"))
+        (directory / "model.safetensors.tmp").replace(directory / "model.safetensors")
+        meta = {
+            "actions": json.loads(self.actions.to_json()),
+            "features": features.model_dump(mode="json"),
+            "policy": self.config.model_dump(mode="json"),
+            "obs_dim": self.obs_dim,
+        }
+        write_text_atomic(directory / "policy.json", json.dumps(meta, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path, actions: ActionSpace) -> tuple[AllocatorPolicy, FeatureConfig]:
+        """Load a policy directory for the action space ``actions``."""
+        directory = Path(directory)
+        meta_path = directory / "policy.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{directory} holds no policy (no policy.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta["actions"] != json.loads(actions.to_json()):
+            raise PolicyMismatch(
+                f"the policy at {directory} was trained for another action space: {meta['actions']} "
+                f"(expected {json.loads(actions.to_json())})"
+            )
+        policy = cls(meta["obs_dim"], actions, PolicyConfig.model_validate_json(json.dumps(meta["policy"])))
+        policy.load_state_dict(load_file(str(directory / "model.safetensors")))
+        return policy.eval(), FeatureConfig.model_validate_json(json.dumps(meta["features"]))
+
+
+class LearnedAllocator(Allocator):
+    """The policy behind the ``Allocator`` interface: features from the question text, then the
+    greedy action. ``last_decision_seconds`` is the wall time of the last ``choose`` call's
+    decision, features included."""
+
+    def __init__(self, name: str, policy: AllocatorPolicy, featurizer: Featurizer) -> None:
+        self.name = name
+        self.policy = policy.eval()
+        self.featurizer = featurizer
+        self.last_decision_seconds = 0.0
+        self.last_feature_flops = np.zeros(0)
+
+    def decide(self, features: np.ndarray, budget: int | None) -> list[Arm]:
+        """Greedy arms for precomputed feature rows (``budget`` in the fixed mode)."""
+        actions = self.policy.actions
+        obs = (
+            features
+            if actions.adaptive
+            else np.hstack([features, np.tile(actions.budget_one_hot(budget), (len(features), 1))])
+        )
+        with torch.inference_mode():
+            taken, *_ = self.policy.act(torch.as_tensor(obs, dtype=torch.float32), greedy=True)
+        return [actions.arm(row, budget) for row in taken.tolist()]
+
+    def choose(self, questions: Sequence[str], budget: int) -> list[Arm]:
+        started = time.perf_counter()
+        features, self.last_feature_flops = self.featurizer(questions)
+        arms = self.decide(features, None if self.policy.actions.adaptive else budget)
+        self.last_decision_seconds = time.perf_counter() - started
+        return arms

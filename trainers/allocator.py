@@ -1,0 +1,241 @@
+"""Training the learned allocator: REINFORCE with a learned baseline over vectorised replay
+environments, in one readable loop (after cleanrl's single-file style).
+
+Each update steps ``envs`` one-step episodes of ``AllocationEnv`` (a gymnasium ``SyncVectorEnv``
+with same-step autoreset), then takes one Adam step on
+
+    loss = -mean(A * log pi(a | s)) + value_coef * mean((r - V(s))^2) - entropy_coef * mean(H)
+
+with advantage ``A = r - V(s)`` (the value head is the baseline; episodes are one step, so the
+return is the reward). The entropy bonus decays linearly to 0 over training, so the policy explores
+early and commits late.
+
+Two modes: **fixed** budget (the episode draws a budget, the policy picks strategy and knob;
+``lam`` = 0, since every arm at a budget spends the same generations) and **adaptive** (the policy
+also picks the budget; ``lam`` prices compute, and ``calibrate_lambda`` finds the ``lam`` whose
+trained policy spends a target mean compute on the training questions).
+
+``fit_supervised`` is the ablation: the same network fitted by cross-entropy to the best arm of
+each training question in hindsight.
+
+Logging: reward, accuracy, mean compute, entropy and the share of each strategy per update go to
+wandb when ``report_to`` is ``wandb`` (offline unless ``WANDB_MODE`` says otherwise).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..config import StrictModel
+from ..env.actions import ActionSpace
+from ..env.allocation import AllocationEnv, ReplayBackend
+from ..policies.learned import AllocatorPolicy, PolicyConfig
+from ..pool import ArmOutcomes
+
+
+class AllocatorTrainConfig(StrictModel):
+    """How the allocator is trained."""
+
+    unit: Literal["generations", "flops"] = Field("generations", description="Compute unit of the reward.")
+    envs: int = Field(64, ge=1, description="Environments stepped per update (episodes per update).")
+    updates: int = Field(600, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    entropy_coef: float = Field(0.02, ge=0, description="Initial entropy bonus, decayed linearly to 0.")
+    value_coef: float = Field(0.5, ge=0)
+    policy: PolicyConfig = PolicyConfig()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainLog:
+    """Per-update training curves."""
+
+    reward: list[float]
+    accuracy: list[float]
+    compute: list[float]
+    entropy: list[float]
+
+
+@contextmanager
+def _one_thread():
+    """Run a tiny network's training on one thread: with several, thread hand-offs cost more than
+    the matrix products, and a concurrent job on the same cores slows both by an order of magnitude."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _vector_env(
+    features: np.ndarray,
+    outcomes: ArmOutcomes,
+    rows: np.ndarray,
+    actions: ActionSpace,
+    lam: float,
+    unit: str,
+    scale: float,
+    count: int,
+) -> gym.vector.SyncVectorEnv:
+    def make() -> AllocationEnv:
+        return AllocationEnv(features, actions, ReplayBackend(outcomes), rows, lam, unit, scale)
+
+    return gym.vector.SyncVectorEnv([make] * count, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def train_policy(
+    features: np.ndarray,
+    outcomes: ArmOutcomes,
+    rows: np.ndarray,
+    actions: ActionSpace,
+    config: AllocatorTrainConfig,
+    lam: float,
+    scale: float,
+    log: Callable[[dict], None] | None = None,
+) -> tuple[AllocatorPolicy, TrainLog]:
+    """Train a policy on the pool questions ``rows`` (see the module docstring)."""
+    with _one_thread():
+        return _train_policy(features, outcomes, rows, actions, config, lam, scale, log)
+
+
+def _train_policy(features, outcomes, rows, actions, config, lam, scale, log):
+    torch.manual_seed(config.seed)
+    envs = _vector_env(features, outcomes, rows, actions, lam, config.unit, scale, config.envs)
+    policy = AllocatorPolicy(envs.single_observation_space.shape[0], actions, config.policy)
+    observed = [
+        AllocationEnv(features, actions, ReplayBackend(outcomes), rows).observe(int(r), b)
+        for r in rows
+        for b in ([None] if actions.adaptive else actions.budgets)
+    ]
+    policy.set_normalisation(np.stack(observed))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    obs, _ = envs.reset(seed=config.seed)
+    history = TrainLog([], [], [], [])
+    for update in range(config.updates):
+        taken, log_prob, entropy, value = policy.act(torch.as_tensor(obs))
+        obs, rewards, _, _, infos = envs.step(taken.numpy())
+        final = infos["final_info"]
+        reward = torch.as_tensor(rewards, dtype=torch.float32)
+        advantage = reward - value.detach()
+        bonus = config.entropy_coef * (1.0 - update / config.updates)
+        loss = (
+            -(advantage * log_prob).mean() + config.value_coef * ((reward - value) ** 2).mean() - bonus * entropy.mean()
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.reward.append(float(reward.mean()))
+        history.accuracy.append(float(np.mean(final["correct"])))
+        history.compute.append(float(np.mean(final[config.unit])))
+        history.entropy.append(float(entropy.detach().mean()))
+        if log is not None:
+            shares = Counter(actions.strategies[a] for a in taken[:, 0].tolist())
+            log(
+                {
+                    "reward": history.reward[-1],
+                    "accuracy": history.accuracy[-1],
+                    f"mean_{config.unit}": history.compute[-1],
+                    "entropy": history.entropy[-1],
+                    **{f"share/{name}": shares[name] / len(taken) for name in actions.strategies},
+                }
+            )
+    envs.close()
+    return policy.eval(), history
+
+
+def greedy_columns(
+    policy: AllocatorPolicy, features: np.ndarray, rows: np.ndarray, budget: int | None, outcomes: ArmOutcomes
+) -> np.ndarray:
+    """The outcome-table column of the policy's greedy arm for each question of ``rows``."""
+    env = AllocationEnv(features, policy.actions, ReplayBackend(outcomes), rows)
+    obs = np.stack([env.observe(int(r), budget) for r in rows])
+    with torch.inference_mode():
+        taken, *_ = policy.act(torch.as_tensor(obs), greedy=True)
+    return np.array([outcomes.column(policy.actions.arm(a, budget)) for a in taken.tolist()])
+
+
+def mean_compute(
+    policy: AllocatorPolicy, features: np.ndarray, rows: np.ndarray, outcomes: ArmOutcomes, unit: str
+) -> float:
+    """Mean compute per question of the adaptive policy's greedy arms on ``rows``."""
+    columns = greedy_columns(policy, features, rows, None, outcomes)
+    table = outcomes.generations if unit == "generations" else outcomes.flops
+    return float(table[rows, columns].mean())
+
+
+def calibrate_lambda(
+    features: np.ndarray,
+    outcomes: ArmOutcomes,
+    rows: np.ndarray,
+    actions: ActionSpace,
+    config: AllocatorTrainConfig,
+    scale: float,
+    target: float,
+    steps: int = 8,
+) -> tuple[float, AllocatorPolicy]:
+    """Bisection on ``lam`` (geometric, between 1e-4 and 10) for the adaptive policy whose greedy
+    mean compute on ``rows`` comes closest to ``target`` (same unit as the config's); returns
+    ``lam`` and that policy. Uses the training questions only."""
+    low, high = 1e-4, 10.0
+    best: tuple[float, float, AllocatorPolicy] | None = None
+    for _ in range(steps):
+        lam = float(np.sqrt(low * high))
+        policy, _ = train_policy(features, outcomes, rows, actions, config, lam, scale)
+        spent = mean_compute(policy, features, rows, outcomes, config.unit)
+        if best is None or abs(np.log(spent / target)) < abs(np.log(best[1] / target)):
+            best = (lam, spent, policy)
+        if spent > target:
+            low = lam
+        else:
+            high = lam
+    return best[0], best[2]
+
+
+def fit_supervised(
+    features: np.ndarray,
+    outcomes: ArmOutcomes,
+    rows: np.ndarray,
+    actions: ActionSpace,
+    config: AllocatorTrainConfig,
+    epochs: int = 300,
+) -> AllocatorPolicy:
+    """The ablation: cross-entropy to each training question's best arm at each budget (fixed
+    mode; the most accurate arm, the cheaper on ties)."""
+    if actions.adaptive:
+        raise ValueError("the supervised ablation is defined for the fixed-budget mode")
+    with _one_thread():
+        return _fit_supervised(features, outcomes, rows, actions, config, epochs)
+
+
+def _fit_supervised(features, outcomes, rows, actions, config, epochs):
+    torch.manual_seed(config.seed)
+    env = AllocationEnv(features, actions, ReplayBackend(outcomes), rows)
+    obs, targets = [], []
+    for budget in actions.budgets:
+        columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == budget]
+        for r in rows:
+            best = min(columns, key=lambda c: (-outcomes.correct[r, c], outcomes.flops[r, c]))
+            obs.append(env.observe(int(r), budget))
+            targets.append(actions.action(outcomes.arms[best]))
+    policy = AllocatorPolicy(len(obs[0]), actions, config.policy)
+    policy.set_normalisation(np.stack(obs))
+    inputs = torch.as_tensor(np.stack(obs))
+    labels = torch.as_tensor(targets)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    for _ in range(epochs):
+        log_prob, *_ = policy.evaluate(inputs, labels)
+        loss = -log_prob.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return policy.eval()
