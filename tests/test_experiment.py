@@ -67,6 +67,10 @@ pool:
     - {{name: beam_search, beam_width: 2, max_rounds: 3}}
     - {{name: revisions, chain_length: 2}}
 baselines: {{bins: 2, bootstrap: 20}}
+allocator:
+  training: {{updates: 40, envs: 16}}
+  adaptive_targets: [2, 4]
+  report_to: wandb
 """
 
 
@@ -161,10 +165,25 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert (run_dir / "baselines.png").read_bytes()[:4] == b"\x89PNG"
     assert "efficiency (FLOPs)" in (run_dir / "baselines.md").read_text()
 
+    allocator = json.loads((run_dir / "allocator.json").read_text())
+    names = {p["allocator"] for p in allocator["points"]}
+    assert {
+        "learned, fixed budget (proposer_hidden)",
+        "learned, fixed budget (ngrams)",
+        "supervised, fixed budget (proposer_hidden)",
+        "learned, adaptive budget (proposer_hidden)",
+        "per-question oracle",
+    } <= names
+    assert allocator["feature_flops_mean"]["main"] > 0 and allocator["feature_flops_mean"]["ablation"] == 0
+    for kind in ("fixed", "adaptive"):
+        assert (run_dir / "allocator" / kind / "policy.json").is_file()
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+    assert (run_dir / "allocator.png").read_bytes()[:4] == b"\x89PNG"
+
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 9
+    assert second.stdout.count("up to date") == 10
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
     assert json.loads((run_dir / "proposer_eval.json").read_text()) == report
     assert json.loads((run_dir / "prm_eval.json").read_text()) == verifier

@@ -239,3 +239,88 @@ def _fit_supervised(features, outcomes, rows, actions, config, epochs):
         loss.backward()
         optimizer.step()
     return policy.eval()
+
+
+def scale_of(outcomes: ArmOutcomes, unit: str) -> float:
+    """The reward's compute scale: best-of-N weighted's mean compute at the largest budget (the
+    largest budget itself in generations)."""
+    top = max(arm.budget for arm in outcomes.arms)
+    if unit == "generations":
+        return float(top)
+    columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == top]
+    preferred = [a for a in columns if outcomes.arms[a].strategy.name == "best_of_n_weighted"]
+    return float(outcomes.flops[:, (preferred or columns)[0]].mean())
+
+
+def _result(name: str, budget: int, outcomes: ArmOutcomes, rows: np.ndarray, columns: np.ndarray, extra_flops):
+    from ..allocator_eval import PerQuestion
+
+    return PerQuestion(
+        name,
+        budget,
+        outcomes.correct[rows, columns],
+        outcomes.generations[rows, columns],
+        outcomes.flops[rows, columns] + extra_flops[rows],
+    )
+
+
+def _merge(parts: list, count: int):
+    from ..allocator_eval import PerQuestion
+
+    correct, generations, flops = np.zeros(count), np.zeros(count), np.zeros(count)
+    for rows, part in parts:
+        correct[rows], generations[rows], flops[rows] = part.correct, part.generations, part.flops
+    return PerQuestion(parts[0][1].allocator, parts[0][1].budget, correct, generations, flops)
+
+
+def cross_validated_fixed(
+    name: str,
+    features: np.ndarray,
+    feature_flops: np.ndarray,
+    outcomes: ArmOutcomes,
+    folds: np.ndarray,
+    config: AllocatorTrainConfig,
+    supervised: bool = False,
+) -> list:
+    """The fixed-budget allocator (RL, or the supervised ablation) at every budget, each fold
+    answered by the policy trained on the other folds; feature FLOPs charged."""
+    space = ActionSpace.from_arms(outcomes.arms, adaptive=False)
+    count = len(outcomes.questions)
+    parts: dict[int, list] = {n: [] for n in space.budgets}
+    for fold in sorted(set(folds.tolist())):
+        train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        if supervised:
+            policy = fit_supervised(features, outcomes, train, space, config)
+        else:
+            policy, _ = train_policy(features, outcomes, train, space, config, 0.0, 1.0)
+        for budget in space.budgets:
+            columns = greedy_columns(policy, features, held, budget, outcomes)
+            parts[budget].append((held, _result(name, budget, outcomes, held, columns, feature_flops)))
+    return [_merge(parts[n], count) for n in space.budgets]
+
+
+def cross_validated_adaptive(
+    name: str,
+    features: np.ndarray,
+    feature_flops: np.ndarray,
+    outcomes: ArmOutcomes,
+    folds: np.ndarray,
+    config: AllocatorTrainConfig,
+    targets: list[float],
+) -> list:
+    """The adaptive allocator at each target mean compute (``config.unit``): per fold, ``lam``
+    calibrated on the other folds, then the held-out fold answered. Reported under the target as
+    its budget label; its real spend is in the compute columns."""
+    space = ActionSpace.from_arms(outcomes.arms, adaptive=True)
+    scale = scale_of(outcomes, config.unit)
+    count = len(outcomes.questions)
+    results = []
+    for target in targets:
+        parts = []
+        for fold in sorted(set(folds.tolist())):
+            train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+            _, policy = calibrate_lambda(features, outcomes, train, space, config, scale, target)
+            columns = greedy_columns(policy, features, held, None, outcomes)
+            parts.append((held, _result(name, int(target), outcomes, held, columns, feature_flops)))
+        results.append(_merge(parts, count))
+    return results

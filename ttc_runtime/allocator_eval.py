@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -212,8 +212,13 @@ PREDICTED_BINS = "compute-optimal (predicted bins)"
 CHARGED = ", estimation charged"
 
 
-def evaluate_allocators(pool: RolloutPool, config: AllocatorEvalConfig) -> AllocatorReport:
-    """Every baseline allocator at every budget of ``pool`` (see the module docstring)."""
+def evaluate_allocators(
+    pool: RolloutPool,
+    config: AllocatorEvalConfig,
+    extra: Callable[[ArmOutcomes, np.ndarray], list[PerQuestion]] | None = None,
+) -> AllocatorReport:
+    """Every baseline allocator at every budget of ``pool`` (see the module docstring), and the
+    results ``extra`` returns given the outcome table and the folds (the learned allocators)."""
     manifest = pool.manifest()
     pool_config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
     params = int(manifest["proposer_params"])
@@ -237,6 +242,8 @@ def evaluate_allocators(pool: RolloutPool, config: AllocatorEvalConfig) -> Alloc
             charged(by_predicted, PREDICTED_BINS + CHARGED, estimate.predicted_flops, estimate.samples),
             run_allocator(oracle, outcomes, budget),
         ]
+    if extra is not None:
+        results += extra(outcomes, folds)
     curve = best_of_n_curve(samples, pool_config, params)
     efficiency = []
     for result in results:

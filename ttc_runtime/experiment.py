@@ -18,7 +18,11 @@ Stages so far:
 - ``pool``: the rollout pool, every arm of the grid and K scored samples per question, in Parquet
   shards under ``pool/`` (``pool.RolloutPool``; resumes shard by shard);
 - ``baselines``: difficulty bins, the baseline allocators and their efficiency ratios
-  (``baselines.md``, ``baselines.png``, ``baselines_generations.png`` and JSON).
+  (``baselines.md``, ``baselines.png``, ``baselines_generations.png`` and JSON);
+- ``allocator``: the learned allocator, cross-validated on the pool against the baselines in the
+  fixed-budget and adaptive modes, with its ablations (``allocator.md``, ``allocator.png``,
+  ``allocator_generations.png`` and JSON), and the policies trained on the whole pool, saved
+  under ``allocator/``.
 
 A stage's output records the hash of the config parts it depends on, and of the models it reads;
 a stage whose inputs are unchanged is skipped, and ``from_stage`` forces it and everything after
@@ -29,20 +33,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from .allocator_eval import AllocatorEvalConfig, evaluate_allocators, format_report, plot_report, report_to_json
 from .budget_eval import BudgetEvalConfig, evaluate_budgets, format_budget_table, plot_budgets, points_to_json
 from .config import StrictModel, load_config
+from .env.actions import ActionSpace
 from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pass_at_1_by_level, per_level
 from .files import write_text_atomic
 from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
+from .policies.features import FeatureConfig, build_featurizer
 from .pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool
 from .revision_eval import (
     RevisionEvalConfig,
@@ -65,6 +73,14 @@ from .tasks import (
     Task,
     check_levels,
 )
+from .trainers.allocator import (
+    AllocatorTrainConfig,
+    calibrate_lambda,
+    cross_validated_adaptive,
+    cross_validated_fixed,
+    scale_of,
+    train_policy,
+)
 from .trainers.prm import PRMConfig, load_stepwise, train_prm
 from .trainers.prm_labels import LabelConfig, label_steps
 from .trainers.proposer import ProposerConfig, train_proposer
@@ -83,6 +99,7 @@ STAGES = (
     "revision_eval",
     "pool",
     "baselines",
+    "allocator",
 )
 
 
@@ -135,6 +152,30 @@ class VerifierEvalConfig(StrictModel):
         return self
 
 
+class AllocatorConfig(StrictModel):
+    """The learned allocator: features, training, the adaptive mode's compute targets, logging."""
+
+    features: FeatureConfig = FeatureConfig()
+    ablation_features: FeatureConfig = Field(
+        FeatureConfig(kind="ngrams"), description="Features of the ablation run (hashed n-grams by default)."
+    )
+    training: AllocatorTrainConfig = AllocatorTrainConfig()
+    adaptive_targets: list[float] = Field(
+        [4.0, 16.0, 64.0],
+        min_length=1,
+        description="Mean compute per question (training.unit) the adaptive "
+        "allocator is calibrated to, one point each.",
+    )
+    report_to: Literal["none", "wandb"] = Field("none", description="wandb: log the final policies' training.")
+
+    @field_validator("adaptive_targets")
+    @classmethod
+    def _positive(cls, targets: list[float]) -> list[float]:
+        if any(t <= 0 for t in targets):
+            raise ValueError(f"targets must be positive, got {targets}")
+        return targets
+
+
 class ExperimentConfig(StrictModel):
     """Everything one run needs; a YAML file holds only what differs from these defaults."""
 
@@ -154,6 +195,7 @@ class ExperimentConfig(StrictModel):
     revision_eval: RevisionEvalConfig = RevisionEvalConfig()
     pool: PoolConfig = PoolConfig()
     baselines: AllocatorEvalConfig = AllocatorEvalConfig()
+    allocator: AllocatorConfig = AllocatorConfig()
 
     @model_validator(mode="after")
     def _causal_prm_is_given(self) -> ExperimentConfig:
@@ -723,6 +765,94 @@ class Experiment:
         print(f"  evaluated in {summary['seconds']:.0f} s; plots in {self.run_dir / 'baselines.png'}")
         return summary
 
+    def _stage_allocator(self, force: bool) -> dict[str, object]:
+        config, settings = self.config, self.config.allocator
+        pool = RolloutPool(self.pool_dir())
+        out = self.run_dir / "allocator.json"
+        key = _fingerprint(settings, config.baselines, pool.manifest()["hash"], _identity(self.proposer_dir()))
+        done = _read_json(out)
+        if not force and done.get("fingerprint") == key:
+            print("  up to date")
+            print((self.run_dir / "allocator.md").read_text())
+            return done
+        started = time.perf_counter()
+        questions = pool.questions()["question"].tolist()
+        featurized = {}
+        for name, features in (("main", settings.features), ("ablation", settings.ablation_features)):
+            featurizer = build_featurizer(features, str(self.proposer_dir()), config.proposer.prompt, _device(config))
+            featurized[name] = featurizer(questions)
+        main, main_flops = featurized["main"]
+        ablation, ablation_flops = featurized["ablation"]
+        training = settings.training
+        label = settings.features.kind
+        trained: dict[str, object] = {}
+
+        def learned(outcomes, folds):
+            results = cross_validated_fixed(
+                f"learned, fixed budget ({label})", main, main_flops, outcomes, folds, training
+            )
+            results += cross_validated_fixed(
+                f"learned, fixed budget ({settings.ablation_features.kind})",
+                ablation,
+                ablation_flops,
+                outcomes,
+                folds,
+                training,
+            )
+            results += cross_validated_fixed(
+                f"supervised, fixed budget ({label})", main, main_flops, outcomes, folds, training, supervised=True
+            )
+            results += cross_validated_adaptive(
+                f"learned, adaptive budget ({label})",
+                main,
+                main_flops,
+                outcomes,
+                folds,
+                training,
+                settings.adaptive_targets,
+            )
+            trained["outcomes"] = outcomes
+            return results
+
+        report = evaluate_allocators(pool, config.baselines, learned)
+        outcomes = trained["outcomes"]
+        everyone = np.arange(len(questions))
+        log = _wandb_logger(settings.report_to, self.run_dir, "allocator", settings.model_dump(mode="json"))
+        fixed, history = train_policy(
+            main, outcomes, everyone, ActionSpace.from_arms(outcomes.arms, False), training, 0.0, 1.0, log
+        )
+        fixed.save(self.run_dir / "allocator" / "fixed", settings.features)
+        middle = sorted(settings.adaptive_targets)[len(settings.adaptive_targets) // 2]
+        lam, adaptive = calibrate_lambda(
+            main,
+            outcomes,
+            everyone,
+            ActionSpace.from_arms(outcomes.arms, True),
+            training,
+            scale_of(outcomes, training.unit),
+            middle,
+        )
+        adaptive.save(self.run_dir / "allocator" / "adaptive", settings.features)
+        text = format_report(report)
+        plot_report(report, self.run_dir / "allocator.png", "flops")
+        plot_report(report, self.run_dir / "allocator_generations.png", "generations")
+        write_text_atomic(self.run_dir / "allocator.md", text)
+        summary = {
+            "fingerprint": key,
+            "seconds": time.perf_counter() - started,
+            "feature_flops_mean": {"main": float(main_flops.mean()), "ablation": float(ablation_flops.mean())},
+            "final_training": {"reward": history.reward[-20:], "accuracy": history.accuracy[-20:]},
+            "adaptive_lambda": lam,
+            "adaptive_target": middle,
+            **report_to_json(report),
+        }
+        if log is not None:
+            log.finish(self.run_dir / "allocator.png", self.run_dir / "allocator.md")
+        write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+        print(text)
+        print(f"  trained and evaluated in {summary['seconds']:.0f} s; policies in {self.run_dir / 'allocator'}")
+        return summary
+
     def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem]) -> dict[str, object]:
         """MC-label held-out solutions and compare: the PRM against the MC labels, and the MC labels
         against the exact step correctness (how good the training signal itself is). The labels
@@ -748,6 +878,43 @@ class Experiment:
             }
         result["levels"] = by_level
         return result
+
+
+class _WandbLog:
+    """A wandb run that takes per-update metrics, then the plot and the report."""
+
+    def __init__(self, run) -> None:
+        self.run = run
+
+    def __call__(self, metrics: dict) -> None:
+        self.run.log(metrics)
+
+    def finish(self, plot: Path, report: Path) -> None:
+        import wandb
+
+        self.run.log({"allocator": wandb.Image(str(plot))})
+        artifact = wandb.Artifact("allocator-report", type="report")
+        artifact.add_file(str(report))
+        self.run.log_artifact(artifact)
+        self.run.finish()
+
+
+def _wandb_logger(report_to: str, run_dir: Path, name: str, config: dict) -> _WandbLog | None:
+    """A wandb run under ``run_dir/wandb`` when ``report_to`` is wandb: offline unless
+    ``WANDB_MODE`` says otherwise (no account or network needed; ``wandb sync`` uploads later)."""
+    if report_to != "wandb":
+        return None
+    import wandb
+
+    run = wandb.init(
+        project="ttc-allocator",
+        name=name,
+        dir=str(run_dir),
+        config=config,
+        mode=os.environ.get("WANDB_MODE", "offline"),
+        reinit="finish_previous",
+    )
+    return _WandbLog(run)
 
 
 def format_levels(levels: list[LevelAccuracy]) -> str:
