@@ -11,6 +11,9 @@ are the paper's reference points, fitted on a rollout pool's outcome table (``po
 - ``PerQuestionOracle``: the best arm for each question in hindsight, an upper bound no real
   allocator reaches.
 
+Compute-optimal and oracle choices at budget N are made among the arms that spend at most N
+generations (``ArmOutcomes.within_budget``): lookahead, which spends N x (k + 1), is not one of them.
+
 A question's bin comes from a lookup built on the pool, keyed by the question text: these
 allocators only answer questions of the pool they were fitted on (``KeyError`` names the question
 otherwise). The learned allocator decides from the question text alone.
@@ -38,7 +41,9 @@ class Allocator(ABC):
 
 
 def _at_budget(outcomes: ArmOutcomes, budget: int) -> list[int]:
-    columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == budget]
+    """The columns an allocator may choose at ``budget``: arms of that budget spending no more."""
+    allowed = set(outcomes.within_budget())
+    columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == budget and arm in allowed]
     if not columns:
         budgets = sorted({arm.budget for arm in outcomes.arms})
         raise ValueError(f"the pool has no arm at budget {budget}; its budgets are {budgets}")

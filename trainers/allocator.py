@@ -10,8 +10,8 @@ with advantage ``A = r - V(s)`` (the value head is the baseline; episodes are on
 return is the reward). The entropy bonus decays linearly to 0 over training, so the policy explores
 early and commits late.
 
-Two modes: **fixed** budget (the episode draws a budget, the policy picks strategy and knob;
-``lam`` = 0, since every arm at a budget spends the same generations) and **adaptive** (the policy
+Two modes: **fixed** budget (the episode draws a budget N, the policy picks strategy and knob
+among the arms that spend at most N generations; ``lam`` = 0, since they all spend N) and **adaptive** (the policy
 also picks the budget; ``lam`` prices compute, and ``calibrate_lambda`` finds the ``lam`` whose
 trained policy spends a target mean compute on the training questions).
 
@@ -221,8 +221,9 @@ def _fit_supervised(features, outcomes, rows, actions, config, epochs):
     torch.manual_seed(config.seed)
     env = AllocationEnv(features, actions, ReplayBackend(outcomes), rows)
     obs, targets = [], []
+    allowed = set(actions.available)
     for budget in actions.budgets:
-        columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == budget]
+        columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == budget and arm in allowed]
         for r in rows:
             best = min(columns, key=lambda c: (-outcomes.correct[r, c], outcomes.flops[r, c]))
             obs.append(env.observe(int(r), budget))
@@ -284,7 +285,7 @@ def cross_validated_fixed(
 ) -> list:
     """The fixed-budget allocator (RL, or the supervised ablation) at every budget, each fold
     answered by the policy trained on the other folds; feature FLOPs charged."""
-    space = ActionSpace.from_arms(outcomes.arms, adaptive=False)
+    space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=False)
     count = len(outcomes.questions)
     parts: dict[int, list] = {n: [] for n in space.budgets}
     for fold in sorted(set(folds.tolist())):

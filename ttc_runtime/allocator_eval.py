@@ -344,7 +344,8 @@ def format_report(report: AllocatorReport) -> str:
 
 def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") -> None:
     """Accuracy against mean compute (``unit``: flops or generations, log axis), one panel per
-    view, one line per allocator across budgets, best-of-N weighted's curve dashed."""
+    view with its own accuracy range, one line per allocator across budgets, best-of-N weighted's
+    curve dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,7 +355,9 @@ def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") 
     names = list(dict.fromkeys(p.allocator for p in report.points))
     columns = min(3, len(views))
     rows = math.ceil(len(views) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), squeeze=False)
+    palette = plt.get_cmap("tab20").colors
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(names)}
     for axis in axes.flat[len(views) :]:
         axis.set_visible(False)
     for axis, view in zip(axes.flat, views):
@@ -363,8 +366,8 @@ def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") 
             if not mine:
                 continue
             x = [getattr(p, unit) for p in mine]
-            (line,) = axis.plot(x, [p.accuracy for p in mine], marker="o", markersize=3, label=name)
-            axis.fill_between(x, [p.low for p in mine], [p.high for p in mine], color=line.get_color(), alpha=0.1)
+            axis.plot(x, [p.accuracy for p in mine], marker="o", markersize=3, label=name, color=colors[name])
+            axis.fill_between(x, [p.low for p in mine], [p.high for p in mine], color=colors[name], alpha=0.08)
         if view == 0:
             axis.plot(
                 [getattr(c, unit) for c in report.curve],
@@ -379,8 +382,10 @@ def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") 
         axis.grid(alpha=0.3)
     for row in axes:
         row[0].set_ylabel("accuracy")
-    axes.flat[0].legend(fontsize=6, loc="lower right")
-    figure.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend_rows = math.ceil(len(labels) / 3)
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    figure.tight_layout(rect=(0, 0.035 * legend_rows / rows, 1, 1))
     path = Path(path)
     partial = path.with_name(path.name + ".partial.png")
     figure.savefig(partial, dpi=120)

@@ -51,6 +51,7 @@ from .files import write_text_atomic
 from .generation.base import SamplingParams
 from .generation.hf import TransformersGenerator
 from .policies.features import FeatureConfig, build_featurizer
+from .policies.learned import LearnedAllocator
 from .pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool
 from .revision_eval import (
     RevisionEvalConfig,
@@ -777,10 +778,12 @@ class Experiment:
             return done
         started = time.perf_counter()
         questions = pool.questions()["question"].tolist()
-        featurized = {}
+        featurized, featurizers = {}, {}
         for name, features in (("main", settings.features), ("ablation", settings.ablation_features)):
-            featurizer = build_featurizer(features, str(self.proposer_dir()), config.proposer.prompt, _device(config))
-            featurized[name] = featurizer(questions)
+            featurizers[name] = build_featurizer(
+                features, str(self.proposer_dir()), config.proposer.prompt, _device(config)
+            )
+            featurized[name] = featurizers[name](questions)
         main, main_flops = featurized["main"]
         ablation, ablation_flops = featurized["ablation"]
         training = settings.training
@@ -788,6 +791,11 @@ class Experiment:
         trained: dict[str, object] = {}
 
         def learned(outcomes, folds):
+            print(
+                f"  2-fold cross-validation: fixed budget ({label}, {settings.ablation_features.kind}, "
+                f"supervised), then adaptive at mean compute {settings.adaptive_targets}",
+                flush=True,
+            )
             results = cross_validated_fixed(
                 f"learned, fixed budget ({label})", main, main_flops, outcomes, folds, training
             )
@@ -819,9 +827,10 @@ class Experiment:
         everyone = np.arange(len(questions))
         log = _wandb_logger(settings.report_to, self.run_dir, "allocator", settings.model_dump(mode="json"))
         fixed, history = train_policy(
-            main, outcomes, everyone, ActionSpace.from_arms(outcomes.arms, False), training, 0.0, 1.0, log
+            main, outcomes, everyone, ActionSpace.from_arms(outcomes.within_budget(), False), training, 0.0, 1.0, log
         )
         fixed.save(self.run_dir / "allocator" / "fixed", settings.features)
+        timing = _decision_time(fixed, featurizers["main"], questions, max(a.budget for a in outcomes.arms))
         middle = sorted(settings.adaptive_targets)[len(settings.adaptive_targets) // 2]
         lam, adaptive = calibrate_lambda(
             main,
@@ -842,6 +851,7 @@ class Experiment:
             "seconds": time.perf_counter() - started,
             "feature_flops_mean": {"main": float(main_flops.mean()), "ablation": float(ablation_flops.mean())},
             "final_training": {"reward": history.reward[-20:], "accuracy": history.accuracy[-20:]},
+            "decision_ms_per_question": timing,
             "adaptive_lambda": lam,
             "adaptive_target": middle,
             **report_to_json(report),
@@ -850,6 +860,10 @@ class Experiment:
             log.finish(self.run_dir / "allocator.png", self.run_dir / "allocator.md")
         write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
         print(text)
+        print(
+            f"  decision time per question, batched: {timing['policy']:.4f} ms (policy), "
+            f"{timing['features_and_policy']:.4f} ms (features included)"
+        )
         print(f"  trained and evaluated in {summary['seconds']:.0f} s; policies in {self.run_dir / 'allocator'}")
         return summary
 
@@ -878,6 +892,24 @@ class Experiment:
             }
         result["levels"] = by_level
         return result
+
+
+def _decision_time(policy, featurizer, questions: list[str], budget: int) -> dict[str, float]:
+    """Milliseconds per question of the allocator's decision on a batch of ``questions``: the
+    policy alone on precomputed features, and features plus policy (the best of 3 runs each)."""
+    allocator = LearnedAllocator("learned", policy, featurizer)
+    features, _ = featurizer(questions)
+    policy_only, whole = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        allocator.decide(features, budget)
+        policy_only.append(time.perf_counter() - started)
+        allocator.choose(questions, budget)
+        whole.append(allocator.last_decision_seconds)
+    return {
+        "policy": 1000 * min(policy_only) / len(questions),
+        "features_and_policy": 1000 * min(whole) / len(questions),
+    }
 
 
 class _WandbLog:

@@ -409,6 +409,11 @@ class ArmOutcomes:
     def column(self, arm: Arm) -> int:
         return self.arms.index(arm)
 
+    def within_budget(self) -> list[Arm]:
+        """The arms that spend at most their budget in generations on every question: the choices
+        of a fixed budget. Lookahead is left out, as it spends N x (k + 1) at budget N."""
+        return [arm for a, arm in enumerate(self.arms) if (self.generations[:, a] <= arm.budget).all()]
+
 
 def parallel_outcome(
     samples: pd.DataFrame, how: str, budget: int, resamples: int, seed: int, params: int
