@@ -303,7 +303,7 @@ def format_report(report: AllocatorReport) -> str:
         "| allocator | N | accuracy | generations | FLOPs | efficiency (FLOPs) | efficiency (generations) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for budget in report.budgets:
+    for budget in sorted({p.budget for p in report.points}):
         for name in names:
             p, e = at.get((name, budget, 0)), ratio.get((name, budget))
             if p is None:
@@ -355,7 +355,10 @@ def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") 
     names = list(dict.fromkeys(p.allocator for p in report.points))
     columns = min(3, len(views))
     rows = math.ceil(len(views) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), squeeze=False)
+    legend_rows = math.ceil((len(names) + 1) / 3)
+    legend_inches = 0.17 * legend_rows + 0.15
+    height = 3.6 * rows + legend_inches
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, height), squeeze=False)
     palette = plt.get_cmap("tab20").colors
     colors = {name: palette[i % len(palette)] for i, name in enumerate(names)}
     for axis in axes.flat[len(views) :]:
@@ -383,9 +386,8 @@ def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") 
     for row in axes:
         row[0].set_ylabel("accuracy")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    legend_rows = math.ceil(len(labels) / 3)
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
-    figure.tight_layout(rect=(0, 0.035 * legend_rows / rows, 1, 1))
+    figure.tight_layout(rect=(0, legend_inches / height, 1, 1))
     path = Path(path)
     partial = path.with_name(path.name + ".partial.png")
     figure.savefig(partial, dpi=120)

@@ -162,10 +162,10 @@ class AllocatorConfig(StrictModel):
     )
     training: AllocatorTrainConfig = AllocatorTrainConfig()
     adaptive_targets: list[float] = Field(
-        [4.0, 16.0, 64.0],
+        [4.0, 8.0, 16.0, 32.0, 64.0],
         min_length=1,
-        description="Mean compute per question (training.unit) the adaptive "
-        "allocator is calibrated to, one point each.",
+        description="Mean compute per question (training.unit) the adaptive allocator is calibrated to: one "
+        "point of its accuracy-against-compute curve each.",
     )
     report_to: Literal["none", "wandb"] = Field("none", description="wandb: log the final policies' training.")
 
