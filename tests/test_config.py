@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 
 from ttc_runtime.config import ConfigError, load_config
-from ttc_runtime.experiment import ExperimentConfig
+from ttc_runtime.experiment import ExperimentConfig, load_experiment
 
 
 def write(tmp_path, text):
@@ -71,3 +73,9 @@ def test_shipped_configs_load():
 
     for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
         load_config(ExperimentConfig, path)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("configs/*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    config = load_experiment(path)
+    assert config.run_dir.startswith("runs/")

@@ -179,11 +179,16 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
         assert (run_dir / "allocator" / kind / "policy.json").is_file()
     assert list((run_dir / "wandb").glob("offline-run-*"))
     assert (run_dir / "allocator.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run_dir / "allocator_choices.png").read_bytes()[:4] == b"\x89PNG"
+    report_md = (run_dir / "report.md").read_text()
+    for plot in ("search_eval.png", "revision_eval.png", "baselines.png", "allocator.png", "allocator_choices.png"):
+        assert f"]({plot})" in report_md
+    assert "Not run yet" not in report_md and "weighted@4" in report_md
 
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 10
+    assert second.stdout.count("up to date") == 11
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
     assert json.loads((run_dir / "proposer_eval.json").read_text()) == report
     assert json.loads((run_dir / "prm_eval.json").read_text()) == verifier

@@ -411,3 +411,49 @@ def report_to_json(report: AllocatorReport) -> dict:
         },
         "samples": report.difficulty.samples,
     }
+
+
+def choice_shares(arms: Sequence, bins: np.ndarray) -> dict[int, dict[str, float]]:
+    """Per difficulty bin, the share of questions given each strategy configuration (label)."""
+    shares: dict[int, dict[str, float]] = {}
+    for b in sorted(set(bins.tolist())):
+        mine = [arm.strategy.label for arm, own in zip(arms, bins) if own == b]
+        shares[b] = {label: mine.count(label) / len(mine) for label in sorted(set(mine))}
+    return shares
+
+
+def plot_choices(choices: dict[int, dict[int, dict[str, float]]], path: str | Path) -> None:
+    """Heat maps of what an allocator chose: one panel per budget, rows the difficulty bins,
+    columns the strategy configurations, cells the share of the bin's questions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = sorted(choices)
+    labels = sorted({label for by_bin in choices.values() for shares in by_bin.values() for label in shares})
+    bins = sorted({b for by_bin in choices.values() for b in by_bin})
+    figure, axes = plt.subplots(1, len(budgets), figsize=(1.0 + 0.9 * len(labels) * len(budgets), 3.2), squeeze=False)
+    for axis, budget in zip(axes[0], budgets):
+        grid = np.array([[choices[budget].get(b, {}).get(label, 0.0) for label in labels] for b in bins])
+        axis.imshow(grid, vmin=0, vmax=1, cmap="Blues", aspect="auto")
+        for (row, column), value in np.ndenumerate(grid):
+            if value:
+                axis.text(
+                    column,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if value > 0.6 else "black",
+                )
+        axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+        axis.set_yticks(range(len(bins)), [f"bin {b}" for b in bins], fontsize=7)
+        axis.set_title(f"N = {budget}", fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial.png")
+    figure.savefig(partial, dpi=120)
+    plt.close(figure)
+    partial.replace(path)

@@ -21,8 +21,9 @@ Stages so far:
   (``baselines.md``, ``baselines.png``, ``baselines_generations.png`` and JSON);
 - ``allocator``: the learned allocator, cross-validated on the pool against the baselines in the
   fixed-budget and adaptive modes, with its ablations (``allocator.md``, ``allocator.png``,
-  ``allocator_generations.png`` and JSON), and the policies trained on the whole pool, saved
-  under ``allocator/``.
+  ``allocator_generations.png``, ``allocator_choices.png`` and JSON), and the policies trained on
+  the whole pool, saved under ``allocator/``;
+- ``report``: ``report.md``, every stage's tables and plots in one document readable on its own.
 
 A stage's output records the hash of the config parts it depends on, and of the models it reads;
 a stage whose inputs are unchanged is skipped, and ``from_stage`` forces it and everything after
@@ -42,7 +43,15 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from .allocator_eval import AllocatorEvalConfig, evaluate_allocators, format_report, plot_report, report_to_json
+from .allocator_eval import (
+    AllocatorEvalConfig,
+    choice_shares,
+    evaluate_allocators,
+    format_report,
+    plot_choices,
+    plot_report,
+    report_to_json,
+)
 from .budget_eval import BudgetEvalConfig, evaluate_budgets, format_budget_table, plot_budgets, points_to_json
 from .config import StrictModel, load_config
 from .env.actions import ActionSpace
@@ -79,6 +88,7 @@ from .trainers.allocator import (
     calibrate_lambda,
     cross_validated_adaptive,
     cross_validated_fixed,
+    greedy_columns,
     scale_of,
     train_policy,
 )
@@ -101,7 +111,11 @@ STAGES = (
     "pool",
     "baselines",
     "allocator",
+    "report",
 )
+
+REPORTED = ("proposer_eval", "prm_eval", "search_eval", "revision_eval", "baselines", "allocator")
+"""The stages whose outputs ``report.md`` gathers."""
 
 
 class TaskConfig(StrictModel):
@@ -831,6 +845,15 @@ class Experiment:
         )
         fixed.save(self.run_dir / "allocator" / "fixed", settings.features)
         timing = _decision_time(fixed, featurizers["main"], questions, max(a.budget for a in outcomes.arms))
+        space = fixed.actions
+        choices = {
+            budget: choice_shares(
+                [outcomes.arms[c] for c in greedy_columns(fixed, main, everyone, budget, outcomes)],
+                report.difficulty.oracle_bins,
+            )
+            for budget in space.budgets
+        }
+        plot_choices(choices, self.run_dir / "allocator_choices.png")
         middle = sorted(settings.adaptive_targets)[len(settings.adaptive_targets) // 2]
         lam, adaptive = calibrate_lambda(
             main,
@@ -852,6 +875,7 @@ class Experiment:
             "feature_flops_mean": {"main": float(main_flops.mean()), "ablation": float(ablation_flops.mean())},
             "final_training": {"reward": history.reward[-20:], "accuracy": history.accuracy[-20:]},
             "decision_ms_per_question": timing,
+            "choices_by_oracle_bin": choices,
             "adaptive_lambda": lam,
             "adaptive_target": middle,
             **report_to_json(report),
@@ -866,6 +890,82 @@ class Experiment:
         )
         print(f"  trained and evaluated in {summary['seconds']:.0f} s; policies in {self.run_dir / 'allocator'}")
         return summary
+
+    def _stage_report(self, force: bool) -> dict[str, object]:
+        out = self.run_dir / "report.md"
+        marker = self.run_dir / "report.json"
+        sources = {name: _read_json(self.run_dir / f"{name}.json").get("fingerprint") for name in REPORTED}
+        key = _fingerprint(json.dumps(sources, sort_keys=True))
+        done = _read_json(marker)
+        if not force and done.get("fingerprint") == key and out.is_file():
+            print(f"  up to date ({out})")
+            return done
+        write_text_atomic(out, self.report_text())
+        summary = {"fingerprint": key, "report": str(out)}
+        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        print(f"  report in {out}")
+        return summary
+
+    def report_text(self) -> str:
+        """The run's report in Markdown: each finished stage's tables and plots (paths relative to
+        the run directory), in pipeline order; stages not run yet are named as missing."""
+        run = self.run_dir
+
+        def section(title: str, name: str, body: str, plots: tuple[str, ...] = ()) -> list[str]:
+            if not (run / f"{name}.json").is_file():
+                return [f"## {title}", "", f"Not run yet (stage `{name}`).", ""]
+            lines = [f"## {title}", "", body.rstrip(), ""]
+            lines += [f"![{p}]({p})" for p in plots if (run / p).is_file()]
+            return lines + [""]
+
+        def markdown(name: str) -> str:
+            path = run / f"{name}.md"
+            return path.read_text() if path.is_file() else ""
+
+        def fenced(text: str) -> str:
+            return "```\n" + text + "\n```"
+
+        proposer = _read_json(run / "proposer_eval.json")
+        prm = _read_json(run / "prm_eval.json")
+        lines = [
+            f"# Test-time compute report: {run}",
+            "",
+            f"What `ttc run` measured in `{run}`: each section is one stage's tables and plot, taken from the "
+            "JSON, Markdown and PNG files beside this report.",
+            "",
+        ]
+        lines += section(
+            "Proposer: sampled pass@1 by level",
+            "proposer_eval",
+            fenced(format_levels([LevelAccuracy(**row) for row in proposer.get("levels", [])])),
+        )
+        lines += section(
+            "Verifier: best-of-N selection and step AUROC",
+            "prm_eval",
+            fenced(format_verifier_levels([VerifierLevel(**row) for row in prm.get("levels", [])])),
+        )
+        lines += section(
+            "Strategies: accuracy against budget", "search_eval", markdown("search_eval"), ("search_eval.png",)
+        )
+        lines += section(
+            "Revisions: one revision, and the parallel-to-sequential ratio",
+            "revision_eval",
+            markdown("revision_eval"),
+            ("revision_eval.png",),
+        )
+        lines += section(
+            "Compute-optimal baselines and the best strategy per difficulty bin",
+            "baselines",
+            markdown("baselines"),
+            ("baselines.png",),
+        )
+        lines += section(
+            "Learned allocator against the baselines, and what it chose per bin",
+            "allocator",
+            markdown("allocator"),
+            ("allocator.png", "allocator_choices.png"),
+        )
+        return "\n".join(lines)
 
     def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem]) -> dict[str, object]:
         """MC-label held-out solutions and compare: the PRM against the MC labels, and the MC labels
