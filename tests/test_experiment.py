@@ -70,7 +70,6 @@ baselines: {{bins: 2, bootstrap: 20}}
 allocator:
   training: {{updates: 40, envs: 16}}
   adaptive_targets: [2, 4]
-  report_to: wandb
 """
 
 
@@ -177,7 +176,10 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert allocator["feature_flops_mean"]["main"] > 0 and allocator["feature_flops_mean"]["ablation"] == 0
     for kind in ("fixed", "adaptive"):
         assert (run_dir / "allocator" / kind / "policy.json").is_file()
-    assert list((run_dir / "wandb").glob("offline-run-*"))
+    wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    logged = {"proposer", "proposer_eval", "prm", "prm_eval", "search_eval", "revision_eval", "baselines", "allocator"}
+    assert len(wandb_runs) == len(logged) + 1  # and the allocator's training curves
+    assert first.stdout.count("logged to wandb") == len(logged)
     assert (run_dir / "allocator.png").read_bytes()[:4] == b"\x89PNG"
     assert (run_dir / "allocator_choices.png").read_bytes()[:4] == b"\x89PNG"
     report_md = (run_dir / "report.md").read_text()
@@ -189,6 +191,8 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("up to date") == 11
+    assert "logged to wandb" not in second.stdout
+    assert sorted((run_dir / "wandb").glob("offline-run-*")) == wandb_runs
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
     assert json.loads((run_dir / "proposer_eval.json").read_text()) == report
     assert json.loads((run_dir / "prm_eval.json").read_text()) == verifier

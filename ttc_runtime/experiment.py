@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -83,6 +82,7 @@ from .tasks import (
     Task,
     check_levels,
 )
+from .tracking import RECORDS, WandbConfig, log_stage, record_stamp, training_logger
 from .trainers.allocator import (
     AllocatorTrainConfig,
     calibrate_lambda,
@@ -181,7 +181,6 @@ class AllocatorConfig(StrictModel):
         description="Mean compute per question (training.unit) the adaptive allocator is calibrated to: one "
         "point of its accuracy-against-compute curve each.",
     )
-    report_to: Literal["none", "wandb"] = Field("none", description="wandb: log the final policies' training.")
 
     @field_validator("adaptive_targets")
     @classmethod
@@ -211,6 +210,7 @@ class ExperimentConfig(StrictModel):
     pool: PoolConfig = PoolConfig()
     baselines: AllocatorEvalConfig = AllocatorEvalConfig()
     allocator: AllocatorConfig = AllocatorConfig()
+    wandb: WandbConfig = WandbConfig()
 
     @model_validator(mode="after")
     def _causal_prm_is_given(self) -> ExperimentConfig:
@@ -305,7 +305,12 @@ class Experiment:
         started = time.perf_counter()
         for number, stage in enumerate(stages, start=1):
             print(f"[{number}/{len(stages)}] {stage} ({time.perf_counter() - started:.0f} s elapsed)", flush=True)
+            before = record_stamp(self.run_dir, stage)
             results[stage] = getattr(self, f"_stage_{stage}")(force=stage in forced)
+            tracking = self.config.wandb
+            if tracking.enabled and stage in RECORDS and record_stamp(self.run_dir, stage) != before:
+                where = log_stage(tracking, self.run_dir, stage, self.config.model_dump(mode="json"))
+                print(f"  logged to wandb: {where}")
         print(f"done in {time.perf_counter() - started:.0f} s; outputs in {self.run_dir}")
         return results
 
@@ -839,7 +844,7 @@ class Experiment:
         report = evaluate_allocators(pool, config.baselines, learned)
         outcomes = trained["outcomes"]
         everyone = np.arange(len(questions))
-        log = _wandb_logger(settings.report_to, self.run_dir, "allocator", settings.model_dump(mode="json"))
+        log = training_logger(config.wandb, self.run_dir, "allocator-training", settings.model_dump(mode="json"))
         fixed, history = train_policy(
             main, outcomes, everyone, ActionSpace.from_arms(outcomes.within_budget(), False), training, 0.0, 1.0, log
         )
@@ -881,7 +886,7 @@ class Experiment:
             **report_to_json(report),
         }
         if log is not None:
-            log.finish(self.run_dir / "allocator.png", self.run_dir / "allocator.md")
+            log.finish()
         write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
         print(text)
         print(
@@ -1010,43 +1015,6 @@ def _decision_time(policy, featurizer, questions: list[str], budget: int) -> dic
         "policy": 1000 * min(policy_only) / len(questions),
         "features_and_policy": 1000 * min(whole) / len(questions),
     }
-
-
-class _WandbLog:
-    """A wandb run that takes per-update metrics, then the plot and the report."""
-
-    def __init__(self, run) -> None:
-        self.run = run
-
-    def __call__(self, metrics: dict) -> None:
-        self.run.log(metrics)
-
-    def finish(self, plot: Path, report: Path) -> None:
-        import wandb
-
-        self.run.log({"allocator": wandb.Image(str(plot))})
-        artifact = wandb.Artifact("allocator-report", type="report")
-        artifact.add_file(str(report))
-        self.run.log_artifact(artifact)
-        self.run.finish()
-
-
-def _wandb_logger(report_to: str, run_dir: Path, name: str, config: dict) -> _WandbLog | None:
-    """A wandb run under ``run_dir/wandb`` when ``report_to`` is wandb: offline unless
-    ``WANDB_MODE`` says otherwise (no account or network needed; ``wandb sync`` uploads later)."""
-    if report_to != "wandb":
-        return None
-    import wandb
-
-    run = wandb.init(
-        project="ttc-allocator",
-        name=name,
-        dir=str(run_dir),
-        config=config,
-        mode=os.environ.get("WANDB_MODE", "offline"),
-        reinit="finish_previous",
-    )
-    return _WandbLog(run)
 
 
 def format_levels(levels: list[LevelAccuracy]) -> str:
