@@ -33,6 +33,7 @@ from pydantic import Field
 
 from .config import StrictModel
 from .difficulty import Difficulty, difficulty
+from .files import save_figure
 from .generation.sampling import derive_seed
 from .policies.allocators import Allocator, BinAllocator, FixedAllocator, PerQuestionOracle
 from .pool import ArmOutcomes, PoolConfig, RolloutPool, arm_outcomes, parallel_outcome
@@ -388,11 +389,7 @@ def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") 
     handles, labels = axes.flat[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
     figure.tight_layout(rect=(0, legend_inches / height, 1, 1))
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial.png")
-    figure.savefig(partial, dpi=120)
-    plt.close(figure)
-    partial.replace(path)
+    save_figure(figure, path)
 
 
 def report_to_json(report: AllocatorReport) -> dict:
@@ -452,8 +449,4 @@ def plot_choices(choices: dict[int, dict[int, dict[str, float]]], path: str | Pa
         axis.set_yticks(range(len(bins)), [f"bin {b}" for b in bins], fontsize=7)
         axis.set_title(f"N = {budget}", fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial.png")
-    figure.savefig(partial, dpi=120)
-    plt.close(figure)
-    partial.replace(path)
+    save_figure(figure, path)

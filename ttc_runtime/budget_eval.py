@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .compute import Compute, Usage
 from .config import StrictModel
 from .evaluate import sample_in_batches
+from .files import save_figure
 from .generation.base import Generator
 from .generation.sampling import derive_seed
 from .scoring import StepScorer
@@ -309,11 +310,7 @@ def plot_budgets(points: Sequence[BudgetPoint], path: str | Path) -> None:
         row[0].set_ylabel("accuracy")
     axes.flat[len(levels) - 1].legend(fontsize=7, loc="lower right")
     figure.tight_layout()
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial.png")
-    figure.savefig(partial, dpi=120)
-    plt.close(figure)
-    partial.replace(path)
+    save_figure(figure, path)
 
 
 def points_to_json(points: Sequence[BudgetPoint]) -> list[dict]:

@@ -15,3 +15,15 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def save_figure(figure, path: str | Path, dpi: int = 120) -> None:
+    """Save a matplotlib figure as a PNG beside ``path``, rename it into place and close it, so a
+    reader never sees half an image."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial.png")
+    figure.savefig(partial, dpi=dpi)
+    plt.close(figure)
+    partial.replace(path)
