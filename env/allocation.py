@@ -10,6 +10,7 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 
+from ..budget_eval import PARALLEL
 from ..generation.base import Generator
 from ..generation.sampling import derive_seed
 from ..pool import ArmOutcomes, PoolConfig, arm_seed
@@ -79,8 +80,6 @@ class LiveBackend(Backend):
         self.pool = pool
 
     def outcome(self, question: int, arm: Arm, rng: np.random.Generator) -> Outcome:
-        from ..budget_eval import PARALLEL
-
         if arm.strategy.name in PARALLEL:
             seed = derive_seed(int(rng.integers(0, 2**62)), question)
         else:
