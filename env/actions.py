@@ -104,3 +104,11 @@ class ActionSpace:
         out = np.zeros(len(self.budgets), dtype=np.float32)
         out[self.budgets.index(budget)] = 1.0
         return out
+
+    def observations(self, features: np.ndarray, budget: int | None) -> np.ndarray:
+        """The policy's inputs for feature rows: the features, followed in the fixed mode by the
+        one-hot of ``budget`` (the one place an observation is formed)."""
+        features = np.asarray(features, dtype=np.float32)
+        if self.adaptive:
+            return features.copy()
+        return np.hstack([features, np.tile(self.budget_one_hot(budget), (len(features), 1))])

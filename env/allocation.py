@@ -149,9 +149,7 @@ class AllocationEnv(gym.Env):
 
     def observe(self, question: int, budget: int | None) -> np.ndarray:
         """The observation of ``question`` (a pool index) at ``budget`` (fixed mode)."""
-        if self.actions.adaptive:
-            return self.features[question].copy()
-        return np.concatenate([self.features[question], self.actions.budget_one_hot(budget)])
+        return self.actions.observations(self.features[question : question + 1], budget)[0]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

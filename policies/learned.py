@@ -98,6 +98,13 @@ class AllocatorPolicy(nn.Module):
     def _pick(dist: Categorical, greedy: bool) -> torch.Tensor:
         return dist.probs.argmax(dim=-1) if greedy else dist.sample()
 
+    def greedy_arms(self, features: np.ndarray, budget: int | None) -> list[Arm]:
+        """The greedy arm for each feature row (``budget`` in the fixed mode)."""
+        obs = torch.as_tensor(self.actions.observations(features, budget))
+        with torch.inference_mode():
+            taken, *_ = self.act(obs, greedy=True)
+        return [self.actions.arm(row, budget) for row in taken.tolist()]
+
     def act(self, obs: torch.Tensor, greedy: bool = False):
         """Actions for a batch, with their log-probability, entropy and the value estimate."""
         taken, log_prob, entropy, value, _ = self._heads(obs, None, greedy)
@@ -155,15 +162,7 @@ class LearnedAllocator(Allocator):
 
     def decide(self, features: np.ndarray, budget: int | None) -> list[Arm]:
         """Greedy arms for precomputed feature rows (``budget`` in the fixed mode)."""
-        actions = self.policy.actions
-        obs = (
-            features
-            if actions.adaptive
-            else np.hstack([features, np.tile(actions.budget_one_hot(budget), (len(features), 1))])
-        )
-        with torch.inference_mode():
-            taken, *_ = self.policy.act(torch.as_tensor(obs, dtype=torch.float32), greedy=True)
-        return [actions.arm(row, budget) for row in taken.tolist()]
+        return self.policy.greedy_arms(features, budget)
 
     def choose(self, questions: Sequence[str], budget: int) -> list[Arm]:
         started = time.perf_counter()

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from ..allocator_eval import merge_folds, outcome_of
 from ..config import StrictModel
 from ..env.actions import ActionSpace
 from ..env.allocation import AllocationEnv, ReplayBackend
@@ -112,12 +113,8 @@ def _train_policy(features, outcomes, rows, actions, config, lam, scale, log):
     torch.manual_seed(config.seed)
     envs = _vector_env(features, outcomes, rows, actions, lam, config.unit, scale, config.envs)
     policy = AllocatorPolicy(envs.single_observation_space.shape[0], actions, config.policy)
-    observed = [
-        AllocationEnv(features, actions, ReplayBackend(outcomes), rows).observe(int(r), b)
-        for r in rows
-        for b in ([None] if actions.adaptive else actions.budgets)
-    ]
-    policy.set_normalisation(np.stack(observed))
+    budgets = [None] if actions.adaptive else actions.budgets
+    policy.set_normalisation(np.vstack([actions.observations(features[rows], b) for b in budgets]))
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     obs, _ = envs.reset(seed=config.seed)
     history = TrainLog([], [], [], [])
@@ -157,11 +154,7 @@ def greedy_columns(
     policy: AllocatorPolicy, features: np.ndarray, rows: np.ndarray, budget: int | None, outcomes: ArmOutcomes
 ) -> np.ndarray:
     """The outcome-table column of the policy's greedy arm for each question of ``rows``."""
-    env = AllocationEnv(features, policy.actions, ReplayBackend(outcomes), rows)
-    obs = np.stack([env.observe(int(r), budget) for r in rows])
-    with torch.inference_mode():
-        taken, *_ = policy.act(torch.as_tensor(obs), greedy=True)
-    return np.array([outcomes.column(policy.actions.arm(a, budget)) for a in taken.tolist()])
+    return np.array([outcomes.column(arm) for arm in policy.greedy_arms(features[rows], budget)])
 
 
 def mean_compute(
@@ -219,14 +212,13 @@ def fit_supervised(
 
 def _fit_supervised(features, outcomes, rows, actions, config, epochs):
     torch.manual_seed(config.seed)
-    env = AllocationEnv(features, actions, ReplayBackend(outcomes), rows)
     obs, targets = [], []
     allowed = set(actions.available)
     for budget in actions.budgets:
         columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == budget and arm in allowed]
         for r in rows:
             best = min(columns, key=lambda c: (-outcomes.correct[r, c], outcomes.flops[r, c]))
-            obs.append(env.observe(int(r), budget))
+            obs.append(actions.observations(features[r : r + 1], budget)[0])
             targets.append(actions.action(outcomes.arms[best]))
     policy = AllocatorPolicy(len(obs[0]), actions, config.policy)
     policy.set_normalisation(np.stack(obs))
@@ -253,27 +245,6 @@ def scale_of(outcomes: ArmOutcomes, unit: str) -> float:
     return float(outcomes.flops[:, (preferred or columns)[0]].mean())
 
 
-def _result(name: str, budget: int, outcomes: ArmOutcomes, rows: np.ndarray, columns: np.ndarray, extra_flops):
-    from ..allocator_eval import PerQuestion
-
-    return PerQuestion(
-        name,
-        budget,
-        outcomes.correct[rows, columns],
-        outcomes.generations[rows, columns],
-        outcomes.flops[rows, columns] + extra_flops[rows],
-    )
-
-
-def _merge(parts: list, count: int):
-    from ..allocator_eval import PerQuestion
-
-    correct, generations, flops = np.zeros(count), np.zeros(count), np.zeros(count)
-    for rows, part in parts:
-        correct[rows], generations[rows], flops[rows] = part.correct, part.generations, part.flops
-    return PerQuestion(parts[0][1].allocator, parts[0][1].budget, correct, generations, flops)
-
-
 def cross_validated_fixed(
     name: str,
     features: np.ndarray,
@@ -284,7 +255,8 @@ def cross_validated_fixed(
     supervised: bool = False,
 ) -> list:
     """The fixed-budget allocator (RL, or the supervised ablation) at every budget, each fold
-    answered by the policy trained on the other folds; feature FLOPs charged."""
+    answered by the policy trained on the other folds; feature FLOPs charged (``PerQuestion``
+    results of ``allocator_eval``)."""
     space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=False)
     count = len(outcomes.questions)
     parts: dict[int, list] = {n: [] for n in space.budgets}
@@ -295,9 +267,9 @@ def cross_validated_fixed(
         else:
             policy, _ = train_policy(features, outcomes, train, space, config, 0.0, 1.0)
         for budget in space.budgets:
-            columns = greedy_columns(policy, features, held, budget, outcomes)
-            parts[budget].append((held, _result(name, budget, outcomes, held, columns, feature_flops)))
-    return [_merge(parts[n], count) for n in space.budgets]
+            arms = policy.greedy_arms(features[held], budget)
+            parts[budget].append((held, outcome_of(outcomes, name, budget, held, arms, feature_flops)))
+    return [merge_folds(parts[n], count) for n in space.budgets]
 
 
 def cross_validated_adaptive(
@@ -321,7 +293,7 @@ def cross_validated_adaptive(
         for fold in sorted(set(folds.tolist())):
             train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
             _, policy = calibrate_lambda(features, outcomes, train, space, config, scale, target)
-            columns = greedy_columns(policy, features, held, None, outcomes)
-            parts.append((held, _result(name, int(target), outcomes, held, columns, feature_flops)))
-        results.append(_merge(parts, count))
+            arms = policy.greedy_arms(features[held], None)
+            parts.append((held, outcome_of(outcomes, name, int(target), held, arms, feature_flops)))
+        results.append(merge_folds(parts, count))
     return results

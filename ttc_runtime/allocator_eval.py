@@ -106,33 +106,50 @@ def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
     return assignment
 
 
-def _outcome(outcomes: ArmOutcomes, name: str, budget: int, arms: list, rows: np.ndarray) -> PerQuestion:
+def outcome_of(
+    outcomes: ArmOutcomes,
+    name: str,
+    budget: int,
+    rows: np.ndarray,
+    arms: Sequence,
+    extra_flops: np.ndarray | None = None,
+) -> PerQuestion:
+    """The outcomes of pool questions ``rows`` under the arms chosen for them, with
+    ``extra_flops`` per pool question (e.g. the features' cost) added to their compute."""
     columns = np.array([outcomes.column(arm) for arm in arms])
+    flops = outcomes.flops[rows, columns]
     return PerQuestion(
         name,
         budget,
         outcomes.correct[rows, columns],
         outcomes.generations[rows, columns],
-        outcomes.flops[rows, columns],
+        flops if extra_flops is None else flops + extra_flops[rows],
     )
+
+
+def merge_folds(parts: Sequence[tuple[np.ndarray, PerQuestion]], count: int) -> PerQuestion:
+    """One result over all ``count`` pool questions from per-fold results on their rows."""
+    correct, generations, flops = np.zeros(count), np.zeros(count), np.zeros(count)
+    for rows, part in parts:
+        correct[rows], generations[rows], flops[rows] = part.correct, part.generations, part.flops
+    return PerQuestion(parts[0][1].allocator, parts[0][1].budget, correct, generations, flops)
 
 
 def run_allocator(allocator: Allocator, outcomes: ArmOutcomes, budget: int) -> PerQuestion:
     """Every pool question answered by ``allocator`` at ``budget``."""
     rows = np.arange(len(outcomes.questions))
-    return _outcome(outcomes, allocator.name, budget, allocator.choose(outcomes.questions, budget), rows)
+    return outcome_of(outcomes, allocator.name, budget, rows, allocator.choose(outcomes.questions, budget))
 
 
 def cross_validated(name: str, outcomes: ArmOutcomes, bins: np.ndarray, budget: int, folds: np.ndarray) -> PerQuestion:
     """Compute-optimal by ``bins``: each fold answered by the allocator fitted on the other folds."""
-    count = len(outcomes.questions)
-    correct, generations, flops = np.zeros(count), np.zeros(count), np.zeros(count)
+    parts = []
     for fold in sorted(set(folds.tolist())):
         held = np.flatnonzero(folds == fold)
         fitted = BinAllocator.fit(name, outcomes, bins, np.flatnonzero(folds != fold))
-        part = _outcome(outcomes, name, budget, fitted.choose([outcomes.questions[i] for i in held], budget), held)
-        correct[held], generations[held], flops[held] = part.correct, part.generations, part.flops
-    return PerQuestion(name, budget, correct, generations, flops)
+        arms = fitted.choose([outcomes.questions[i] for i in held], budget)
+        parts.append((held, outcome_of(outcomes, name, budget, held, arms)))
+    return merge_folds(parts, len(outcomes.questions))
 
 
 def charged(result: PerQuestion, name: str, flops: np.ndarray, samples: int) -> PerQuestion:
