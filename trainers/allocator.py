@@ -114,7 +114,7 @@ def _train_policy(features, outcomes, rows, actions, config, lam, scale, log):
     envs = _vector_env(features, outcomes, rows, actions, lam, config.unit, scale, config.envs)
     policy = AllocatorPolicy(envs.single_observation_space.shape[0], actions, config.policy)
     budgets = [None] if actions.adaptive else actions.budgets
-    policy.set_normalisation(np.vstack([actions.observations(features[rows], b) for b in budgets]))
+    policy.set_normalisation(np.vstack([actions.observations(features[[r]], b) for r in rows for b in budgets]))
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     obs, _ = envs.reset(seed=config.seed)
     history = TrainLog([], [], [], [])
