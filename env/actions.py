@@ -100,6 +100,30 @@ class ActionSpace:
             sort_keys=True,
         )
 
+    def arms(self) -> list[Arm]:
+        """The available arms, strategy by strategy and knob by knob in the space's order, then by
+        budget: ``from_arms`` of this list rebuilds the same space."""
+        return [
+            Arm(strategy, budget)
+            for family in self.knobs
+            for strategy in family
+            for budget in self.budgets
+            if Arm(strategy, budget) in self.available
+        ]
+
+    def to_dict(self) -> dict:
+        """Everything needed to rebuild the space (``from_dict``): every arm with its full strategy
+        configuration, and the mode."""
+        return {
+            "arms": [{"strategy": a.strategy.model_dump(mode="json"), "budget": a.budget} for a in self.arms()],
+            "adaptive": self.adaptive,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ActionSpace:
+        arms = [Arm(StrategyConfig.model_validate_json(json.dumps(a["strategy"])), a["budget"]) for a in data["arms"]]
+        return cls.from_arms(arms, data["adaptive"])
+
     def budget_one_hot(self, budget: int) -> np.ndarray:
         out = np.zeros(len(self.budgets), dtype=np.float32)
         out[self.budgets.index(budget)] = 1.0

@@ -124,6 +124,7 @@ class AllocatorPolicy(nn.Module):
         (directory / "model.safetensors.tmp").replace(directory / "model.safetensors")
         meta = {
             "actions": json.loads(self.actions.to_json()),
+            "action_space": self.actions.to_dict(),
             "features": features.model_dump(mode="json"),
             "policy": self.config.model_dump(mode="json"),
             "obs_dim": self.obs_dim,
@@ -131,13 +132,20 @@ class AllocatorPolicy(nn.Module):
         write_text_atomic(directory / "policy.json", json.dumps(meta, indent=1) + "\n")
 
     @classmethod
-    def load(cls, directory: str | Path, actions: ActionSpace) -> tuple[AllocatorPolicy, FeatureConfig]:
-        """Load a policy directory for the action space ``actions``."""
+    def load(
+        cls, directory: str | Path, actions: ActionSpace | None = None
+    ) -> tuple[AllocatorPolicy, FeatureConfig]:
+        """Load a policy directory; with ``actions``, refuse a policy trained for another action
+        space; without, use the space saved with it (what the runtime does)."""
         directory = Path(directory)
         meta_path = directory / "policy.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{directory} holds no policy (no policy.json)")
         meta = json.loads(meta_path.read_text())
+        if actions is None:
+            if "action_space" not in meta:
+                raise PolicyMismatch(f"{meta_path} does not describe its action space; train the policy again")
+            actions = ActionSpace.from_dict(meta["action_space"])
         if meta["actions"] != json.loads(actions.to_json()):
             raise PolicyMismatch(
                 f"the policy at {directory} was trained for another action space: {meta['actions']} "

@@ -1,9 +1,11 @@
 """The ``ttc`` command.
 
-``ttc run CONFIG`` runs the experiment's stages; ``ttc sample`` draws solutions from a proposer;
-``ttc bench`` measures the generation paths against plain transformers ``generate``.
+``ttc run CONFIG`` runs the experiment's stages; ``ttc solve`` answers questions with a strategy
+picked per question; ``ttc serve`` serves the same over an OpenAI-compatible HTTP API; ``ttc
+loadtest`` measures the server under concurrent load; ``ttc sample`` draws solutions from a
+proposer; ``ttc bench`` measures the generation paths against plain transformers ``generate``.
 Bad input (a missing model directory, a malformed data line, an unknown config key, an empty
-question) ends with a one-line error on stderr and exit status 2.
+question, a budget over the limit) ends with a one-line error on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .config import ConfigError
 from .models import ModelLoadError
@@ -28,6 +31,172 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"run_dir": args.run_dir})
     Experiment(config).run(from_stage=args.from_stage, to_stage=args.to_stage)
     return 0
+
+
+def _solver_config(args: argparse.Namespace):
+    """The solver ``--config`` (a solver YAML) or ``--experiment`` (a finished run) describes."""
+    from .config import load_config
+    from .experiment import Experiment, load_experiment
+    from .solver import SolverConfig
+
+    if args.config is not None:
+        config = load_config(SolverConfig, args.config)
+    else:
+        experiment = load_experiment(args.experiment)
+        if args.run_dir:
+            experiment = experiment.model_copy(update={"run_dir": args.run_dir})
+        config = Experiment(experiment).solver_config(None if args.policy == "none" else args.policy)
+    if args.device:
+        config = config.model_copy(update={"device": args.device})
+    return config
+
+
+def _requested_strategy(args: argparse.Namespace):
+    """The strategy ``--strategy`` and its knob flags name, or None."""
+    from .config import parse_config
+    from .strategies import StrategyConfig
+
+    knobs = {k: getattr(args, k) for k in ("beam_width", "lookahead", "chain_length") if getattr(args, k) is not None}
+    if args.strategy is None:
+        if knobs:
+            raise ValueError(f"--{next(iter(knobs)).replace('_', '-')} needs --strategy")
+        return None
+    return parse_config(StrategyConfig, {"name": args.strategy, **knobs}, "--strategy")
+
+
+def _read_queries(path: str):
+    """Queries from a JSONL file: one object per line with ``question`` and optionally ``id``,
+    ``budget``, ``strategy`` (a name or an object) and ``seed``."""
+    from .config import parse_config
+    from .solver import Query
+    from .strategies import StrategyConfig
+    from .tasks import DataError
+
+    rows = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{where}: malformed JSON: {error}") from None
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+                raise DataError(f"{where}: each line must be an object with a 'question' string")
+            unknown = set(row) - {"id", "question", "budget", "strategy", "seed"}
+            if unknown:
+                raise DataError(f"{where}: unknown field(s) {sorted(unknown)}")
+            strategy = row.get("strategy")
+            if strategy is not None:
+                fields = {"name": strategy} if isinstance(strategy, str) else strategy
+                strategy = parse_config(StrategyConfig, fields, f"{where}: strategy")
+            rows.append((row.get("id", number), Query(row["question"], row.get("budget"), strategy, row.get("seed"))))
+    return rows
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .files import write_text_atomic
+    from .solver import Query, Solver
+
+    if (args.question is None) == (args.input is None):
+        raise ValueError("give a question, or --input FILE.jsonl (not both)")
+    strategy = _requested_strategy(args)
+    solver = Solver.load(_solver_config(args))
+    if args.question is not None:
+        solution = solver.solve(args.question, args.budget, strategy, args.seed)
+        if args.json:
+            print(json.dumps(solution.to_dict()))
+        else:
+            knobs = ", ".join(f"{k}={v}" for k, v in solution.knobs().items())
+            print(solution.text)
+            print(
+                f"answer: {solution.answer}  (strategy {solution.strategy.name}"
+                f"{' ' + knobs if knobs else ''}, budget {solution.budget}, chosen by {solution.chosen_by}, "
+                f"{solution.flops:.3g} FLOPs)"
+            )
+            if solution.note:
+                print(f"note: {solution.note}")
+        return 0
+    rows = _read_queries(args.input)
+    queries = [
+        Query(
+            q.question,
+            q.budget if q.budget is not None else args.budget,
+            q.strategy or strategy,
+            q.seed if q.seed is not None else args.seed,
+        )
+        for _, q in rows
+    ]
+    for query in queries:
+        solver.check(query)
+    lines = []
+    for start in tqdm(range(0, len(queries), args.batch_size), desc="solve", unit="batch"):
+        batch = queries[start : start + args.batch_size]
+        for (key, _), solution in zip(rows[start : start + args.batch_size], solver.solve_batch(batch)):
+            lines.append(json.dumps({"id": key, **solution.to_dict(candidates=args.candidates)}))
+    text = "\n".join(lines) + "\n"
+    if args.output:
+        write_text_atomic(Path(args.output), text)
+        print(f"wrote {len(lines)} solutions to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .server import ServerConfig, serve
+    from .solver import Solver
+
+    solver = Solver.load(_solver_config(args))
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        model_name=args.model_name,
+        api_key=os.environ.get("TTC_API_KEY") or None,
+        max_prompt_tokens=args.max_prompt_tokens,
+        request_timeout_s=args.timeout,
+        max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+    )
+    serve(solver, config)
+    return 0
+
+
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    from .experiment import Experiment, load_experiment
+    from .loadtest import benchmark_server, format_benchmark
+
+    experiment = Experiment(load_experiment(args.experiment))
+    by_level: dict[int, list] = {}
+    for problem in experiment.task.problems("test"):
+        by_level.setdefault(problem.level, []).append(problem)
+    problems = [p for group in zip(*by_level.values()) for p in group][: args.requests]
+    serve_args = ["--experiment", args.experiment, "--policy", args.policy]
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    runs = benchmark_server(serve_args, [p.question for p in problems], args.concurrency, args.budget, batch_sizes)
+    print(format_benchmark(runs, [p.answer for p in problems], args.concurrency))
+    return 1 if any(run.load.failures for run in runs) else 0
+
+
+def _solver_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--experiment", default="configs/embedded.yaml", help="a finished run's experiment YAML (default embedded)"
+    )
+    source.add_argument("--config", help="a solver YAML (SolverConfig) instead of an experiment")
+    parser.add_argument("--run-dir", help="override the experiment's run_dir")
+    parser.add_argument(
+        "--policy",
+        choices=["fixed", "adaptive", "none"],
+        default="fixed",
+        help="the run's allocator: fixed budget (default), adaptive budget, or none (the default strategy)",
+    )
+    parser.add_argument("--device", help="torch device (default: cuda when available)")
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -90,6 +259,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--from", dest="from_stage", help="rerun from this stage on, even if up to date")
     run.add_argument("--to", dest="to_stage", help="stop after this stage")
     run.set_defaults(func=_cmd_run)
+
+    solve = sub.add_parser("solve", help="answer a question (or a JSONL file of them) within a budget")
+    solve.add_argument("question", nargs="?", help="the question (or use --input)")
+    solve.add_argument("--input", help="JSONL of questions: {question, id?, budget?, strategy?, seed?} per line")
+    solve.add_argument("--output", help="JSONL to write (default: stdout); written whole or not at all")
+    _solver_arguments(solve)
+    solve.add_argument("--budget", type=int, help="generations per question (default: the solver's)")
+    solve.add_argument("--strategy", help="override the allocator: majority, best_of_n_weighted, beam_search, ...")
+    solve.add_argument("--beam-width", type=int, help="M for beam_search, lookahead, dvts")
+    solve.add_argument("--lookahead", type=int, help="k for lookahead")
+    solve.add_argument("--chain-length", type=int, help="L for revisions")
+    solve.add_argument("--seed", type=int, help="seed (default: the solver's)")
+    solve.add_argument("--batch-size", type=int, default=16, help="questions per batch with --input")
+    solve.add_argument("--candidates", action="store_true", help="with --input: keep every candidate in the JSONL")
+    solve.add_argument("--json", action="store_true", help="print the solution as JSON")
+    solve.set_defaults(func=_cmd_solve)
+
+    serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server (bearer token from $TTC_API_KEY)")
+    _solver_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model-name", default="ttc-allocator", help="the model id clients send")
+    serve.add_argument("--max-prompt-tokens", type=int, help="longest question prompt accepted, in tokens")
+    serve.add_argument("--timeout", type=float, default=600.0, help="seconds a request may wait for its answer")
+    serve.add_argument("--max-batch", type=int, default=16, help="requests answered together (1: one at a time)")
+    serve.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
+    serve.set_defaults(func=_cmd_serve)
+
+    load = sub.add_parser("loadtest", help="throughput of the server batched against one request at a time")
+    load.add_argument("--experiment", default="configs/embedded.yaml", help="a finished run's experiment YAML")
+    load.add_argument("--policy", choices=["fixed", "adaptive", "none"], default="fixed")
+    load.add_argument("--requests", type=int, default=200, help="test questions sent, levels interleaved")
+    load.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
+    load.add_argument("--budget", type=int, help="budget of every request (default: the server's)")
+    load.add_argument("--batch-sizes", default="16,1", help="server max batch per run, comma-separated")
+    load.set_defaults(func=_cmd_loadtest)
 
     sample = sub.add_parser("sample", help="sample solutions to one question from a proposer")
     sample.add_argument("question")

@@ -52,11 +52,11 @@ from .allocator_eval import (
     report_to_json,
 )
 from .budget_eval import BudgetEvalConfig, evaluate_budgets, format_budget_table, plot_budgets, points_to_json
-from .config import StrictModel, load_config
+from .config import ConfigError, StrictModel, load_config
 from .env.actions import ActionSpace
 from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pass_at_1_by_level, per_level
 from .files import write_text_atomic
-from .generation.base import SamplingParams
+from .generation.base import SamplingConfig
 from .generation.hf import TransformersGenerator
 from .policies.features import FeatureConfig, build_featurizer
 from .policies.learned import LearnedAllocator
@@ -70,6 +70,7 @@ from .revision_eval import (
     revision_ratios,
 )
 from .scoring import StepScorer, VerifierConfig, check_verifier, load_verifier
+from .solver import SolverConfig
 from .strategies import SearchSettings
 from .tasks import (
     LEVELS,
@@ -127,17 +128,6 @@ class TaskConfig(StrictModel):
 
     def build(self) -> Task:
         return SyntheticTask(self.synthetic) if self.name == "synthetic" else MathJsonlTask(self.math)
-
-
-class SamplingConfig(StrictModel):
-    """How the proposer samples during search and evaluation."""
-
-    temperature: float = Field(0.8, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(160, ge=1, description="Longest solution, in tokens.")
-
-    def params(self) -> SamplingParams:
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
 
 
 class EvaluationConfig(StrictModel):
@@ -313,6 +303,35 @@ class Experiment:
                 print(f"  logged to wandb: {where}")
         print(f"done in {time.perf_counter() - started:.0f} s; outputs in {self.run_dir}")
         return results
+
+    def solver_config(self, policy: Literal["fixed", "adaptive"] | None = "fixed") -> SolverConfig:
+        """A ``SolverConfig`` that serves this run's models and its trained allocator (``policy``
+        None: the default strategy for every question). Budgets: the pool's middle one by default,
+        its largest at most."""
+        config = self.config
+        proposer = self.proposer_dir()
+        if not (proposer / "config.json").is_file():
+            raise ConfigError(f"{proposer} holds no proposer: run `ttc run` on this config first")
+        policy_dir = None
+        if policy is not None:
+            policy_dir = self.run_dir / "allocator" / policy
+            if not (policy_dir / "policy.json").is_file():
+                raise ConfigError(f"{policy_dir} holds no trained allocator: run `ttc run` on this config first")
+        revision = self.revision_dir()
+        budgets = sorted(config.pool.budgets)
+        return SolverConfig(
+            proposer=str(proposer),
+            verifier=config.verifier,
+            verifier_model=None if config.verifier.kind == "proposer_margin" else str(self.prm_dir()),
+            revision_model=str(revision) if (revision / "config.json").is_file() else None,
+            policy=None if policy_dir is None else str(policy_dir),
+            budget=budgets[len(budgets) // 2],
+            max_budget=budgets[-1],
+            prompt=config.proposer.prompt,
+            revision_prompt=config.revision.prompt,
+            sampling=config.sampling,
+            device=config.device,
+        )
 
     def _generator(self) -> TransformersGenerator:
         return TransformersGenerator.from_pretrained(self.proposer_dir(), device=_device(self.config))

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, runtime_checkable
 
+from pydantic import Field
+
 from ..compute import Usage
+from ..config import StrictModel
 from ..tasks.grading import STEP_SEPARATOR
 
 FinishReason = Literal["eos", "stop", "length"]
@@ -42,6 +45,17 @@ class SamplingParams:
             raise ValueError("stop must be a non-empty string or None")
         if self.stop_count < 1:
             raise ValueError(f"stop_count must be >= 1, got {self.stop_count}")
+
+
+class SamplingConfig(StrictModel):
+    """How the proposer samples during search and evaluation, as a config file gives it."""
+
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(160, ge=1, description="Longest solution, in tokens.")
+
+    def params(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,179 @@
+"""The runtime ``Solver`` and ``ttc solve``: decisions, batching, compute, bad queries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ttc_runtime.env.actions import ActionSpace
+from ttc_runtime.policies.features import FeatureConfig, build_featurizer
+from ttc_runtime.policies.learned import AllocatorPolicy, PolicyConfig
+from ttc_runtime.trainers.allocator import AllocatorTrainConfig, train_policy
+
+from ttc_runtime.cli import main
+from ttc_runtime.config import ConfigError
+from ttc_runtime.pool import RolloutPool, arm_outcomes
+from ttc_runtime.prompts import PromptConfig
+from ttc_runtime.solver import BadQuery, Query, Solver, SolverConfig, question_seed
+from ttc_runtime.strategies import Arm, StrategyConfig
+
+BON = StrategyConfig(name="best_of_n_weighted")
+MAJORITY = StrategyConfig(name="majority")
+BEAM2 = StrategyConfig(name="beam_search", beam_width=2, max_rounds=3)
+REV2 = StrategyConfig(name="revisions", chain_length=2)
+QUESTIONS = ["Evaluate left to right:\n4-2", "Evaluate left to right:\n9+7*3-1", "Evaluate left to right:\n5*5"]
+
+
+def forced_policy(directory, strategy: StrategyConfig, arms: list[Arm]) -> str:
+    """A saved fixed-budget policy over ``arms`` (n-gram features) that always picks ``strategy``:
+    every weight zero but the strategy head's bias."""
+    space = ActionSpace.from_arms(arms, adaptive=False)
+    features = FeatureConfig(kind="ngrams", ngram_features=32)
+    policy = AllocatorPolicy(32 + len(space.budgets), space, PolicyConfig(hidden=8, layers=1))
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.zero_()
+        policy.strategy_head.bias[space.strategies.index(strategy.name)] = 10.0
+    policy.save(directory, features)
+    return str(directory)
+
+
+def config(model_dir, **changes) -> SolverConfig:
+    base = {
+        "proposer": str(model_dir),
+        "verifier": {"kind": "proposer_margin"},
+        "budget": 4,
+        "max_budget": 8,
+        "sampling": {"max_new_tokens": 12, "temperature": 1.0},
+        **changes,
+    }
+    return SolverConfig.model_validate_json(json.dumps(base))
+
+
+def same(a, b) -> bool:
+    """Two solutions agree on everything but timing."""
+    skip = {"decision_ms", "strategy_ms"}
+    return {k: v for k, v in a.to_dict().items() if k not in skip} == {
+        k: v for k, v in b.to_dict().items() if k not in skip
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_policy(tiny_model_dir, full_pool, tmp_path_factory):
+    """A policy trained with REINFORCE on the test pool, reading the proposer's hidden states."""
+    outcomes = arm_outcomes(RolloutPool(full_pool))
+    featurizer = build_featurizer(FeatureConfig(), str(tiny_model_dir), PromptConfig())
+    features, _ = featurizer(outcomes.questions)
+    space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=False)
+    rows = np.arange(len(outcomes.questions))
+    policy, _ = train_policy(features, outcomes, rows, space, AllocatorTrainConfig(updates=20, envs=8), 0.0, 1.0)
+    directory = tmp_path_factory.mktemp("policy") / "fixed"
+    policy.save(directory, FeatureConfig())
+    return directory
+
+
+def test_the_trained_policy_decides_and_a_batch_answers_as_each_question_alone(tiny_model_dir, trained_policy):
+    solver = Solver.load(config(tiny_model_dir, policy=str(trained_policy), revision_model=str(tiny_model_dir)))
+    batch = solver.solve_batch([Query(q) for q in QUESTIONS])
+    for question, solution in zip(QUESTIONS, batch):
+        assert solution.chosen_by == "allocator" and solution.budget == 4
+        assert Arm(solution.strategy, 4) in solver.allocator.policy.actions.available
+        assert solution.decision_flops > 0 and solution.decision_seconds > 0
+        assert solution.flops == solution.compute.flops + solution.decision_flops
+        assert solution.compute.generations == 4
+        assert len(solution.candidates) >= 1
+        alone = solver.solve(question)
+        assert same(alone, solution)
+    # the batch's sampling depends on each question's own seed only
+    assert solver.solve(QUESTIONS[0], seed=1).seed == 1
+    assert question_seed(0, QUESTIONS[0]) != question_seed(0, QUESTIONS[1])
+
+
+def test_a_policy_that_can_choose_revisions_needs_a_revision_model(tiny_model_dir, tmp_path):
+    arms = [Arm(s, n) for n in (2, 4) for s in (BON, REV2)]
+    policy = forced_policy(tmp_path / "policy", BON, arms)
+    with pytest.raises(ConfigError, match="needs a revision model"):
+        Solver.load(config(tiny_model_dir, policy=policy))
+
+
+def test_budgets_fallback_and_requested_strategies(tiny_model_dir, tmp_path):
+    arms = [Arm(s, n) for n in (2, 4) for s in (BON, BEAM2)]
+    solver = Solver.load(config(tiny_model_dir, policy=forced_policy(tmp_path / "p", BEAM2, arms)))
+    chosen = solver.solve(QUESTIONS[0], budget=4)
+    assert (chosen.strategy, chosen.budget, chosen.chosen_by, chosen.note) == (BEAM2, 4, "allocator", None)
+    assert chosen.knobs() == {"beam_width": 2}
+    # a budget between trained ones: decided at the one below, run at the one asked
+    assert (solver.solve(QUESTIONS[0], budget=8).strategy, solver.solve(QUESTIONS[0], budget=8).budget) == (BEAM2, 8)
+    for budget in (3, 1):  # beam width 2 does not divide 3 and exceeds 1: the default runs, with the reason
+        fallback = solver.solve(QUESTIONS[0], budget=budget)
+        assert (fallback.strategy, fallback.chosen_by) == (BON, "default")
+        assert f"cannot run at budget {budget}" in fallback.note
+    asked = solver.solve(QUESTIONS[1], budget=2, strategy=MAJORITY)
+    assert (asked.strategy, asked.chosen_by, asked.decision_flops, asked.decision_seconds) == (
+        MAJORITY,
+        "request",
+        0,
+        0,
+    )
+    assert asked.compute.generations == 2 and asked.flops == asked.compute.flops
+    plain = Solver.load(config(tiny_model_dir))
+    assert plain.solve(QUESTIONS[0]).chosen_by == "default"
+
+
+def test_bad_queries_are_refused_before_any_work(tiny_model_dir):
+    solver = Solver.load(config(tiny_model_dir))
+    cases = [
+        (Query("   "), "the question is empty"),
+        (Query(QUESTIONS[0], budget=0), "budget must be an integer from 1 to 8"),
+        (Query(QUESTIONS[0], budget=9), "budget must be an integer from 1 to 8"),
+        (Query(QUESTIONS[0], budget=2, strategy=StrategyConfig(name="beam_search")), "cannot run at budget 2"),
+        (Query(QUESTIONS[0], strategy=REV2), "needs a revision model"),
+        (Query("1+" * 200), "leaves room for"),
+    ]
+    for query, message in cases:
+        with pytest.raises(BadQuery, match=message):
+            solver.solve_batch([Query(QUESTIONS[0]), query])
+    with pytest.raises(ValueError, match="budget 16 is above max_budget 8"):
+        config(tiny_model_dir, budget=16)
+    with pytest.raises(ValueError, match="verifier_model"):
+        config(tiny_model_dir, verifier={"kind": "token_classification"})
+
+
+def test_solve_command_answers_one_question_and_a_jsonl_file(tiny_model_dir, tmp_path, capsys):
+    path = tmp_path / "solver.yaml"
+    path.write_text(json.dumps(config(tiny_model_dir).model_dump(mode="json")))
+    assert main(["solve", QUESTIONS[0], "--config", str(path), "--json", "--seed", "3"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    direct = Solver.load(config(tiny_model_dir)).solve(QUESTIONS[0], seed=3)
+    assert printed["answer"] == direct.answer and printed["compute"] == direct.compute.to_dict()
+    assert printed["strategy"] == "best_of_n_weighted" and printed["budget"] == 4
+
+    source = tmp_path / "questions.jsonl"
+    rows = [
+        {"id": "a", "question": QUESTIONS[0]},
+        {"id": "b", "question": QUESTIONS[1], "budget": 2, "strategy": "majority"},
+        {"id": "c", "question": QUESTIONS[2], "strategy": {"name": "beam_search", "beam_width": 2, "max_rounds": 3}},
+    ]
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "answers.jsonl"
+    assert (
+        main(["solve", "--input", str(source), "--output", str(out), "--config", str(path), "--batch-size", "2"]) == 0
+    )
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["strategy"], r["budget"]) for r in written] == [
+        ("a", "best_of_n_weighted", 4),
+        ("b", "majority", 2),
+        ("c", "beam_search", 4),
+    ]
+    at_seed_0 = Solver.load(config(tiny_model_dir)).solve(QUESTIONS[0])
+    assert (written[0]["answer"], written[0]["compute"]) == (at_seed_0.answer, at_seed_0.compute.to_dict())
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": QUESTIONS[0], "budget": 99}) + "\n")
+    assert main(["solve", "--input", str(bad), "--output", str(tmp_path / "never.jsonl"), "--config", str(path)]) == 2
+    assert "budget must be an integer from 1 to 8" in capsys.readouterr().err
+    assert not (tmp_path / "never.jsonl").exists()
+    assert main(["solve", QUESTIONS[0], "--config", str(path), "--strategy", "beam_serch"]) == 2
+    assert "--strategy: name" in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""A bounded load test of the server with the official ``openai`` client.
+
+``run_load`` sends a fixed list of questions with at most ``concurrency`` requests in flight and
+records, per request, the status, the latency, the answer and the server's ``ttc`` record.
+``benchmark_server`` (``ttc loadtest``) starts ``ttc serve`` as a child process once per batch
+size (16 and 1 by default: batched, then one at a time), runs the same load against each, checks
+that the server still answers ``/health`` afterwards, and reports throughput, failures, accuracy
+against the gold answers and the allocator's decision time against the strategies' time. Ratios
+come from runs in the same invocation on the same machine, so they compare like with like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class LoadResult:
+    """What one load run measured."""
+
+    requests: int
+    seconds: float
+    failures: list[str] = field(default_factory=list)
+    answers: list[str | None] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    decision_ms: list[float] = field(default_factory=list)
+    strategy_ms: list[float] = field(default_factory=list)
+    strategies: list[str] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Answered requests per second of wall time."""
+        return (self.requests - len(self.failures)) / self.seconds
+
+
+async def _load(
+    base_url: str, questions: Sequence[str], concurrency: int, budget: int | None, api_key: str, model: str
+) -> LoadResult:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=3600)
+    gate = asyncio.Semaphore(concurrency)
+    result = LoadResult(len(questions), 0.0, answers=[None] * len(questions))
+
+    async def one(i: int, question: str) -> None:
+        async with gate:
+            started = time.perf_counter()
+            try:
+                reply = await client.chat.completions.create(
+                    model=model,
+                    messages=[{"role": "user", "content": question}],
+                    extra_body={} if budget is None else {"budget": budget},
+                )
+            except Exception as error:  # noqa: BLE001 - every failure is counted and reported
+                result.failures.append(f"request {i}: {type(error).__name__}: {error}")
+                return
+            record = reply.model_extra["ttc"]
+            result.latencies.append(time.perf_counter() - started)
+            result.answers[i] = record["answer"]
+            result.decision_ms.append(record["decision_ms"])
+            result.strategy_ms.append(record["strategy_ms"])
+            result.strategies.append(record["label"])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i, q) for i, q in enumerate(questions)))
+    result.seconds = time.perf_counter() - started
+    await client.close()
+    return result
+
+
+def run_load(
+    base_url: str,
+    questions: Sequence[str],
+    concurrency: int = 16,
+    budget: int | None = None,
+    api_key: str = "none",
+    model: str = "ttc-allocator",
+) -> LoadResult:
+    """Send every question once, at most ``concurrency`` at a time (see the module docstring)."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    return asyncio.run(_load(base_url, questions, concurrency, budget, api_key, model))
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_healthy(base_url: str, process: subprocess.Popen | None = None, timeout: float = 300.0) -> dict:
+    """Poll ``/health`` until it answers (or the server process exits, or ``timeout`` passes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode} before it was ready")
+        try:
+            return httpx.get(f"{base_url}/health", timeout=5).json()
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{base_url}/health did not answer within {timeout:g} s")
+
+
+@dataclass
+class ServerRun:
+    """One batch size's load run and the server's own counts after it."""
+
+    max_batch: int
+    load: LoadResult
+    health: dict
+
+
+def benchmark_server(
+    serve_args: Sequence[str],
+    questions: Sequence[str],
+    concurrency: int,
+    budget: int | None,
+    batch_sizes: Sequence[int],
+) -> list[ServerRun]:
+    """Run the load against ``ttc serve SERVE_ARGS --max-batch B`` for every ``B``."""
+    runs = []
+    for max_batch in batch_sizes:
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "ttc_runtime.cli", "serve", *serve_args, "--port", str(port)]
+        command += ["--max-batch", str(max_batch)]
+        print(f"  starting the server with max_batch {max_batch}", flush=True)
+        env = {**os.environ, "TTC_API_KEY": ""}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_healthy(base_url, process)
+            load = run_load(base_url, questions, concurrency, budget)
+            health = wait_healthy(base_url, process, timeout=30)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        print(f"  {len(questions)} requests in {load.seconds:.1f} s, {len(load.failures)} failed", flush=True)
+        runs.append(ServerRun(max_batch, load, health))
+    return runs
+
+
+def format_benchmark(runs: Sequence[ServerRun], gold: Sequence[str], concurrency: int) -> str:
+    """The load test's table, in Markdown."""
+    from .tasks.grading import answers_match
+
+    lines = [
+        "| max batch | requests | concurrency | failed | seconds | requests/s | accuracy | largest batch "
+        "| decision ms | strategy ms | decision / strategy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        load = run.load
+        right = sum(a is not None and answers_match(a, g) for a, g in zip(load.answers, gold))
+        decision = sum(load.decision_ms) / max(1, len(load.decision_ms))
+        strategy = sum(load.strategy_ms) / max(1, len(load.strategy_ms))
+        lines.append(
+            f"| {run.max_batch} | {load.requests} | {concurrency} | {len(load.failures)} | {load.seconds:.1f} "
+            f"| {load.throughput:.2f} | {right / load.requests:.3f} | {run.health['largest_batch']} "
+            f"| {decision:.2f} | {strategy:.0f} | {decision / strategy if strategy else 0:.2%} |"
+        )
+    if len(runs) >= 2 and runs[-1].load.throughput > 0:
+        ratio = runs[0].load.throughput / runs[-1].load.throughput
+        lines.append("")
+        lines.append(
+            f"Throughput with max batch {runs[0].max_batch} is {ratio:.2f}x that with max batch {runs[-1].max_batch}."
+        )
+    for run in runs:
+        for failure in run.load.failures[:5]:
+            lines.append(f"- max batch {run.max_batch}: {failure}")
+    return "\n".join(lines)

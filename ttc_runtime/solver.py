@@ -1,0 +1,355 @@
+"""The runtime: answer questions within a budget, the test-time strategy picked per question.
+
+A ``Solver`` holds the proposer, the verifier, the revision model (optional) and the allocator,
+each loaded once. For every question it decides the arm (strategy, knobs, budget), runs the
+strategies batched (the questions that share an arm run in one call), and returns a ``Solution``:
+the answer, the text of the best-scored candidate with that answer, every candidate with its
+score, and the compute record, the allocator's feature cost included.
+
+Rules, tested in ``tests/test_solver.py``:
+
+- **Who decides.** A query that names a strategy gets it (``chosen_by="request"``). Otherwise the
+  learned policy decides from the question alone (``"allocator"``); without a policy the configured
+  ``strategy`` runs (``"default"``).
+- **Budgets.** A budget is in generations, from 1 to ``max_budget``; a query without one gets
+  ``budget``. A fixed-budget policy decides at the largest budget it was trained for that is not
+  above the query's (its smallest when the query's is below all), and the chosen strategy and knob
+  then run at the query's budget. An adaptive policy chooses the budget as well; the query's
+  budget is then a ceiling. When the chosen knob cannot run at the budget (a beam width above it
+  or not dividing it), the default ``strategy`` runs instead and ``Solution.note`` says why.
+- **Seeds.** A question's randomness comes from the query's seed and the question's text only
+  (``question_seed``), never from its place in a batch: the same question and seed give the same
+  solution alone or batched with others, which is what lets a server batch concurrent requests.
+- **Bad queries** raise ``BadQuery`` naming the problem before any work: an empty question, a
+  budget outside 1 ... ``max_budget``, a strategy that cannot run at the budget, revisions without
+  a revision model, a question whose prompt leaves less than ``sampling.max_new_tokens`` of room in
+  the proposer's context (refused, never truncated).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from .compute import Compute
+from .config import ConfigError, StrictModel
+from .generation.base import SamplingConfig
+from .generation.hf import TransformersGenerator
+from .generation.sampling import derive_seed
+from .policies.features import build_featurizer
+from .policies.learned import AllocatorPolicy, LearnedAllocator
+from .prompts import PromptConfig, RevisionPromptConfig
+from .scoring import StepScorer, VerifierConfig, load_verifier
+from .strategies import Candidate, SearchSettings, StrategyConfig
+
+ChosenBy = Literal["request", "allocator", "default"]
+
+
+class SolverConfig(StrictModel):
+    """What a ``Solver`` loads and how it answers; ``Experiment.solver_config`` builds one from a
+    finished run."""
+
+    proposer: str = Field(description="Directory of the proposer (any Hugging Face causal LM).")
+    verifier: VerifierConfig = VerifierConfig()
+    verifier_model: str | None = Field(
+        None, description="The PRM's directory; None for verifier kind 'proposer_margin' (the proposer scores)."
+    )
+    revision_model: str | None = Field(None, description="The revision model's directory; None: no revisions.")
+    policy: str | None = Field(
+        None, description="A learned allocator's directory (written by `ttc run`); None: always `strategy`."
+    )
+    strategy: StrategyConfig = Field(
+        StrategyConfig(name="best_of_n_weighted"),
+        description="The strategy without a policy, and the fallback when the policy's knob cannot run.",
+    )
+    budget: int = Field(16, ge=1, description="Generations per question when a query gives none.")
+    max_budget: int = Field(64, ge=1, description="The largest budget a query may ask for.")
+    prompt: PromptConfig = PromptConfig()
+    revision_prompt: RevisionPromptConfig = RevisionPromptConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    seed: int = Field(0, description="Seed of queries that give none.")
+    device: str | None = Field(None, description="torch device; None picks cuda when available.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SolverConfig:
+        if self.budget > self.max_budget:
+            raise ValueError(f"budget {self.budget} is above max_budget {self.max_budget}")
+        if self.verifier.kind != "proposer_margin" and self.verifier_model is None:
+            raise ValueError(f"verifier_model: a PRM directory is needed for verifier kind {self.verifier.kind!r}")
+        return self
+
+
+class BadQuery(ValueError):
+    """A query the solver refuses before doing any work; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question to answer; None fields take the solver's defaults."""
+
+    question: str
+    budget: int | None = None
+    strategy: StrategyConfig | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solver's answer to one query.
+
+    ``compute`` is what the strategy spent; ``decision_flops`` what the allocator's features cost
+    (0 when the query named its strategy); ``decision_seconds`` is the wall time of the allocator's
+    decision for the batch this question was part of (features and policy) and ``strategy_seconds``
+    the wall time of the strategy call it ran in: the two waits a caller sees.
+    """
+
+    question: str
+    answer: str | None
+    text: str
+    strategy: StrategyConfig
+    budget: int
+    chosen_by: ChosenBy
+    note: str | None
+    seed: int
+    candidates: list[Candidate]
+    compute: Compute
+    decision_flops: int
+    decision_seconds: float
+    strategy_seconds: float
+
+    @property
+    def flops(self) -> int:
+        """Everything this answer cost: the strategy's FLOPs and the allocator's features."""
+        return self.compute.flops + self.decision_flops
+
+    def knobs(self) -> dict[str, object]:
+        """The knobs the strategy ran with at its budget (resolved: ``sqrt`` becomes a number)."""
+        s = self.strategy
+        if s.name in ("beam_search", "dvts"):
+            return {"beam_width": s.width(self.budget)}
+        if s.name == "lookahead":
+            return {"beam_width": s.width(self.budget), "lookahead": s.lookahead}
+        if s.name == "revisions":
+            return {"chain_length": s.length(self.budget), "across_chains": s.across_chains}
+        return {}
+
+    def to_dict(self, candidates: bool = True) -> dict[str, object]:
+        """JSON form (what ``ttc solve --json`` prints and the server returns under ``ttc``)."""
+        out: dict[str, object] = {
+            "question": self.question,
+            "answer": self.answer,
+            "text": self.text,
+            "strategy": self.strategy.name,
+            "label": self.strategy.label,
+            "knobs": self.knobs(),
+            "budget": self.budget,
+            "chosen_by": self.chosen_by,
+            "note": self.note,
+            "seed": self.seed,
+            "flops": self.flops,
+            "decision_flops": self.decision_flops,
+            "compute": self.compute.to_dict(),
+            "decision_ms": 1000 * self.decision_seconds,
+            "strategy_ms": 1000 * self.strategy_seconds,
+        }
+        if candidates:
+            out["candidates"] = [{"answer": c.answer, "score": c.score, "text": c.text} for c in self.candidates]
+        return out
+
+
+def question_seed(seed: int, question: str) -> int:
+    """The seed of one question: from the query's seed and the question's text (CRC-32), so that
+    it does not depend on the batch."""
+    return derive_seed(seed, zlib.crc32(question.encode()))
+
+
+def best_text(candidates: Sequence[Candidate], answer: str | None) -> str:
+    """The text of the best-scored candidate with ``answer`` (any candidate when no answer won);
+    "" without candidates."""
+    pool = [c for c in candidates if c.answer == answer] or list(candidates)
+    return max(pool, key=lambda c: c.score).text if pool else ""
+
+
+class Solver:
+    """Answers queries (see the module docstring). Build with ``Solver.load(config)``."""
+
+    def __init__(
+        self,
+        config: SolverConfig,
+        generator: TransformersGenerator,
+        scorer: StepScorer,
+        reviser: TransformersGenerator | None = None,
+        allocator: LearnedAllocator | None = None,
+    ) -> None:
+        self.config = config
+        self.generator = generator
+        self.scorer = scorer
+        self.reviser = reviser
+        self.allocator = allocator
+        self.settings = SearchSettings(
+            config.prompt,
+            config.sampling.params(),
+            config.verifier.aggregation,
+            reviser=reviser,
+            revision_prompt=config.revision_prompt,
+        )
+        if allocator is not None and reviser is None:
+            needs = [a.label for a in allocator.policy.actions.available if self._needs_reviser(a.strategy, a.budget)]
+            if needs:
+                raise ConfigError(
+                    f"the policy at {config.policy} can choose {sorted(needs)[0]}, which needs a revision model: "
+                    "give revision_model"
+                )
+
+    @classmethod
+    def load(cls, config: SolverConfig) -> Solver:
+        """Load every model ``config`` names, once."""
+        import torch
+
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        generator = TransformersGenerator.from_pretrained(config.proposer, device=device)
+        scorer = load_verifier(config.verifier, config.verifier_model or config.proposer, config.prompt, device)
+        reviser = (
+            TransformersGenerator.from_pretrained(config.revision_model, device=device)
+            if config.revision_model is not None
+            else None
+        )
+        allocator = None
+        if config.policy is not None:
+            if not (Path(config.policy) / "policy.json").is_file():
+                raise ConfigError(f"policy: {config.policy} holds no allocator policy (no policy.json)")
+            policy, features = AllocatorPolicy.load(config.policy)
+            featurizer = build_featurizer(features, config.proposer, config.prompt, device)
+            allocator = LearnedAllocator("learned", policy, featurizer)
+        return cls(config, generator, scorer, reviser, allocator)
+
+    @staticmethod
+    def _needs_reviser(strategy: StrategyConfig, budget: int) -> bool:
+        return strategy.name == "revisions" and strategy.length(budget) > 1
+
+    def prompt_tokens(self, question: str) -> int:
+        """Tokens of the proposer's prompt for ``question``."""
+        return len(self.generator.tokenizer(self.config.prompt.format(question))["input_ids"])
+
+    def check(self, query: Query) -> Query:
+        """``query`` with its defaults filled in, or ``BadQuery`` saying what is wrong."""
+        config = self.config
+        if not isinstance(query.question, str) or not query.question.strip():
+            raise BadQuery("the question is empty")
+        budget = config.budget if query.budget is None else query.budget
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= config.max_budget:
+            raise BadQuery(f"budget must be an integer from 1 to {config.max_budget} generations, got {budget!r}")
+        if query.strategy is not None:
+            self._check_strategy(query.strategy, budget)
+        context = self.generator.context
+        if context is not None:
+            room = context - config.sampling.max_new_tokens
+            tokens = self.prompt_tokens(query.question)
+            if tokens > room:
+                raise BadQuery(
+                    f"the question's prompt is {tokens} tokens; the proposer's context of {context} tokens "
+                    f"leaves room for {room} next to {config.sampling.max_new_tokens} new tokens"
+                )
+        return replace(query, budget=budget, seed=config.seed if query.seed is None else query.seed)
+
+    def _check_strategy(self, strategy: StrategyConfig, budget: int) -> None:
+        why = strategy.unusable(budget)
+        if why is not None:
+            raise BadQuery(f"strategy {strategy.label} cannot run at budget {budget}: {why}")
+        if self.reviser is None and self._needs_reviser(strategy, budget):
+            raise BadQuery(f"strategy {strategy.label} needs a revision model, and this solver has none")
+
+    def solve(
+        self, question: str, budget: int | None = None, strategy: StrategyConfig | None = None, seed: int | None = None
+    ) -> Solution:
+        """Answer one question (see ``solve_batch``)."""
+        return self.solve_batch([Query(question, budget, strategy, seed)])[0]
+
+    def solve_batch(self, queries: Sequence[Query]) -> list[Solution]:
+        """Answer every query; questions that share an arm run in one strategy call."""
+        checked = [self.check(q) for q in queries]
+        arms, decision_flops, decision_seconds = self._decide(checked)
+        groups: dict[tuple[StrategyConfig, int], list[int]] = {}
+        for i, (strategy, budget, _, _) in enumerate(arms):
+            groups.setdefault((strategy, budget), []).append(i)
+        solutions: list[Solution | None] = [None] * len(checked)
+        for (strategy, budget), members in groups.items():
+            questions = [checked[i].question for i in members]
+            seeds = [question_seed(checked[i].seed, checked[i].question) for i in members]
+            started = time.perf_counter()
+            results = strategy.build(budget).run(
+                questions, self.generator, self.scorer, budget, self.settings, seed=seeds
+            )
+            seconds = time.perf_counter() - started
+            for i, result in zip(members, results, strict=True):
+                _, _, chosen_by, note = arms[i]
+                solutions[i] = Solution(
+                    checked[i].question,
+                    result.answer,
+                    best_text(result.candidates, result.answer),
+                    strategy,
+                    budget,
+                    chosen_by,
+                    note,
+                    checked[i].seed,
+                    result.candidates,
+                    result.compute,
+                    int(decision_flops[i]),
+                    decision_seconds[i],
+                    seconds,
+                )
+        return solutions
+
+    def _decide(self, queries: list[Query]):
+        """Per query: (strategy, budget, chosen_by, note), the features' FLOPs and decision seconds."""
+        count = len(queries)
+        flops, seconds = np.zeros(count), np.zeros(count)
+        decided: list[tuple[StrategyConfig, int, ChosenBy, str | None] | None] = [None] * count
+        open_rows = []
+        for i, query in enumerate(queries):
+            if query.strategy is not None:
+                decided[i] = (query.strategy, query.budget, "request", None)
+            elif self.allocator is None:
+                self._check_strategy(self.config.strategy, query.budget)
+                decided[i] = (self.config.strategy, query.budget, "default", None)
+            else:
+                open_rows.append(i)
+        if open_rows:
+            started = time.perf_counter()
+            features, cost = self.allocator.featurizer([queries[i].question for i in open_rows])
+            actions = self.allocator.policy.actions
+            by_budget: dict[int | None, list[int]] = {}
+            for row, i in enumerate(open_rows):
+                key = None if actions.adaptive else self._policy_budget(queries[i].budget)
+                by_budget.setdefault(key, []).append(row)
+            for key, rows in by_budget.items():
+                for row, arm in zip(rows, self.allocator.decide(features[rows], key), strict=True):
+                    i = open_rows[row]
+                    budget = min(arm.budget, queries[i].budget) if actions.adaptive else queries[i].budget
+                    decided[i] = self._runnable(arm.strategy, budget)
+                    flops[i] = cost[row]
+            elapsed = time.perf_counter() - started
+            seconds[open_rows] = elapsed
+        return decided, flops, seconds
+
+    def _policy_budget(self, budget: int) -> int:
+        """The trained budget a fixed-budget policy decides at for a query's ``budget``."""
+        trained = self.allocator.policy.actions.budgets
+        below = [b for b in trained if b <= budget]
+        return max(below) if below else min(trained)
+
+    def _runnable(self, strategy: StrategyConfig, budget: int) -> tuple[StrategyConfig, int, ChosenBy, str | None]:
+        """The policy's strategy at ``budget``, or the default one with the reason."""
+        why = strategy.unusable(budget)
+        if why is None:
+            return strategy, budget, "allocator", None
+        self._check_strategy(self.config.strategy, budget)
+        note = f"the allocator chose {strategy.label}, which cannot run at budget {budget} ({why}); ran the default"
+        return self.config.strategy, budget, "default", note
