@@ -132,9 +132,7 @@ class AllocatorPolicy(nn.Module):
         write_text_atomic(directory / "policy.json", json.dumps(meta, indent=1) + "\n")
 
     @classmethod
-    def load(
-        cls, directory: str | Path, actions: ActionSpace | None = None
-    ) -> tuple[AllocatorPolicy, FeatureConfig]:
+    def load(cls, directory: str | Path, actions: ActionSpace | None = None) -> tuple[AllocatorPolicy, FeatureConfig]:
         """Load a policy directory; with ``actions``, refuse a policy trained for another action
         space; without, use the space saved with it (what the runtime does)."""
         directory = Path(directory)

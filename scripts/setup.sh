@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the virtual environment .venv and install the project into it.
 #
-#   bash scripts/setup.sh [EXTRAS]      EXTRAS defaults to "train,test"
+#   bash scripts/setup.sh [EXTRAS]      EXTRAS defaults to "train,server,test"
 #
 # torch is installed first and on purpose: a plain "torch" requirement on a machine without one
 # pulls a multi-GB CUDA build. With an NVIDIA driver present (nvidia-smi works) the CUDA build from
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="${1:-train,test}"
+extras="${1:-train,server,test}"
 python="${PYTHON:-python3}"
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 cpu_index="https://download.pytorch.org/whl/cpu"

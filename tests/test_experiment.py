@@ -8,6 +8,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from ttc_runtime.trainers.prm import load_stepwise
 
+from ttc_runtime import Solver
 from ttc_runtime.compute import training_flops
 from ttc_runtime.models import flop_params
 from ttc_runtime.pool import RolloutPool
@@ -188,17 +189,24 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert "Not run yet" not in report_md and "weighted@4" in report_md
 
     question = "Evaluate left to right:\n4+5+3      "
+    solutions = {}
     for policy, chosen_by in (("fixed", "allocator"), ("adaptive", "allocator"), ("none", "default")):
         solved = ttc("solve", question, "--experiment", config, "--policy", policy, "--json")
         assert solved.returncode == 0, solved.stderr
-        solution = json.loads(solved.stdout)
+        solutions[policy] = solution = json.loads(solved.stdout)
         assert solution["chosen_by"] == chosen_by and solution["compute"]["generations"] >= 1
         assert solution["decision_flops"] > 0 if chosen_by == "allocator" else solution["decision_flops"] == 0
+    library = Solver.from_experiment(config).solve(question).to_dict()
+    timing = ("decision_ms", "strategy_ms")
+    assert {k: v for k, v in library.items() if k not in timing} == {
+        k: v for k, v in solutions["fixed"].items() if k not in timing
+    }
     over = ttc("solve", question, "--experiment", config, "--budget", "8")
     assert over.returncode == 2 and "budget must be an integer from 1 to 4" in over.stderr
     load = ttc("loadtest", "--experiment", config, "--requests", "6", "--concurrency", "3", "--batch-sizes", "3,1")
     assert load.returncode == 0, load.stdout + load.stderr
     assert "| 3 | 6 | 3 | 0 |" in load.stdout and "| 1 | 6 | 3 | 0 |" in load.stdout
+    assert load.stdout.count("| 6/6 |") == 2  # batched or not, the same answers
 
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)

@@ -5,7 +5,9 @@ records, per request, the status, the latency, the answer and the server's ``ttc
 ``benchmark_server`` (``ttc loadtest``) starts ``ttc serve`` as a child process once per batch
 size (16 and 1 by default: batched, then one at a time), runs the same load against each, checks
 that the server still answers ``/health`` afterwards, and reports throughput, failures, accuracy
-against the gold answers and the allocator's decision time against the strategies' time. Ratios
+against the gold answers, whether every run gave the same answers (batching must not change
+them), and the allocator's decision time against the strategies' time (per request: the wall
+time of the decision and of the strategy call it was part of). Ratios
 come from runs in the same invocation on the same machine, so they compare like with like.
 """
 
@@ -154,18 +156,21 @@ def format_benchmark(runs: Sequence[ServerRun], gold: Sequence[str], concurrency
     from .tasks.grading import answers_match
 
     lines = [
-        "| max batch | requests | concurrency | failed | seconds | requests/s | accuracy | largest batch "
-        "| decision ms | strategy ms | decision / strategy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| max batch | requests | concurrency | failed | seconds | requests/s | accuracy | same answers as "
+        "the first run | mean batch | largest batch | decision ms | strategy ms | decision / strategy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         load = run.load
         right = sum(a is not None and answers_match(a, g) for a, g in zip(load.answers, gold))
+        same = sum(a == b for a, b in zip(load.answers, runs[0].load.answers))
         decision = sum(load.decision_ms) / max(1, len(load.decision_ms))
         strategy = sum(load.strategy_ms) / max(1, len(load.strategy_ms))
+        health = run.health
         lines.append(
             f"| {run.max_batch} | {load.requests} | {concurrency} | {len(load.failures)} | {load.seconds:.1f} "
-            f"| {load.throughput:.2f} | {right / load.requests:.3f} | {run.health['largest_batch']} "
+            f"| {load.throughput:.2f} | {right / load.requests:.3f} | {same}/{load.requests} "
+            f"| {health['served'] / max(1, health['batches']):.1f} | {health['largest_batch']} "
             f"| {decision:.2f} | {strategy:.0f} | {decision / strategy if strategy else 0:.2%} |"
         )
     if len(runs) >= 2 and runs[-1].load.throughput > 0:

@@ -230,6 +230,13 @@ class Solver:
             allocator = LearnedAllocator("learned", policy, featurizer)
         return cls(config, generator, scorer, reviser, allocator)
 
+    @classmethod
+    def from_experiment(cls, path: str | Path, policy: Literal["fixed", "adaptive"] | None = "fixed") -> Solver:
+        """The solver of a finished run: its experiment YAML at ``path`` (``Experiment.solver_config``)."""
+        from .experiment import Experiment, load_experiment
+
+        return cls.load(Experiment(load_experiment(path)).solver_config(policy))
+
     @staticmethod
     def _needs_reviser(strategy: StrategyConfig, budget: int) -> bool:
         return strategy.name == "revisions" and strategy.length(budget) > 1
