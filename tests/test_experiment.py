@@ -71,6 +71,12 @@ baselines: {{bins: 2, bootstrap: 20}}
 allocator:
   training: {{updates: 40, envs: 16}}
   adaptive_targets: [2, 4]
+counterpart:
+  enabled: true
+  architecture: {{hidden_size: 64, num_layers: 2, num_heads: 2, intermediate_size: 128, max_positions: 256}}
+  samples: 2
+  ratios: [0.16, 22]
+  resamples: 5
 """
 
 
@@ -179,6 +185,7 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
         assert (run_dir / "allocator" / kind / "policy.json").is_file()
     wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     logged = {"proposer", "proposer_eval", "prm", "prm_eval", "search_eval", "revision_eval", "baselines", "allocator"}
+    logged |= {"counterpart"}
     assert len(wandb_runs) == len(logged) + 1  # and the allocator's training curves
     assert first.stdout.count("logged to wandb") == len(logged)
     assert (run_dir / "allocator.png").read_bytes()[:4] == b"\x89PNG"
@@ -189,6 +196,18 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert "Not run yet" not in report_md and "weighted@4" in report_md
 
     question = "Evaluate left to right:\n4+5+3      "
+    matched = json.loads((run_dir / "counterpart.json").read_text())
+    larger = AutoModelForCausalLM.from_pretrained(run_dir / "counterpart")
+    assert matched["scale"] == flop_params(larger) / flop_params(model) and matched["scale"] > 1
+    assert json.loads((run_dir / "counterpart" / "ttc_stage.json").read_text())["steps"] == 6
+    first_row, last_row = matched["rows"]
+    assert first_row["multiplier"] == pytest.approx(matched["scale"] + 3 * (matched["scale"] - 1) / 0.16)
+    assert (first_row["generations"], first_row["capped"]) == (8, True)  # more than the pool's K = 8
+    assert last_row["generations"] == int(matched["scale"] + 3 * (matched["scale"] - 1) / 22)
+    assert first_row["small_by_bin"] and set(first_row["small_by_bin"]) <= {"1", "2"} and 0 <= first_row["large"] <= 1
+    assert (run_dir / "counterpart.png").read_bytes()[:4] == b"\x89PNG"
+    assert "FLOPs-matched" in report_md and "](counterpart.png)" in report_md
+
     solutions = {}
     for policy, chosen_by in (("fixed", "allocator"), ("adaptive", "allocator"), ("none", "default")):
         solved = ttc("solve", question, "--experiment", config, "--policy", policy, "--json")
@@ -211,7 +230,7 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 11
+    assert second.stdout.count("up to date") == 12
     assert "logged to wandb" not in second.stdout
     assert sorted((run_dir / "wandb").glob("offline-run-*")) == wandb_runs
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time

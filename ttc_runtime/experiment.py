@@ -1,6 +1,6 @@
 """The experiment: one config, stages run in order, outputs under a run directory.
 
-Stages so far:
+Stages:
 
 - ``proposer``: train the proposer, or take a given model;
 - ``proposer_eval``: sampled pass@1 by level on the evaluation split;
@@ -23,6 +23,9 @@ Stages so far:
   fixed-budget and adaptive modes, with its ablations (``allocator.md``, ``allocator.png``,
   ``allocator_generations.png``, ``allocator_choices.png`` and JSON), and the policies trained on
   the whole pool, saved under ``allocator/``;
+- ``counterpart`` (when ``counterpart.enabled``): the FLOPs-matched comparison, a model about 14x
+  the proposer trained on the same data (``counterpart/``) against the proposer with test-time
+  compute, by difficulty bin (``counterpart.md``, ``counterpart.png`` and JSON; ``flops_matched``);
 - ``report``: ``report.md``, every stage's tables and plots in one document readable on its own.
 
 A stage's output records the hash of the config parts it depends on, and of the models it reads;
@@ -53,9 +56,11 @@ from .allocator_eval import (
 )
 from .budget_eval import BudgetEvalConfig, evaluate_budgets, format_budget_table, plot_budgets, points_to_json
 from .config import ConfigError, StrictModel, load_config
+from .difficulty import difficulty
 from .env.actions import ActionSpace
 from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pass_at_1_by_level, per_level
 from .files import write_text_atomic
+from .flops_matched import CounterpartConfig, compare, format_matched, plot_matched
 from .generation.base import SamplingConfig
 from .generation.hf import TransformersGenerator
 from .policies.features import FeatureConfig, build_featurizer
@@ -83,6 +88,7 @@ from .tasks import (
     Task,
     check_levels,
 )
+from .tasks.grading import answers_match, extract_boxed
 from .tracking import RECORDS, WandbConfig, log_stage, record_stamp, training_logger
 from .trainers.allocator import (
     AllocatorTrainConfig,
@@ -112,10 +118,11 @@ STAGES = (
     "pool",
     "baselines",
     "allocator",
+    "counterpart",
     "report",
 )
 
-REPORTED = ("proposer_eval", "prm_eval", "search_eval", "revision_eval", "baselines", "allocator")
+REPORTED = ("proposer_eval", "prm_eval", "search_eval", "revision_eval", "baselines", "allocator", "counterpart")
 """The stages whose outputs ``report.md`` gathers."""
 
 
@@ -200,6 +207,7 @@ class ExperimentConfig(StrictModel):
     pool: PoolConfig = PoolConfig()
     baselines: AllocatorEvalConfig = AllocatorEvalConfig()
     allocator: AllocatorConfig = AllocatorConfig()
+    counterpart: CounterpartConfig = CounterpartConfig()
     wandb: WandbConfig = WandbConfig()
 
     @model_validator(mode="after")
@@ -915,6 +923,88 @@ class Experiment:
         print(f"  trained and evaluated in {summary['seconds']:.0f} s; policies in {self.run_dir / 'allocator'}")
         return summary
 
+    def counterpart_dir(self) -> Path:
+        """The larger model of the FLOPs-matched comparison: the configured one, or the one this run trains."""
+        if self.config.counterpart.model is not None:
+            return Path(self.config.counterpart.model)
+        return self.run_dir / "counterpart"
+
+    def _train_counterpart(self) -> None:
+        """Train the larger model with the proposer's data and training settings, unless a model
+        trained from the same inputs is there: ``--from`` does not retrain it (it costs about 14x
+        the proposer); delete its directory to."""
+        proposer = self.config.proposer
+        larger = proposer.model_copy(update={"architecture": self.config.counterpart.architecture})
+        key = _fingerprint(self.config.task, larger)
+        marker = self.counterpart_dir() / "ttc_stage.json"
+        done = _read_json(marker)
+        if done.get("fingerprint") == key:
+            print(f"  larger model: {self.counterpart_dir()}, trained in {done['seconds']:.0f} s")
+            return
+        problems = self.task.problems("train")
+        print(f"  training the larger model on {len(problems)} problems for {larger.training.max_steps} steps")
+        result = train_proposer(larger, problems, self.counterpart_dir())
+        summary = {"fingerprint": key, "model": str(result.output_dir), "trained": True, **result.summary()}
+        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
+
+    def _stage_counterpart(self, force: bool) -> dict[str, object]:
+        config, settings = self.config, self.config.counterpart
+        out = self.run_dir / "counterpart.json"
+        if not settings.enabled:
+            print("  skipped: counterpart.enabled is false (it trains a model about 14x the proposer)")
+            return {}
+        if config.proposer.model is not None and settings.model is None:
+            raise ConfigError("counterpart.model: give the larger model, since the proposer is not trained here")
+        if settings.model is None:
+            self._train_counterpart()
+        pool = RolloutPool(self.pool_dir())
+        key = _fingerprint(
+            settings,
+            config.sampling,
+            config.baselines,
+            pool.manifest()["hash"],
+            _identity(self.counterpart_dir()),
+            _identity(self.proposer_dir()),
+        )
+        done = _read_json(out)
+        if not force and done.get("fingerprint") == key:
+            print("  up to date")
+            print((self.run_dir / "counterpart.md").read_text())
+            return done
+        started = time.perf_counter()
+        questions = pool.questions()
+        larger = TransformersGenerator.from_pretrained(self.counterpart_dir(), device=_device(config))
+        prompts = [config.proposer.prompt.format(q) for q in questions["question"]]
+        print(f"  sampling the larger model: {len(prompts)} pool questions x {settings.samples}", flush=True)
+        output = larger.generate(prompts, n=settings.samples, params=config.sampling.params(), seed=settings.samples)
+        large_pass = np.array(
+            [
+                np.mean([answers_match(extract_boxed(c.text), gold) for c in row])
+                for row, gold in zip(output.completions, questions["answer"])
+            ]
+        )
+        samples = pool.samples()
+        small_params = int(pool.manifest()["proposer_params"])
+        bins = difficulty(samples, small_params, config.baselines.bins).oracle_bins
+        scale = larger.flop_params / small_params
+        rows = compare(samples, small_params, large_pass, bins, scale, settings, config.pool.seed)
+        text = format_matched(rows, scale, larger.flop_params, small_params)
+        plot_matched(rows, scale, self.run_dir / "counterpart.png")
+        write_text_atomic(self.run_dir / "counterpart.md", text)
+        summary = {
+            "fingerprint": key,
+            "seconds": time.perf_counter() - started,
+            "scale": scale,
+            "large_params": larger.flop_params,
+            "small_params": small_params,
+            "large_inference_flops": output.usage.flops,
+            "rows": [vars(row) for row in rows],
+        }
+        write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+        print(text)
+        return summary
+
     def _stage_report(self, force: bool) -> dict[str, object]:
         out = self.run_dir / "report.md"
         marker = self.run_dir / "report.json"
@@ -989,6 +1079,13 @@ class Experiment:
             markdown("allocator"),
             ("allocator.png", "allocator_choices.png"),
         )
+        if self.config.counterpart.enabled:
+            lines += section(
+                "FLOPs-matched: test-time compute against a larger model",
+                "counterpart",
+                markdown("counterpart"),
+                ("counterpart.png",),
+            )
         return "\n".join(lines)
 
     def _compare_with_mc_labels(self, scorer: StepScorer, problems: list[Problem]) -> dict[str, object]:

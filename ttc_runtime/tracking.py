@@ -29,6 +29,7 @@ RECORDS = {
     "revision_eval": "revision_eval.json",
     "baselines": "baselines.json",
     "allocator": "allocator.json",
+    "counterpart": "counterpart.json",
 }
 """The stages that train or evaluate, and the record each writes when it does work."""
 
