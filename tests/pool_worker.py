@@ -1,6 +1,6 @@
 """Collect a small rollout pool with a tiny model (the test kills and restarts this process).
 
-Usage: python tests/pool_worker.py MODEL_DIR POOL_DIR
+Usage: python tests/pool_worker.py MODEL_DIR POOL_DIR; under torchrun, the processes share the work.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 from ttc_runtime.generation.base import SamplingParams
 from ttc_runtime.generation.hf import TransformersGenerator
-from ttc_runtime.pool import PoolConfig, PoolInputs, RolloutPool
+from ttc_runtime.pool import PoolConfig, PoolInputs, RolloutPool, Workers
 from ttc_runtime.scoring import ProposerMarginScorer
 from ttc_runtime.strategies import SearchSettings, StrategyConfig
 from ttc_runtime.tasks import SyntheticTask
@@ -44,7 +44,13 @@ def settings(generator: TransformersGenerator) -> SearchSettings:
 def main(model_dir: str, pool_dir: str) -> None:
     generator = TransformersGenerator.from_pretrained(model_dir)
     RolloutPool(pool_dir).collect(
-        CONFIG, INPUTS, problems(), generator, ProposerMarginScorer.from_pretrained(model_dir), settings(generator)
+        CONFIG,
+        INPUTS,
+        problems(),
+        generator,
+        ProposerMarginScorer.from_pretrained(model_dir),
+        settings(generator),
+        Workers.from_env(),
     )
 
 

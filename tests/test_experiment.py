@@ -1,9 +1,13 @@
 """End to end: ``ttc run`` trains a real (tiny) proposer with TRL and evaluates it."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from ttc_runtime.trainers.prm import load_stepwise
@@ -226,6 +230,21 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert load.returncode == 0, load.stdout + load.stderr
     assert "| 3 | 6 | 3 | 0 |" in load.stdout and "| 1 | 6 | 3 | 0 |" in load.stdout
     assert load.stdout.count("| 6/6 |") == 2  # batched or not, the same answers
+
+    # the pool again, collected by two processes under torchrun: the same rows
+    before = {
+        str(p.relative_to(run_dir)): pq.read_table(p).to_pylist() for p in sorted(run_dir.glob("pool/**/*.parquet"))
+    }
+    shutil.rmtree(run_dir / "pool")
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [torchrun, "--nproc_per_node", "2", "--master_port", "29547", "-m", "ttc_runtime.cli", "pool", config]
+    shared = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=600, env=env)
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    after = {
+        str(p.relative_to(run_dir)): pq.read_table(p).to_pylist() for p in sorted(run_dir.glob("pool/**/*.parquet"))
+    }
+    assert after == before and "rank 1/2" in shared.stderr
 
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)

@@ -306,3 +306,29 @@ def test_the_paper_k_of_2048_runs(tiny_model_dir, tmp_path):
     curve = best_of_n_curve(samples, config, pool.manifest()["proposer_params"])
     assert [c.n for c in curve] == [2**i for i in range(12)]
     assert curve[-1].generations == 2048
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_collect_the_single_process_pool(tiny_model_dir, full_pool, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    directory = tmp_path / "pool"
+    worker = Path(pool_worker.__file__)
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    env = {**os.environ, "PYTHONPATH": str(worker.parent.parent), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "--master_port", "29541", str(worker), str(tiny_model_dir), str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 0/2" in result.stderr and "rank 1/2" in result.stderr  # both took shards
+    assert _tables(directory) == _tables(full_pool)
+    assert json.loads((directory / "manifest.json").read_text()) == json.loads(
+        (full_pool / "manifest.json").read_text()
+    )

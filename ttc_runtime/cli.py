@@ -1,6 +1,7 @@
 """The ``ttc`` command.
 
-``ttc run CONFIG`` runs the experiment's stages; ``ttc solve`` answers questions with a strategy
+``ttc run CONFIG`` runs the experiment's stages; ``ttc pool CONFIG`` collects the rollout pool
+alone, across the processes of a launcher; ``ttc solve`` answers questions with a strategy
 picked per question; ``ttc serve`` serves the same over an OpenAI-compatible HTTP API; ``ttc
 loadtest`` measures the server under concurrent load; ``ttc sample`` draws solutions from a
 proposer; ``ttc bench`` measures the generation paths against plain transformers ``generate``.
@@ -11,6 +12,7 @@ question, a budget over the limit) ends with a one-line error on stderr and exit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -30,6 +32,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.run_dir:
         config = config.model_copy(update={"run_dir": args.run_dir})
     Experiment(config).run(from_stage=args.from_stage, to_stage=args.to_stage)
+    return 0
+
+
+def _cmd_pool(args: argparse.Namespace) -> int:
+    from .experiment import Experiment, load_experiment
+    from .pool import Workers
+
+    config = load_experiment(args.config)
+    if args.run_dir:
+        config = config.model_copy(update={"run_dir": args.run_dir})
+    Experiment(config).collect_pool(Workers.from_env())
     return 0
 
 
@@ -104,7 +117,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     if (args.question is None) == (args.input is None):
         raise ValueError("give a question, or --input FILE.jsonl (not both)")
     strategy = _requested_strategy(args)
-    solver = Solver.load(_solver_config(args))
+    with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time notices must not mix with the output
+        solver = Solver.load(_solver_config(args))
     if args.question is not None:
         solution = solver.solve(args.question, args.budget, strategy, args.seed)
         if args.json:
@@ -259,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--from", dest="from_stage", help="rerun from this stage on, even if up to date")
     run.add_argument("--to", dest="to_stage", help="stop after this stage")
     run.set_defaults(func=_cmd_run)
+
+    pool = sub.add_parser(
+        "pool",
+        help="collect the rollout pool only, shared among a launcher's processes "
+        "(torchrun --nproc_per_node K -m ttc_runtime.cli pool CONFIG)",
+    )
+    pool.add_argument("config", help="experiment YAML whose earlier stages have run")
+    pool.add_argument("--run-dir", help="override the config's run_dir")
+    pool.set_defaults(func=_cmd_pool)
 
     solve = sub.add_parser("solve", help="answer a question (or a JSONL file of them) within a budget")
     solve.add_argument("question", nargs="?", help="the question (or use --input)")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ from .generation.base import SamplingConfig
 from .generation.hf import TransformersGenerator
 from .policies.features import FeatureConfig, build_featurizer
 from .policies.learned import LearnedAllocator
-from .pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool
+from .pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, Workers
 from .revision_eval import (
     RevisionEvalConfig,
     best_lengths,
@@ -240,9 +241,13 @@ def _read_json(path: Path) -> dict:
 
 
 def _device(config: ExperimentConfig) -> str:
+    """The configured device, else cuda when available; under a launcher (``LOCAL_RANK`` set) each
+    process takes its own GPU."""
     import torch
 
-    return config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    local_rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local_rank}" if device == "cuda" and local_rank is not None else device
 
 
 class Experiment:
@@ -749,17 +754,25 @@ class Experiment:
         )
 
     def _stage_pool(self, force: bool) -> dict[str, object]:
+        if force:
+            shutil.rmtree(self.pool_dir(), ignore_errors=True)
+        return self.collect_pool()
+
+    def collect_pool(self, workers: Workers = Workers()) -> dict[str, object]:
+        """Collect the rollout pool, or resume it; with ``workers`` from a launcher, this process's
+        share of it (``ttc pool``: the models of the earlier stages must exist)."""
         config = self.config
         pool = RolloutPool(self.pool_dir())
-        if force:
-            shutil.rmtree(pool.directory, ignore_errors=True)
-        else:
-            try:
-                if pool.holds(config.pool, self._pool_inputs()):
-                    print(f"  up to date ({pool.directory})")
-                    return {"units_done": 0, "questions": len(pool.manifest()["questions"])}
-            except PoolMismatch as error:
-                raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
+        try:
+            if pool.holds(config.pool, self._pool_inputs()):
+                print(f"  up to date ({pool.directory})")
+                return {"units_done": 0, "questions": len(pool.manifest()["questions"])}
+        except PoolMismatch as error:
+            raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
+        needs_reviser = any(s.name == "revisions" for s in config.pool.grid)
+        for model in (self.proposer_dir(), self.verifier_dir()) + ((self.revision_dir(),) if needs_reviser else ()):
+            if not (model / "config.json").is_file():
+                raise ConfigError(f"{model} holds no model yet: run `ttc run CONFIG --to revision` first")
         problems = per_level(
             [p for p in self.task.problems(config.pool.split) if p.level in config.pool.levels],
             config.pool.problems_per_level,
@@ -769,7 +782,6 @@ class Experiment:
             f"  {len(problems)} {config.pool.split} problems: {config.pool.samples} samples each and "
             f"{len(config.pool.run_arms())} arms run ({len(arms) - len(config.pool.run_arms())} more resampled)"
         )
-        needs_reviser = any(s.name == "revisions" for s in config.pool.grid)
         reviser = (
             TransformersGenerator.from_pretrained(self.revision_dir(), device=_device(config))
             if needs_reviser
@@ -783,6 +795,7 @@ class Experiment:
             self._generator(),
             self._scorer(),
             self.search_settings(reviser),
+            workers,
         )
         summary = {**counts, "questions": len(problems), "seconds": time.perf_counter() - started}
         print(

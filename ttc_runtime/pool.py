@@ -32,8 +32,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +177,30 @@ RUN_SCHEMA = pa.schema(
 )
 
 
+@dataclass(frozen=True)
+class Workers:
+    """This process's place among the processes that collect one pool together: its rank, their
+    number, and a barrier that waits for all of them. ``from_env`` reads what a launcher
+    (``torchrun``, ``accelerate launch``) sets; one process needs none of it."""
+
+    rank: int = 0
+    world_size: int = 1
+    barrier: Callable[[], None] = field(default=lambda: None, compare=False)
+
+    @classmethod
+    def from_env(cls) -> Workers:
+        """The launcher's ``RANK`` and ``WORLD_SIZE``, with torch.distributed's gloo group (CPU
+        only: it carries nothing but the barriers) for the barrier."""
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size == 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), dist.barrier)
+
+
 class RolloutPool:
     """A pool directory: collect into it, or read it back."""
 
@@ -236,19 +260,30 @@ class RolloutPool:
         generator: Generator,
         scorer: StepScorer,
         settings: SearchSettings,
+        workers: Workers = Workers(),
     ) -> dict[str, int]:
-        """Fill the pool, skipping finished shards; returns how many units were done and skipped."""
-        self._claim(config, inputs, problems, generator.flop_params)
-        for stray in self.directory.rglob("*.tmp"):
-            stray.unlink()
+        """Fill the pool, skipping finished shards; returns how many units this process did and
+        skipped. With several ``workers``, each process takes every ``world_size``-th unit and
+        writes its own shards into the shared directory; the first claims the directory (writes
+        the manifest, clears stray ``.tmp`` files) before the others start, and every process
+        checks at the end that the merged pool is complete."""
+        if workers.rank == 0:
+            self._claim(config, inputs, problems, generator.flop_params)
+            for stray in self.directory.rglob("*.tmp"):
+                stray.unlink()
+        workers.barrier()
+        if workers.rank != 0:
+            self._claim(config, inputs, problems, generator.flop_params)
         chunks = [
             range(s, min(s + config.questions_per_shard, len(problems)))
             for s in range(0, len(problems), config.questions_per_shard)
         ]
         units: list[tuple[Arm | None, int]] = [(None, c) for c in range(len(chunks))]
         units += [(arm, c) for arm in config.run_arms() for c in range(len(chunks))]
+        units = units[workers.rank :: workers.world_size]
         done = skipped = 0
-        with tqdm(total=len(units), desc="rollout pool", unit="shard") as bar:
+        label = "rollout pool" if workers.world_size == 1 else f"rollout pool, rank {workers.rank}/{workers.world_size}"
+        with tqdm(total=len(units), desc=label, unit="shard", position=workers.rank) as bar:
             for arm, chunk in units:
                 path = self._shard_path(arm, chunk)
                 if path.is_file():
@@ -264,6 +299,9 @@ class RolloutPool:
                     done += 1
                 bar.set_postfix_str("samples" if arm is None else arm.label)
                 bar.update(1)
+        workers.barrier()
+        if not self.complete():
+            raise RuntimeError(f"the pool at {self.directory} is incomplete after every worker finished")
         return {"units_done": done, "units_skipped": skipped}
 
     def _shard_path(self, arm: Arm | None, chunk: int) -> Path:
