@@ -1,4 +1,4 @@
-"""Run by ``torchrun`` in tests: trains a tiny PRM, then a tiny revision model, under a DeepSpeed
+"""Run by ``torchrun`` or ``accelerate launch`` in tests: trains a tiny PRM, then a tiny revision model, under a DeepSpeed
 config, each process on its share of the batches."""
 
 import json

@@ -1,5 +1,5 @@
-"""Multi-process training on CPU: a tiny PRM and a tiny revision model under DeepSpeed ZeRO-2 with
-two processes."""
+"""Multi-process training on CPU: a tiny PRM and a tiny revision model with two processes, under
+DeepSpeed ZeRO-2 started by torchrun and ZeRO-3 started by accelerate launch."""
 
 import json
 import math
@@ -17,22 +17,28 @@ from ttc_runtime.scoring import TokenClassificationPRM
 ROOT = Path(__file__).parents[1]
 
 
+def launcher(name: str) -> list[str]:
+    """Two processes on this machine, started by ``torchrun`` or by ``accelerate launch`` with the
+    repository's accelerate config."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or name
+    if name == "torchrun":
+        return [found, "--nproc_per_node", "2", "--master_port", "29533"]
+    config = ROOT / "configs" / "accelerate" / "multi_process.yaml"
+    return [found, "launch", "--config_file", str(config), "--num_processes", "2", "--main_process_port", "29535"]
+
+
 @pytest.mark.slow
-def test_prm_and_revision_model_train_under_zero2_with_two_processes(tiny_model_dir, tmp_path):
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+@pytest.mark.parametrize(("launch", "zero"), [("torchrun", "zero2"), ("accelerate", "zero3")])
+def test_prm_and_revision_model_train_with_two_processes(tiny_model_dir, tmp_path, launch, zero):
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [
-            torchrun,
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29533",
+            *launcher(launch),
             str(ROOT / "tests" / "distributed_train_worker.py"),
             str(tiny_model_dir),
             str(tmp_path / "prm"),
             str(tmp_path / "revision"),
-            str(ROOT / "configs" / "deepspeed" / "zero2.json"),
+            str(ROOT / "configs" / "deepspeed" / f"{zero}.json"),
             str(tmp_path / "report"),
         ],
         capture_output=True,
