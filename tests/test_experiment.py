@@ -249,7 +249,7 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 12
+    assert second.stdout.count("up to date") == 13  # the larger model of the comparison too
     assert "logged to wandb" not in second.stdout
     assert sorted((run_dir / "wandb").glob("offline-run-*")) == wandb_runs
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
@@ -261,5 +261,5 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
 
     third = ttc("run", config, "--from", "prm")
     assert third.returncode == 0, third.stderr
-    assert third.stdout.count("up to date") == 3
+    assert third.stdout.count("up to date") == 4  # and the larger model, which --from never retrains
     assert json.loads((run_dir / "prm_eval.json").read_text())["levels"] == verifier["levels"]

@@ -83,28 +83,21 @@ def _read_queries(path: str):
     from .config import parse_config
     from .solver import Query
     from .strategies import StrategyConfig
-    from .tasks import DataError
+    from .tasks import DataError, jsonl_objects
 
     rows = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: malformed JSON: {error}") from None
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
-                raise DataError(f"{where}: each line must be an object with a 'question' string")
-            unknown = set(row) - {"id", "question", "budget", "strategy", "seed"}
-            if unknown:
-                raise DataError(f"{where}: unknown field(s) {sorted(unknown)}")
-            strategy = row.get("strategy")
-            if strategy is not None:
-                fields = {"name": strategy} if isinstance(strategy, str) else strategy
-                strategy = parse_config(StrategyConfig, fields, f"{where}: strategy")
-            rows.append((row.get("id", number), Query(row["question"], row.get("budget"), strategy, row.get("seed"))))
+    for number, row in jsonl_objects(path):
+        where = f"{path}:{number}"
+        if not isinstance(row.get("question"), str):
+            raise DataError(f"{where}: each line must be an object with a 'question' string")
+        unknown = set(row) - {"id", "question", "budget", "strategy", "seed"}
+        if unknown:
+            raise DataError(f"{where}: unknown field(s) {sorted(unknown)}")
+        strategy = row.get("strategy")
+        if strategy is not None:
+            fields = {"name": strategy} if isinstance(strategy, str) else strategy
+            strategy = parse_config(StrategyConfig, fields, f"{where}: strategy")
+        rows.append((row.get("id", number), Query(row["question"], row.get("budget"), strategy, row.get("seed"))))
     return rows
 
 

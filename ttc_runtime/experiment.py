@@ -363,15 +363,21 @@ class Experiment:
         if proposer.model is not None:
             print(f"  using the proposer at {proposer.model} (no training)")
             return {"model": proposer.model, "trained": False}
-        key = _fingerprint(self.config.task, proposer)
-        marker = self.proposer_dir() / "ttc_stage.json"
+        return self._train_language_model(proposer, self.proposer_dir(), force)
+
+    def _train_language_model(self, settings: ProposerConfig, directory: Path, force: bool) -> dict[str, object]:
+        """Train a model as ``settings`` says on the task's training split into ``directory``, unless
+        a model trained from the same inputs is there (the proposer, and the larger model of the
+        FLOPs-matched comparison)."""
+        key = _fingerprint(self.config.task, settings)
+        marker = directory / "ttc_stage.json"
         done = _read_json(marker)
         if not force and done.get("fingerprint") == key:
-            print(f"  up to date ({self.proposer_dir()}, trained in {done['seconds']:.0f} s)")
+            print(f"  up to date ({directory}, trained in {done['seconds']:.0f} s)")
             return done
         problems = self.task.problems("train")
-        print(f"  training on {len(problems)} problems for {proposer.training.max_steps} steps")
-        result = train_proposer(proposer, problems, self.proposer_dir())
+        print(f"  training {directory} on {len(problems)} problems for {settings.training.max_steps} steps")
+        result = train_proposer(settings, problems, directory)
         summary = {"fingerprint": key, "model": str(result.output_dir), "trained": True, **result.summary()}
         write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
@@ -942,25 +948,6 @@ class Experiment:
             return Path(self.config.counterpart.model)
         return self.run_dir / "counterpart"
 
-    def _train_counterpart(self) -> None:
-        """Train the larger model with the proposer's data and training settings, unless a model
-        trained from the same inputs is there: ``--from`` does not retrain it (it costs about 14x
-        the proposer); delete its directory to."""
-        proposer = self.config.proposer
-        larger = proposer.model_copy(update={"architecture": self.config.counterpart.architecture})
-        key = _fingerprint(self.config.task, larger)
-        marker = self.counterpart_dir() / "ttc_stage.json"
-        done = _read_json(marker)
-        if done.get("fingerprint") == key:
-            print(f"  larger model: {self.counterpart_dir()}, trained in {done['seconds']:.0f} s")
-            return
-        problems = self.task.problems("train")
-        print(f"  training the larger model on {len(problems)} problems for {larger.training.max_steps} steps")
-        result = train_proposer(larger, problems, self.counterpart_dir())
-        summary = {"fingerprint": key, "model": str(result.output_dir), "trained": True, **result.summary()}
-        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
-        print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
-
     def _stage_counterpart(self, force: bool) -> dict[str, object]:
         config, settings = self.config, self.config.counterpart
         out = self.run_dir / "counterpart.json"
@@ -970,7 +957,9 @@ class Experiment:
         if config.proposer.model is not None and settings.model is None:
             raise ConfigError("counterpart.model: give the larger model, since the proposer is not trained here")
         if settings.model is None:
-            self._train_counterpart()
+            # never forced: --from does not retrain it (it costs about 14x the proposer); delete it to
+            larger = config.proposer.model_copy(update={"architecture": settings.architecture})
+            self._train_language_model(larger, self.counterpart_dir(), force=False)
         pool = RolloutPool(self.pool_dir())
         key = _fingerprint(
             settings,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .grading import answers_match, extract_boxed, normalize_answer
 
@@ -21,6 +23,26 @@ def check_levels(levels: Sequence[int]) -> None:
 
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file and the line or row."""
+
+
+def jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """The JSON objects of a JSONL file with their line numbers; blank lines are skipped, a line
+    that is not a JSON object is a ``DataError`` naming ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{where}: malformed JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a JSON object")
+            yield number, record
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ present.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import SPLITS, DataError, Problem, Task
+from .base import SPLITS, DataError, Problem, Task, jsonl_objects
 from .grading import extract_boxed
 
 
@@ -40,41 +39,30 @@ def _level(value: object) -> int | None:
 def load_math_jsonl(path: str | Path) -> list[Problem]:
     """Read a MATH-format JSONL file; any bad line is an error naming its line number."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such data file")
     problems = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: malformed JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object")
-            problem_text = record.get("problem")
-            if not isinstance(problem_text, str) or not problem_text.strip():
-                raise DataError(f"{where}: missing or empty 'problem'")
-            solution = record.get("solution")
-            answer = record.get("answer")
-            if answer is None and isinstance(solution, str):
-                answer = extract_boxed(solution)
-            if answer is None or not str(answer).strip():
-                raise DataError(f"{where}: no 'answer' and no \\boxed{{}} answer in 'solution'")
-            level = _level(record.get("level"))
-            if level is None or not 1 <= level <= 5:
-                raise DataError(f"{where}: 'level' must be 1-5 or 'Level N', got {record.get('level')!r}")
-            problems.append(
-                Problem(
-                    id=str(record.get("unique_id") or f"{path.stem}-{number}"),
-                    question=problem_text,
-                    answer=str(answer),
-                    level=level,
-                    solution=solution if isinstance(solution, str) else None,
-                )
+    for number, record in jsonl_objects(path):
+        where = f"{path}:{number}"
+        problem_text = record.get("problem")
+        if not isinstance(problem_text, str) or not problem_text.strip():
+            raise DataError(f"{where}: missing or empty 'problem'")
+        solution = record.get("solution")
+        answer = record.get("answer")
+        if answer is None and isinstance(solution, str):
+            answer = extract_boxed(solution)
+        if answer is None or not str(answer).strip():
+            raise DataError(f"{where}: no 'answer' and no \\boxed{{}} answer in 'solution'")
+        level = _level(record.get("level"))
+        if level is None or not 1 <= level <= 5:
+            raise DataError(f"{where}: 'level' must be 1-5 or 'Level N', got {record.get('level')!r}")
+        problems.append(
+            Problem(
+                id=str(record.get("unique_id") or f"{path.stem}-{number}"),
+                question=problem_text,
+                answer=str(answer),
+                level=level,
+                solution=solution if isinstance(solution, str) else None,
             )
+        )
     return problems
 
 
