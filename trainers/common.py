@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -30,6 +31,14 @@ class TrainSettings(StrictModel):
     max_length: int = Field(256, ge=8, description="Longest training sequence in tokens; longer ones are cut.")
     seed: int = 0
     logging_steps: int = Field(50, ge=1)
+    save_steps: int | None = Field(
+        None,
+        ge=1,
+        exclude=True,
+        description="Checkpoint every N steps, so that a killed run started again with the same settings "
+        "and data resumes from its last checkpoint; None: no checkpoints (short runs). Left out of "
+        "fingerprints: when to checkpoint does not change the model.",
+    )
     deepspeed: str | None = Field(None, description="Path to a DeepSpeed JSON config, or None.")
     report_to: str = Field("none", description="'none' or 'wandb'.")
 
@@ -61,6 +70,28 @@ def staging_dir(output_dir: Path) -> Path:
     return output_dir.with_name(output_dir.name + ".partial")
 
 
+def prepare_staging(output_dir: Path, settings: TrainSettings, examples: int) -> None:
+    """Clear the staging directory of ``output_dir`` for a new run, unless it holds checkpoints of a
+    run with the same ``settings`` on the same number of ``examples`` (which the run then resumes)."""
+    staging = staging_dir(output_dir)
+    stamp = json.dumps({"settings": settings.model_dump(mode="json"), "examples": examples}, sort_keys=True)
+    if settings.save_steps is not None and (staging / "run.json").is_file():
+        if (staging / "run.json").read_text() == stamp:
+            return
+    shutil.rmtree(staging, ignore_errors=True)
+    if settings.save_steps is not None and int(os.environ.get("RANK", "0")) == 0:
+        staging.mkdir(parents=True, exist_ok=True)
+        (staging / "run.json").write_text(stamp)
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest complete checkpoint of ``output_dir``'s staged run (one whose trainer state was
+    written, the last file a checkpoint gets), or None."""
+    folder = staging_dir(output_dir) / "trainer"
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+
+
 def trainer_arguments(settings: TrainSettings, output_dir: Path) -> dict[str, Any]:
     """Keyword arguments for ``TrainingArguments`` (or a TRL config deriving from it)."""
     return dict(
@@ -75,7 +106,9 @@ def trainer_arguments(settings: TrainSettings, output_dir: Path) -> dict[str, An
         seed=settings.seed,
         data_seed=settings.seed,
         logging_steps=settings.logging_steps,
-        save_strategy="no",
+        save_strategy="no" if settings.save_steps is None else "steps",
+        save_steps=settings.save_steps or 500,
+        save_total_limit=2,
         report_to=settings.report_to,
         deepspeed=settings.deepspeed,
         dataloader_num_workers=0,
@@ -98,14 +131,18 @@ def _train_flops(model: torch.nn.Module, tokens: int) -> int:
 def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_dir: Path) -> TrainResult:
     """Train, then save model and tokenizer through the staging directory, renamed into place.
 
-    The staging directory is removed whatever happens, so ``output_dir`` holds either the previous
-    model or the new one, never half of one. With several processes only the first writes.
+    ``output_dir`` holds either the previous model or the new one, never half of one. The staging
+    directory is removed after success, and after a failure too unless the run checkpoints
+    (``TrainSettings.save_steps``): then its checkpoints stay, and the next run with the same
+    settings resumes from the last one. With several processes only the first writes.
     """
     staging = staging_dir(output_dir)
     main = trainer.is_world_process_zero()
+    checkpoints = trainer.args.save_strategy != "no"
     started = time.perf_counter()
+    succeeded = False
     try:
-        output = trainer.train()
+        output = trainer.train(resume_from_checkpoint=last_checkpoint(output_dir) if checkpoints else None)
         seconds = time.perf_counter() - started
         trainer.save_model(str(staging / "model"))  # collective under DeepSpeed; rank 0 writes
         if main:
@@ -114,9 +151,10 @@ def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_
             (staging / "model").rename(output_dir)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()  # the others wait until rank 0 has renamed the model
+        succeeded = True
     finally:
         if main:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging if succeeded or not checkpoints else staging / "model", ignore_errors=True)
     train_tokens = int(trainer.state.num_input_tokens_seen or 0)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return TrainResult(

@@ -16,7 +16,6 @@ DeepSpeed comes through ``TrainSettings.deepspeed`` (a JSON config path), as for
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -38,7 +37,7 @@ from ..prompts import PromptConfig
 from ..scoring.margin import MarginPRMForTokenClassification
 from ..scoring.prm import encode_steps
 from ..tasks import DataError
-from .common import TrainResult, TrainSettings, staging_dir, train_and_save, trainer_arguments
+from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
 
 IGNORE = -100.0
 """Target value of positions that carry no label."""
@@ -200,7 +199,7 @@ def train_prm(
     tokenizer = load_tokenizer(proposer_dir)
     features = prm_features(dataset, tokenizer, prompt, config.targets)
     model = _build_model(config, proposer_dir, tokenizer)
-    shutil.rmtree(staging_dir(output_dir), ignore_errors=True)
+    prepare_staging(output_dir, config.training, len(features))
     args = TrainingArguments(**trainer_arguments(config.training, output_dir), remove_unused_columns=False)
     trainer = PRMTrainer(
         model=model, args=args, train_dataset=features, data_collator=_Collator(tokenizer.pad_token_id)

@@ -9,7 +9,6 @@ never leaves a half-written model behind.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ..models import (
 )
 from ..prompts import PromptConfig
 from ..tasks import Problem
-from .common import TrainResult, TrainSettings, staging_dir, train_and_save, trainer_arguments
+from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
 
 
 class ProposerConfig(StrictModel):
@@ -74,7 +73,7 @@ def train_proposer(config: ProposerConfig, problems: Sequence[Problem], output_d
         model = load_causal_lm(config.base_model, dtype="auto").train()
 
     dataset = Dataset.from_list(sft_examples(problems, config.prompt))
-    shutil.rmtree(staging_dir(output_dir), ignore_errors=True)
+    prepare_staging(output_dir, settings, len(dataset))
     args = SFTConfig(**trainer_arguments(settings, output_dir), max_length=settings.max_length)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     return train_and_save(trainer, tokenizer, output_dir)

@@ -15,7 +15,6 @@ and no prompt is truncated in the middle of an attempt.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 from ..config import StrictModel
 from ..models import load_causal_lm, load_tokenizer
 from ..prompts import PromptConfig, RevisionPromptConfig
-from .common import TrainResult, TrainSettings, staging_dir, train_and_save, trainer_arguments
+from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
 
 
 class RevisionConfig(StrictModel):
@@ -94,7 +93,7 @@ def train_revision(
     if len(fitted.dataset) == 0:
         raise ValueError(f"no revision example fits in max_length {settings.max_length} tokens")
     model = load_causal_lm(proposer_dir, dtype="auto").train()
-    shutil.rmtree(staging_dir(output_dir), ignore_errors=True)
+    prepare_staging(output_dir, settings, len(fitted.dataset))
     args = SFTConfig(
         **trainer_arguments(settings, output_dir),
         max_length=settings.max_length,

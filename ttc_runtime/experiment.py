@@ -958,7 +958,8 @@ class Experiment:
             raise ConfigError("counterpart.model: give the larger model, since the proposer is not trained here")
         if settings.model is None:
             # never forced: --from does not retrain it (it costs about 14x the proposer); delete it to
-            larger = config.proposer.model_copy(update={"architecture": settings.architecture})
+            training = config.proposer.training.model_copy(update={"save_steps": settings.save_steps})
+            larger = config.proposer.model_copy(update={"architecture": settings.architecture, "training": training})
             self._train_language_model(larger, self.counterpart_dir(), force=False)
         pool = RolloutPool(self.pool_dir())
         key = _fingerprint(

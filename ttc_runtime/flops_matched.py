@@ -45,6 +45,9 @@ class CounterpartConfig(StrictModel):
         description="Shape of the larger model trained from scratch (with the proposer's data and training "
         "settings); the default is about 14x the default proposer's FLOP parameters.",
     )
+    save_steps: int = Field(
+        50, ge=1, description="Checkpoint the larger model's training this often, so that a killed run resumes."
+    )
     samples: int = Field(8, ge=1, description="Samples per pool question for the larger model's pass@1.")
     ratios: list[float] = Field([0.16, 0.79, 22.0], min_length=1, description="R = D_inference / D_pretrain.")
     resamples: int = Field(50, ge=1, description="N-subsets of the pool's samples drawn per question.")
