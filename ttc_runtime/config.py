@@ -27,6 +27,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
 
 
+def positive(values: list[float], what: str) -> list[float]:
+    """``values`` if every one is above 0, else the ``ValueError`` a list field's validator raises."""
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{what} must be positive, got {values}")
+    return values
+
+
 def _describe(error: ValidationError, source: str) -> str:
     lines = []
     for item in error.errors():

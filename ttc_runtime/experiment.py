@@ -56,7 +56,7 @@ from .allocator_eval import (
     report_to_json,
 )
 from .budget_eval import BudgetEvalConfig, evaluate_budgets, format_budget_table, plot_budgets, points_to_json
-from .config import ConfigError, StrictModel, load_config
+from .config import ConfigError, StrictModel, load_config, positive
 from .difficulty import difficulty
 from .env.actions import ActionSpace
 from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pass_at_1_by_level, per_level
@@ -183,9 +183,7 @@ class AllocatorConfig(StrictModel):
     @field_validator("adaptive_targets")
     @classmethod
     def _positive(cls, targets: list[float]) -> list[float]:
-        if any(t <= 0 for t in targets):
-            raise ValueError(f"targets must be positive, got {targets}")
-        return targets
+        return positive(targets, "targets")
 
 
 class ExperimentConfig(StrictModel):

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from .config import StrictModel
+from .config import StrictModel, positive
 from .models import TinyLMConfig
 from .pool import parallel_outcome
 
@@ -55,9 +55,7 @@ class CounterpartConfig(StrictModel):
     @field_validator("ratios")
     @classmethod
     def _positive(cls, ratios: list[float]) -> list[float]:
-        if any(r <= 0 for r in ratios):
-            raise ValueError(f"ratios must be positive, got {ratios}")
-        return ratios
+        return positive(ratios, "ratios")
 
 
 def multiplier(scale: float, ratio: float) -> float:
