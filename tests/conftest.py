@@ -3,6 +3,7 @@ rollout pool collected with it."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import LlamaForCausalLM
 
-from ttc_runtime.models import TinyLMConfig, build_embedded_tokenizer, build_tiny_causal_lm
+from ttc_runtime.models import TinyLMConfig, build_embedded_tokenizer, build_tiny_causal_lm, tiny_llama_config
 
 
 @pytest.fixture(scope="session")
@@ -28,20 +30,28 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def biased_model(token_bias: dict[str, float]):
-    """A 1-layer model whose next-token distribution ignores context: softmax of ``token_bias``
-    (other tokens get 0). Used to make EOS or blank lines as likely as a test needs."""
+    """A plain 1-layer Llama whose next-token logits ignore context: exactly ``token_bias`` (other
+    tokens 0). Used to make EOS or blank lines as likely as a test needs.
+
+    Every embedding is the unit vector e0 and the attention and MLP outputs are zeroed, so the
+    final norm always sees e0 and emits ``scale * e0``; the untied head's row for a token holds its
+    bias / scale in column 0. Nothing beyond a standard ``LlamaForCausalLM`` is needed, so the model
+    saves and loads anywhere (vLLM included)."""
     tokenizer = build_embedded_tokenizer()
-    model = build_tiny_causal_lm(
-        TinyLMConfig(hidden_size=16, num_layers=1, num_heads=1, intermediate_size=16), tokenizer
-    )
-    head = torch.nn.Linear(16, len(tokenizer), bias=True)
+    config = tiny_llama_config(TinyLMConfig(hidden_size=32, num_layers=1, num_heads=1, intermediate_size=16), tokenizer)
+    config.tie_word_embeddings = False
+    model = LlamaForCausalLM(config)
+    scale = 1.0 / math.sqrt(1.0 / config.hidden_size + config.rms_norm_eps)
     with torch.no_grad():
-        head.weight.zero_()
-        head.bias.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.zero_()
         for token, bias in token_bias.items():
-            head.bias[tokenizer.convert_tokens_to_ids(token)] = bias
-    model.lm_head = head
-    return model, tokenizer
+            model.lm_head.weight[tokenizer.convert_tokens_to_ids(token), 0] = bias / scale
+    return model.eval(), tokenizer
 
 
 def collect_pool(model_dir, pool_dir) -> subprocess.Popen:

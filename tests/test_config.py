@@ -79,3 +79,19 @@ def test_shipped_configs_load():
 def test_every_shipped_config_validates(path):
     config = load_experiment(path)
     assert config.run_dir.startswith("runs/")
+
+
+def test_generation_engine_is_chosen_in_the_config(tmp_path):
+    from ttc_runtime.experiment import Experiment
+
+    with pytest.raises(ConfigError, match="generation.backend"):
+        load_config(ExperimentConfig, write(tmp_path, "generation:\n  backend: tgi\n"))
+    with pytest.raises(ConfigError, match="generation.gpu_memory_utilization"):
+        load_config(ExperimentConfig, write(tmp_path, "generation:\n  gpu_memory_utilization: 1.5\n"))
+    default = Experiment(ExperimentConfig(run_dir=str(tmp_path / "a")))
+    vllm = Experiment(load_config(ExperimentConfig, write(tmp_path, "generation:\n  backend: vllm\n")))
+    # The default engine keeps the stage keys runs already have; vLLM's samples are its own.
+    assert default._sampling_key() == default.config.sampling
+    assert vllm._sampling_key() != default._sampling_key() and "vllm" in vllm._sampling_key()
+    assert default._verifier_key() != vllm._verifier_key()
+    assert vllm.solver_config(policy=None).generation.backend == "vllm"

@@ -56,3 +56,77 @@ def test_prm_and_revision_model_train_with_two_processes(tiny_model_dir, tmp_pat
     load_causal_lm(tmp_path / "revision")
     prm = TokenClassificationPRM.from_pretrained(tmp_path / "prm")
     assert len(prm.score(["1+1"], [["2", "\\boxed{2}"]]).step_scores[0]) == 2
+
+
+PIPELINE = """
+run_dir: {run_dir}
+task:
+  synthetic: {{train_per_level: 40, validation_per_level: 5, test_per_level: 10}}
+proposer:
+  architecture: {{hidden_size: 32, num_layers: 2, num_heads: 2, intermediate_size: 64, max_positions: 256}}
+  training: {{max_steps: 6, batch_size: 8, logging_steps: 2, deepspeed: {zero3}}}
+sampling:
+  max_new_tokens: 48
+evaluation: {{problems_per_level: 2, samples_per_problem: 1}}
+labels: {{problems_per_level: 2, samples_per_problem: 2, rollouts: 2, shard_size: 4}}
+prm:
+  training: {{max_steps: 4, batch_size: 8, logging_steps: 2, deepspeed: {zero2}}}
+"""
+
+
+def ttc(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "ttc_runtime.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_pipeline_training_stages_run_under_launchers(tmp_path):
+    """``ttc train`` runs a pipeline stage's training with two processes (the proposer under
+    accelerate launch and ZeRO-3, the PRM under torchrun and ZeRO-2); ``ttc run`` then finds both
+    stages up to date, and the stage records and wandb runs were written once."""
+    run_dir = tmp_path / "run"
+    config = tmp_path / "pipeline.yaml"
+    deepspeed = ROOT / "configs" / "deepspeed"
+    config.write_text(PIPELINE.format(run_dir=run_dir, zero3=deepspeed / "zero3.json", zero2=deepspeed / "zero2.json"))
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+
+    early = ttc("train", "prm", config, env=env)
+    assert early.returncode == 2 and "run `ttc run CONFIG --to proposer` first" in early.stderr
+
+    def launched(launch: str, stage: str):
+        command = [*launcher(launch), "-m", "ttc_runtime.cli", "train", stage, str(config)]
+        if launch == "accelerate":  # accelerate launch runs a module with --module
+            command = [*launcher(launch), "--module", "ttc_runtime.cli", "train", stage, str(config)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    launched("accelerate", "proposer")
+    proposer = json.loads((run_dir / "proposer" / "ttc_stage.json").read_text())
+    assert proposer["trained"] and proposer["steps"] == 6
+
+    missing = ttc("train", "prm", config, env=env)
+    assert missing.returncode == 2 and "run `ttc run CONFIG --to prm_labels` first" in missing.stderr
+
+    labels = ttc("run", config, "--to", "prm_labels", env=env)
+    assert labels.returncode == 0, labels.stderr[-3000:]
+    assert f"up to date ({run_dir / 'proposer'}" in labels.stdout
+
+    launched("torchrun", "prm")
+    prm = json.loads((run_dir / "prm" / "ttc_stage.json").read_text())
+    assert prm["trained"] and prm["steps"] == 4 and math.isfinite(prm["final_loss"])
+    assert not (run_dir / "prm.partial").exists()
+    scorer = TokenClassificationPRM.from_pretrained(run_dir / "prm")
+    assert len(scorer.score(["1+1"], [["2", "\\boxed{2}"]]).step_scores[0]) == 2
+
+    again = ttc("run", config, "--to", "prm", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"up to date ({run_dir / 'prm'}" in again.stdout
+    assert json.loads((run_dir / "prm" / "ttc_stage.json").read_text()) == prm
+    # One wandb run per trained stage (written by the first process only), one for the labels.
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 3

@@ -72,14 +72,19 @@ def staging_dir(output_dir: Path) -> Path:
 
 def prepare_staging(output_dir: Path, settings: TrainSettings, examples: int) -> None:
     """Clear the staging directory of ``output_dir`` for a new run, unless it holds checkpoints of a
-    run with the same ``settings`` on the same number of ``examples`` (which the run then resumes)."""
+    run with the same ``settings`` on the same number of ``examples`` (which the run then resumes).
+
+    Under a launcher only the first process touches the directory; ``train_and_save`` makes the
+    others wait for it before they look for a checkpoint."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     staging = staging_dir(output_dir)
     stamp = json.dumps({"settings": settings.model_dump(mode="json"), "examples": examples}, sort_keys=True)
     if settings.save_steps is not None and (staging / "run.json").is_file():
         if (staging / "run.json").read_text() == stamp:
             return
     shutil.rmtree(staging, ignore_errors=True)
-    if settings.save_steps is not None and int(os.environ.get("RANK", "0")) == 0:
+    if settings.save_steps is not None:
         staging.mkdir(parents=True, exist_ok=True)
         (staging / "run.json").write_text(stamp)
 
@@ -139,6 +144,9 @@ def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_
     staging = staging_dir(output_dir)
     main = trainer.is_world_process_zero()
     checkpoints = trainer.args.save_strategy != "no"
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed:
+        torch.distributed.barrier()  # the first process has prepared the staging directory
     started = time.perf_counter()
     succeeded = False
     try:
@@ -149,7 +157,7 @@ def train_and_save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, output_
             tokenizer.save_pretrained(str(staging / "model"))
             shutil.rmtree(output_dir, ignore_errors=True)
             (staging / "model").rename(output_dir)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if distributed:
             torch.distributed.barrier()  # the others wait until rank 0 has renamed the model
         succeeded = True
     finally:

@@ -15,6 +15,9 @@ process minutes apart, never as absolute claims (the machine is shared and noisy
 counts useful FLOPs (2 x parameters x tokens read or generated, the compute record's rule) per
 second of wall time and compares it with a measured matrix-multiply rate of the same device.
 Each path runs ``repeats`` times after a warm-up; the fastest run counts.
+
+``compare_engines`` is the back-end comparison: the same sampling call on the transformers and the
+vLLM generators, as a ratio of generated tokens per second.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .evaluate import per_level
-from .generation.base import SamplingParams
+from .generation.base import Generator, SamplingParams
 from .generation.hf import TransformersGenerator
 from .prompts import PromptConfig
 from .scoring import StepScorer
@@ -202,4 +205,49 @@ def format_benchmark(measurements: list[Measurement], peak: float, agreement: di
         f"{agreement['questions']} questions, same candidates on {agreement['same_candidates']}/{agreement['questions']}",
     ]
     lines.append("(prm_scoring's token column is the scored solutions' generated tokens)")
+    return "\n".join(lines)
+
+
+def compare_engines(
+    model: str,
+    engines: dict[str, Generator],
+    per_level_questions: int = 3,
+    n: int = 64,
+    max_new_tokens: int = 160,
+    repeats: int = 2,
+    seed: int = 0,
+) -> tuple[list[Measurement], int]:
+    """The same sampling call (``n`` solutions to each of the same test questions, one seed) on
+    every engine in ``engines``, fastest of ``repeats`` runs after a warm-up; the first engine is
+    the baseline of ``format_engines``. ``model`` only labels the table. Returns the measurements
+    and the number of questions."""
+    problems = per_level(SyntheticTask(SyntheticTaskConfig()).problems("test"), per_level_questions)
+    prompts = [PromptConfig().format(p.question) for p in problems]
+    params = SamplingParams(temperature=0.8, max_new_tokens=max_new_tokens)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    measurements = []
+    for name, generator in engines.items():
+
+        def work(generator=generator):
+            out = generator.generate(prompts, n=n, params=params, seed=seed)
+            return out.usage.generated_tokens, out.usage.flops
+
+        measurements.append(_fastest(f"{name} ({model})", work, repeats, device))
+    return measurements, len(prompts)
+
+
+def format_engines(measurements: list[Measurement], questions: int, n: int) -> str:
+    """Throughput of each engine as a ratio to the first one's, in generated tokens per second."""
+    baseline = measurements[0]
+    lines = [
+        f"{questions} questions x N = {n} samples, the same seed on every engine",
+        "",
+        "| engine | wall s | generated tokens | tokens/s | vs the first |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for m in measurements:
+        lines.append(
+            f"| {m.name} | {m.seconds:.2f} | {m.generated_tokens:,} | {m.tokens_per_second:,.0f} "
+            f"| {m.tokens_per_second / baseline.tokens_per_second:.2f}x |"
+        )
     return "\n".join(lines)

@@ -1,10 +1,12 @@
 """The ``ttc`` command.
 
 ``ttc run CONFIG`` runs the experiment's stages; ``ttc pool CONFIG`` collects the rollout pool
-alone, across the processes of a launcher; ``ttc solve`` answers questions with a strategy
+alone, across the processes of a launcher; ``ttc train STAGE CONFIG`` trains one model (proposer,
+PRM, revision model) alone, with every process of a launcher; ``ttc solve`` answers questions with a strategy
 picked per question; ``ttc serve`` serves the same over an OpenAI-compatible HTTP API; ``ttc
 loadtest`` measures the server under concurrent load; ``ttc sample`` draws solutions from a
-proposer; ``ttc bench`` measures the generation paths against plain transformers ``generate``.
+proposer; ``ttc bench`` measures the generation paths against plain transformers ``generate``;
+``ttc bench-engines`` compares the vLLM back end's sampling throughput with the transformers one.
 Bad input (a missing model directory, a malformed data line, an unknown config key, an empty
 question, a budget over the limit) ends with a one-line error on stderr and exit status 2.
 """
@@ -43,6 +45,16 @@ def _cmd_pool(args: argparse.Namespace) -> int:
     if args.run_dir:
         config = config.model_copy(update={"run_dir": args.run_dir})
     Experiment(config).collect_pool(Workers.from_env())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .experiment import Experiment, load_experiment
+
+    config = load_experiment(args.config)
+    if args.run_dir:
+        config = config.model_copy(update={"run_dir": args.run_dir})
+    Experiment(config).train(args.stage, force=args.force)
     return 0
 
 
@@ -248,6 +260,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_engines(args: argparse.Namespace) -> int:
+    import torch
+
+    from .benchmark import compare_engines, format_engines
+    from .generation.engines import GenerationConfig, load_generator
+
+    torch_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else None)
+    engines = {}
+    for name in args.engines.split(","):
+        if name not in ("transformers", "vllm"):
+            raise ConfigError(f"--engines: unknown engine {name!r}; engines are transformers and vllm")
+        config = GenerationConfig(
+            backend=name,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            tensor_parallel_size=args.tensor_parallel_size,
+        )
+        engines[name] = load_generator(args.model, config, device=device)
+    measurements, questions = compare_engines(
+        Path(args.model).name, engines, args.per_level, args.n, args.max_new_tokens, args.repeats
+    )
+    print(format_engines(measurements, questions, args.n))
+    return 0
+
+
 def torch_threads(threads: int | None) -> None:
     """Pin torch's intra-op threads (benchmarks compare paths under the same setting)."""
     if threads is not None:
@@ -275,6 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     pool.add_argument("config", help="experiment YAML whose earlier stages have run")
     pool.add_argument("--run-dir", help="override the config's run_dir")
     pool.set_defaults(func=_cmd_pool)
+
+    train = sub.add_parser(
+        "train",
+        help="run one training stage alone, its model trained by all of a launcher's processes "
+        "(accelerate launch -m ttc_runtime.cli train prm CONFIG)",
+    )
+    train.add_argument("stage", choices=["proposer", "prm", "revision"])
+    train.add_argument("config", help="experiment YAML whose earlier stages have run")
+    train.add_argument("--run-dir", help="override the config's run_dir")
+    train.add_argument("--force", action="store_true", help="train even when the stage is up to date")
+    train.set_defaults(func=_cmd_train)
 
     solve = sub.add_parser("solve", help="answer a question (or a JSONL file of them) within a budget")
     solve.add_argument("question", nargs="?", help="the question (or use --input)")
@@ -340,6 +388,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     bench.add_argument("--device", help="torch device (default cpu)")
     bench.set_defaults(func=_cmd_bench)
+
+    engines = sub.add_parser(
+        "bench-engines", help="sampling throughput of the vLLM back end against the transformers one"
+    )
+    engines.add_argument("--model", default="runs/embedded/proposer", help="model directory")
+    engines.add_argument("--engines", default="transformers,vllm", help="comma-separated; the first is the baseline")
+    engines.add_argument("--per-level", type=int, default=3, help="test questions per level (default 3)")
+    engines.add_argument("-n", type=int, default=64, help="samples per question (default 64)")
+    engines.add_argument("--max-new-tokens", type=int, default=160)
+    engines.add_argument("--repeats", type=int, default=2, help="timed runs per engine; the fastest counts")
+    engines.add_argument("--gpu-memory-utilization", type=float, default=0.4, help="vLLM's share of device memory")
+    engines.add_argument("--tensor-parallel-size", type=int, default=1)
+    engines.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    engines.add_argument("--device", help="torch device of the transformers engine (default: cuda when available)")
+    engines.set_defaults(func=_cmd_bench_engines)
     return parser
 
 

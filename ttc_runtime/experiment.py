@@ -62,8 +62,8 @@ from .env.actions import ActionSpace
 from .evaluate import LevelAccuracy, VerifierLevel, auroc, evaluate_verifier, pass_at_1_by_level, per_level
 from .files import write_text_atomic
 from .flops_matched import CounterpartConfig, compare, format_matched, plot_matched
-from .generation.base import SamplingConfig
-from .generation.hf import TransformersGenerator
+from .generation.base import Generator, SamplingConfig
+from .generation.engines import GenerationConfig, load_generator
 from .policies.features import FeatureConfig, build_featurizer
 from .policies.learned import LearnedAllocator
 from .pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, Workers
@@ -122,6 +122,9 @@ STAGES = (
     "counterpart",
     "report",
 )
+
+TRAINING_STAGES = ("proposer", "prm", "revision")
+"""The stages ``ttc train`` runs alone under a launcher: they train one model and nothing else."""
 
 REPORTED = ("proposer_eval", "prm_eval", "search_eval", "revision_eval", "baselines", "allocator", "counterpart")
 """The stages whose outputs ``report.md`` gathers."""
@@ -194,6 +197,7 @@ class ExperimentConfig(StrictModel):
     task: TaskConfig = TaskConfig()
     proposer: ProposerConfig = ProposerConfig()
     sampling: SamplingConfig = SamplingConfig()
+    generation: GenerationConfig = GenerationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     labels: LabelConfig = LabelConfig()
     prm: PRMConfig = PRMConfig()
@@ -238,6 +242,12 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _first_process() -> bool:
+    """Whether this process writes shared outputs: always, unless a launcher started it as another
+    than the first (``RANK``)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _device(config: ExperimentConfig) -> str:
     """The configured device, else cuda when available; under a launcher (``LOCAL_RANK`` set) each
     process takes its own GPU."""
@@ -255,6 +265,7 @@ class Experiment:
         self.config = config
         self.run_dir = Path(config.run_dir)
         self.task = config.task.build()
+        self._generators: dict[tuple[str, str], Generator] = {}
 
     def proposer_dir(self) -> Path:
         """The proposer to use: the configured model, or the one this run trains."""
@@ -308,12 +319,40 @@ class Experiment:
             print(f"[{number}/{len(stages)}] {stage} ({time.perf_counter() - started:.0f} s elapsed)", flush=True)
             before = record_stamp(self.run_dir, stage)
             results[stage] = getattr(self, f"_stage_{stage}")(force=stage in forced)
-            tracking = self.config.wandb
-            if tracking.enabled and stage in RECORDS and record_stamp(self.run_dir, stage) != before:
-                where = log_stage(tracking, self.run_dir, stage, self.config.model_dump(mode="json"))
-                print(f"  logged to wandb: {where}")
+            self._log_if_changed(stage, before)
         print(f"done in {time.perf_counter() - started:.0f} s; outputs in {self.run_dir}")
         return results
+
+    def _log_if_changed(self, stage: str, before: object) -> None:
+        """Log ``stage`` to wandb when its record changed since ``before`` (it did work)."""
+        tracking = self.config.wandb
+        if tracking.enabled and stage in RECORDS and record_stamp(self.run_dir, stage) != before:
+            where = log_stage(tracking, self.run_dir, stage, self.config.model_dump(mode="json"))
+            print(f"  logged to wandb: {where}")
+
+    def train(self, stage: str, force: bool = False) -> dict[str, object]:
+        """Run one training stage alone (``ttc train``), in every process a launcher started: the
+        processes train one model together (DeepSpeed or DDP, as ``training.deepspeed`` says), the
+        first one writes it, its stage record and its wandb run, and ``ttc run`` then finds the
+        stage up to date. The stages before it must have run."""
+        if stage not in TRAINING_STAGES:
+            raise ValueError(f"unknown training stage {stage!r}; training stages are {', '.join(TRAINING_STAGES)}")
+        self.check_inputs(STAGES[: STAGES.index(stage) + 1])
+        needs = {
+            "prm": self.config.prm.dataset or self.run_dir / "prm_labels" / "dataset",
+            "revision": self.run_dir / "revision_data" / "dataset",
+        }
+        if stage != "proposer" and not (self.proposer_dir() / "config.json").is_file():
+            raise ConfigError(f"{self.proposer_dir()} holds no proposer yet: run `ttc run CONFIG --to proposer` first")
+        trains = stage != "prm" or (self.config.prm.model is None and self.config.verifier.kind != "proposer_margin")
+        if trains and stage in needs and not Path(needs[stage]).exists():
+            earlier = STAGES[STAGES.index(stage) - 1]
+            raise ConfigError(f"{needs[stage]} does not exist yet: run `ttc run CONFIG --to {earlier}` first")
+        before = record_stamp(self.run_dir, stage)
+        result = getattr(self, f"_stage_{stage}")(force=force)
+        if _first_process():
+            self._log_if_changed(stage, before)
+        return result
 
     def solver_config(self, policy: Literal["fixed", "adaptive"] | None = "fixed") -> SolverConfig:
         """A ``SolverConfig`` that serves this run's models and its trained allocator (``policy``
@@ -341,11 +380,30 @@ class Experiment:
             prompt=config.proposer.prompt,
             revision_prompt=config.revision.prompt,
             sampling=config.sampling,
+            generation=config.generation,
             device=config.device,
         )
 
-    def _generator(self) -> TransformersGenerator:
-        return TransformersGenerator.from_pretrained(self.proposer_dir(), device=_device(self.config))
+    def _generator(self) -> Generator:
+        return self._load_generator(self.proposer_dir())
+
+    def _load_generator(self, model_dir: Path) -> Generator:
+        """The configured engine over ``model_dir``, loaded once per process and model version
+        (stages share it: a vLLM engine holds its share of device memory while it lives)."""
+        key = (str(model_dir), _identity(model_dir))
+        if key not in self._generators:
+            self._generators[key] = load_generator(model_dir, self.config.generation, _device(self.config))
+        return self._generators[key]
+
+    def _sampling_key(self) -> StrictModel | str:
+        """The sampling settings as stage keys see them: each engine draws its own samples for a
+        seed, so stages sampled by vLLM are not those sampled by transformers (the default engine
+        keeps the key it always had)."""
+        generation = self.config.generation
+        if generation.backend == "transformers":
+            return self.config.sampling
+        engine = {"backend": generation.backend, "dtype": generation.dtype}
+        return json.dumps({"sampling": self.config.sampling.model_dump(mode="json"), **engine}, sort_keys=True)
 
     def verifier_dir(self) -> Path:
         """What the verifier loads: the proposer itself for ``proposer_margin``, else the PRM."""
@@ -377,7 +435,8 @@ class Experiment:
         print(f"  training {directory} on {len(problems)} problems for {settings.training.max_steps} steps")
         result = train_proposer(settings, problems, directory)
         summary = {"fingerprint": key, "model": str(result.output_dir), "trained": True, **result.summary()}
-        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        if _first_process():
+            write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
         return summary
 
@@ -385,7 +444,7 @@ class Experiment:
         config = self.config
         out = self.run_dir / "proposer_eval.json"
         key = _fingerprint(
-            config.task, config.proposer, config.sampling, config.evaluation, _identity(self.proposer_dir())
+            config.task, config.proposer, self._sampling_key(), config.evaluation, _identity(self.proposer_dir())
         )
         done = _read_json(out)
         if not force and done.get("fingerprint") == key:
@@ -419,7 +478,7 @@ class Experiment:
     def _labels_key(self) -> str:
         config = self.config
         return _fingerprint(
-            config.task, config.proposer.prompt, config.sampling, config.labels, _identity(self.proposer_dir())
+            config.task, config.proposer.prompt, self._sampling_key(), config.labels, _identity(self.proposer_dir())
         )
 
     def _label(self, problems: list[Problem], out_dir: Path, key: str) -> dict[str, object]:
@@ -473,7 +532,8 @@ class Experiment:
             f"  {len(problems)} problems x {self.config.labels.samples_per_problem} solutions, K = {self.config.labels.rollouts} rollouts per step"
         )
         summary = {"fingerprint": key, **self._label(problems, out_dir, key)}
-        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        if _first_process():
+            write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(f"  labelled {summary['steps']} steps of {summary['solutions']} solutions in {summary['seconds']:.0f} s")
         return summary
 
@@ -499,7 +559,8 @@ class Experiment:
         )
         result = train_prm(prm, dataset, self.proposer_dir(), self.prm_dir(), self.config.proposer.prompt)
         summary = {"fingerprint": key, "model": str(result.output_dir), "trained": True, **result.summary()}
-        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        if _first_process():
+            write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}")
         return summary
 
@@ -509,7 +570,7 @@ class Experiment:
         return _fingerprint(
             config.task,
             config.proposer.prompt,
-            config.sampling,
+            self._sampling_key(),
             config.verifier,
             *parts,
             _identity(self.proposer_dir()),
@@ -558,7 +619,7 @@ class Experiment:
             print(format_label_agreement(summary["mc_labels"]))
         return summary
 
-    def search_settings(self, reviser: TransformersGenerator | None = None) -> SearchSettings:
+    def search_settings(self, reviser: Generator | None = None) -> SearchSettings:
         """How every strategy formats prompts, samples and aggregates step scores in this run;
         ``reviser`` is the revision model, for revision chains."""
         config = self.config
@@ -607,7 +668,7 @@ class Experiment:
         config = self.config
         return _fingerprint(
             config.task,
-            config.sampling,
+            self._sampling_key(),
             config.proposer.prompt,
             config.revision.prompt,
             config.revision_data,
@@ -655,7 +716,8 @@ class Experiment:
             "examples_by_attempts": {str(n): attempts.count(n) for n in range(settings.max_attempts + 1)},
             "seconds": time.perf_counter() - started,
         }
-        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        if _first_process():
+            write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(
             f"  {summary['examples']} examples (by number of attempts in context: "
             f"{summary['examples_by_attempts']}) in {summary['seconds']:.0f} s"
@@ -689,7 +751,8 @@ class Experiment:
             "examples_dropped_to_fit": fitted.examples_dropped,
             **result.summary(),
         }
-        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        if _first_process():
+            write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(
             f"  trained in {result.seconds:.0f} s, final loss {result.final_loss}; to fit "
             f"{revision.training.max_length} tokens: {fitted.attempts_dropped} attempts and "
@@ -708,7 +771,7 @@ class Experiment:
             return done
         held_out = [p for p in self.task.problems(settings.split) if p.level in settings.levels]
         generator, scorer = self._generator(), self._scorer()
-        reviser = TransformersGenerator.from_pretrained(self.revision_dir(), device=_device(config))
+        reviser = self._load_generator(self.revision_dir())
         search = self.search_settings(reviser)
         started = time.perf_counter()
         single = one_revision(
@@ -753,7 +816,7 @@ class Experiment:
             verifier=_identity(self.verifier_dir()),
             reviser=_identity(self.revision_dir()) if needs_reviser else "",
             settings=_fingerprint(
-                config.task, config.proposer.prompt, config.sampling, config.verifier, config.revision.prompt
+                config.task, config.proposer.prompt, self._sampling_key(), config.verifier, config.revision.prompt
             ),
         )
 
@@ -786,11 +849,7 @@ class Experiment:
             f"  {len(problems)} {config.pool.split} problems: {config.pool.samples} samples each and "
             f"{len(config.pool.run_arms())} arms run ({len(arms) - len(config.pool.run_arms())} more resampled)"
         )
-        reviser = (
-            TransformersGenerator.from_pretrained(self.revision_dir(), device=_device(config))
-            if needs_reviser
-            else None
-        )
+        reviser = self._load_generator(self.revision_dir()) if needs_reviser else None
         started = time.perf_counter()
         counts = pool.collect(
             config.pool,
@@ -962,7 +1021,7 @@ class Experiment:
         pool = RolloutPool(self.pool_dir())
         key = _fingerprint(
             settings,
-            config.sampling,
+            self._sampling_key(),
             config.baselines,
             pool.manifest()["hash"],
             _identity(self.counterpart_dir()),
@@ -975,7 +1034,7 @@ class Experiment:
             return done
         started = time.perf_counter()
         questions = pool.questions()
-        larger = TransformersGenerator.from_pretrained(self.counterpart_dir(), device=_device(config))
+        larger = self._load_generator(self.counterpart_dir())
         prompts = [config.proposer.prompt.format(q) for q in questions["question"]]
         print(f"  sampling the larger model: {len(prompts)} pool questions x {settings.samples}", flush=True)
         output = larger.generate(prompts, n=settings.samples, params=config.sampling.params(), seed=settings.samples)
@@ -1017,7 +1076,8 @@ class Experiment:
             return done
         write_text_atomic(out, self.report_text())
         summary = {"fingerprint": key, "report": str(out)}
-        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
+        if _first_process():
+            write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
         print(f"  report in {out}")
         return summary
 

@@ -40,8 +40,8 @@ from pydantic import Field, model_validator
 
 from .compute import Compute
 from .config import ConfigError, StrictModel
-from .generation.base import SamplingConfig
-from .generation.hf import TransformersGenerator
+from .generation.base import Generator, SamplingConfig
+from .generation.engines import GenerationConfig, load_generator
 from .generation.sampling import derive_seed
 from .policies.features import build_featurizer
 from .policies.learned import AllocatorPolicy, LearnedAllocator
@@ -74,6 +74,7 @@ class SolverConfig(StrictModel):
     prompt: PromptConfig = PromptConfig()
     revision_prompt: RevisionPromptConfig = RevisionPromptConfig()
     sampling: SamplingConfig = SamplingConfig()
+    generation: GenerationConfig = GenerationConfig()
     seed: int = Field(0, description="Seed of queries that give none.")
     device: str | None = Field(None, description="torch device; None picks cuda when available.")
 
@@ -183,9 +184,9 @@ class Solver:
     def __init__(
         self,
         config: SolverConfig,
-        generator: TransformersGenerator,
+        generator: Generator,
         scorer: StepScorer,
-        reviser: TransformersGenerator | None = None,
+        reviser: Generator | None = None,
         allocator: LearnedAllocator | None = None,
     ) -> None:
         self.config = config
@@ -214,10 +215,10 @@ class Solver:
         import torch
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        generator = TransformersGenerator.from_pretrained(config.proposer, device=device)
+        generator = load_generator(config.proposer, config.generation, device)
         scorer = load_verifier(config.verifier, config.verifier_model or config.proposer, config.prompt, device)
         reviser = (
-            TransformersGenerator.from_pretrained(config.revision_model, device=device)
+            load_generator(config.revision_model, config.generation, device)
             if config.revision_model is not None
             else None
         )

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
 from ..compute import Usage
 from ..config import StrictModel
 from ..tasks.grading import STEP_SEPARATOR
+from .sampling import derive_seed
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 FinishReason = Literal["eos", "stop", "length"]
 
@@ -75,6 +79,30 @@ class Completion:
     top_logprobs: tuple[float, ...] = ()
 
 
+def completion_from_tokens(
+    tokenizer: PreTrainedTokenizerBase,
+    token_ids: Sequence[int],
+    finish: FinishReason,
+    params: SamplingParams,
+    logprobs: Sequence[float] = (),
+    top_logprobs: Sequence[float] = (),
+) -> Completion:
+    """The ``Completion`` of a finished sample, whatever engine drew its tokens: the text is the
+    tokens decoded without special tokens and, when the stop string ended the sample, cut at its
+    ``stop_count``-th occurrence (counted left to right without overlap)."""
+    text = tokenizer.decode(list(token_ids), skip_special_tokens=True)
+    if finish == "stop" and params.stop is not None:
+        cut, search_from = -1, 0
+        for _ in range(params.stop_count):
+            cut = text.find(params.stop, search_from)
+            if cut < 0:
+                break
+            search_from = cut + len(params.stop)
+        if cut >= 0:
+            text = text[:cut]
+    return Completion(text, len(token_ids), finish, tuple(token_ids), tuple(logprobs), tuple(top_logprobs))
+
+
 class PromptTooLong(ValueError):
     """Prompts that do not leave ``max_new_tokens`` of room in the model's context.
 
@@ -116,6 +144,12 @@ class Generator(Protocol):
     flop_params: int
     """Parameters that cost FLOPs per token (see ``compute``)."""
 
+    tokenizer: PreTrainedTokenizerBase
+    """The model's Hugging Face tokenizer: prompts are encoded with it, so its counts are the charged ones."""
+
+    context: int | None
+    """The model's context in tokens (prompt plus ``max_new_tokens``), or None when unbounded."""
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -150,3 +184,36 @@ def greedy_continue(
         logprobs=logprobs,
     )
     return generator.generate(prefixes, n=1, params=params, seed=0)
+
+
+def encode_call(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    n: int,
+    params: SamplingParams,
+    seed: int | Sequence[int],
+    context: int | None,
+) -> tuple[list[list[int]], list[int]]:
+    """Check one ``generate`` call's arguments the same way for every engine and return each
+    prompt's token ids and seed (a call seed becomes one seed per prompt index)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if isinstance(seed, int):
+        prompt_seeds = [derive_seed(seed, i) for i in range(len(prompts))]
+    else:
+        prompt_seeds = list(seed)
+        if len(prompt_seeds) != len(prompts):
+            raise ValueError(f"got {len(prompt_seeds)} seeds for {len(prompts)} prompts")
+    for i, prompt in enumerate(prompts):
+        if not prompt:
+            raise ValueError(f"prompt {i} is empty")
+    encoded = [list(tokenizer(p)["input_ids"]) for p in prompts]
+    if context is not None:
+        over = [i for i, ids in enumerate(encoded) if len(ids) + params.max_new_tokens > context]
+        if over:
+            raise PromptTooLong(
+                over,
+                f"{len(over)} prompt(s) leave no room for max_new_tokens {params.max_new_tokens} in the "
+                f"model's context of {context} tokens (prompt {over[0]} has {len(encoded[over[0]])} tokens)",
+            )
+    return encoded, prompt_seeds

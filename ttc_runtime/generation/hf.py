@@ -16,7 +16,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..compute import Usage
 from ..models import flop_params, load_causal_lm, load_tokenizer
-from .base import Completion, GenerationOutput, PromptTooLong, SamplingParams
+from .base import Completion, GenerationOutput, SamplingParams, completion_from_tokens, encode_call
 from .sampling import derive_seed, sample_tokens
 
 
@@ -62,26 +62,7 @@ class TransformersGenerator:
         params: SamplingParams = SamplingParams(),
         seed: int | Sequence[int] = 0,
     ) -> GenerationOutput:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if isinstance(seed, int):
-            prompt_seeds = [derive_seed(seed, i) for i in range(len(prompts))]
-        else:
-            prompt_seeds = list(seed)
-            if len(prompt_seeds) != len(prompts):
-                raise ValueError(f"got {len(prompt_seeds)} seeds for {len(prompts)} prompts")
-        for i, prompt in enumerate(prompts):
-            if not prompt:
-                raise ValueError(f"prompt {i} is empty")
-        encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
-        if self.context is not None:
-            over = [i for i, ids in enumerate(encoded) if len(ids) + params.max_new_tokens > self.context]
-            if over:
-                raise PromptTooLong(
-                    over,
-                    f"{len(over)} prompt(s) leave no room for max_new_tokens {params.max_new_tokens} in the "
-                    f"model's context of {self.context} tokens (prompt {over[0]} has {len(encoded[over[0]])} tokens)",
-                )
+        encoded, prompt_seeds = encode_call(self.tokenizer, prompts, n, params, seed, self.context)
         completions: list[list[Completion]] = []
         usages: list[Usage] = []
         per_chunk = max(1, self.max_batch_rows // n)
@@ -191,7 +172,9 @@ class TransformersGenerator:
             next_position = next_position + 1
 
         completions = [
-            self._completion(tokens[r], finish[r] or "length", params, logprobs[r], top_logprobs[r])
+            completion_from_tokens(
+                self.tokenizer, tokens[r], finish[r] or "length", params, logprobs[r], top_logprobs[r]
+            )
             for r in range(total)
         ]
         usages = [
@@ -199,18 +182,3 @@ class TransformersGenerator:
             for i, ids in enumerate(encoded)
         ]
         return completions, usages
-
-    def _completion(
-        self, token_ids: list[int], finish: str, params: SamplingParams, logprobs: list[float], top: list[float]
-    ) -> Completion:
-        text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
-        if finish == "stop" and params.stop is not None:
-            cut, search_from = -1, 0
-            for _ in range(params.stop_count):
-                cut = text.find(params.stop, search_from)
-                if cut < 0:
-                    break
-                search_from = cut + len(params.stop)
-            if cut >= 0:
-                text = text[:cut]
-        return Completion(text, len(token_ids), finish, tuple(token_ids), tuple(logprobs), tuple(top))
