@@ -28,19 +28,17 @@ from .conftest import biased_model
 
 PROMPTS = ["Evaluate left to right: 3+4\n\n", "Evaluate left to right: 12*3-5+1\n\n", "7-2\n\n"]
 BACKENDS = ["transformers", "vllm"]
-VLLM_MEMORY = 0.3
-"""Share of memory a test engine may bring its process to (vLLM counts what the process already
-holds, so three live engines need room for three KV caches; on vLLM's CPU build: of host memory). The engines run in float32, as the transformers reference does (vLLM's
-``auto`` would run these float32 checkpoints in half precision)."""
+VLLM_KV_CACHE_GB = 0.25
+"""KV cache of each test engine: fixed, since several engines live in one process (vLLM would
+otherwise size each from what the process already holds). The engines run in float32, as the
+transformers reference does (vLLM's ``auto`` runs float32 checkpoints in half precision)."""
 
 
 def open_generator(backend: str, model_dir) -> Generator:
     """The ``backend``'s generator over ``model_dir``; the vLLM one only where vLLM imports."""
     if backend == "vllm":
         pytest.importorskip("vllm", reason="vLLM is not installed here (the `vllm` extra, for GPU machines)")
-        config = GenerationConfig(
-            backend="vllm", gpu_memory_utilization=VLLM_MEMORY, enforce_eager=True, dtype="float32"
-        )
+        config = GenerationConfig(backend="vllm", kv_cache_gb=VLLM_KV_CACHE_GB, enforce_eager=True, dtype="float32")
         return load_generator(model_dir, config)
     return load_generator(model_dir, GenerationConfig(max_batch_rows=64))
 

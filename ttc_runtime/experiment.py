@@ -1015,7 +1015,14 @@ class Experiment:
             raise ConfigError("counterpart.model: give the larger model, since the proposer is not trained here")
         if settings.model is None:
             # never forced: --from does not retrain it (it costs about 14x the proposer); delete it to
-            training = config.proposer.training.model_copy(update={"save_steps": settings.save_steps})
+            rate = settings.learning_rate or (
+                config.proposer.training.learning_rate
+                * config.proposer.architecture.hidden_size
+                / settings.architecture.hidden_size
+            )
+            training = config.proposer.training.model_copy(
+                update={"save_steps": settings.save_steps, "learning_rate": rate}
+            )
             larger = config.proposer.model_copy(update={"architecture": settings.architecture, "training": training})
             self._train_language_model(larger, self.counterpart_dir(), force=False)
         pool = RolloutPool(self.pool_dir())

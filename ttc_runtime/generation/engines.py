@@ -28,6 +28,12 @@ class GenerationConfig(StrictModel):
         description="vllm: share of device memory each engine reserves for weights and KV cache; the "
         "proposer's and the revision model's engines and the PRM share the device.",
     )
+    kv_cache_gb: float | None = Field(
+        None,
+        gt=0,
+        description="vllm: KV cache per engine in GiB, instead of what gpu_memory_utilization leaves (a fixed "
+        "size is predictable when several engines share a device).",
+    )
     enforce_eager: bool = Field(False, description="vllm: no CUDA graphs or compilation (faster start, slower decode).")
     dtype: str = Field(
         "auto",
@@ -50,6 +56,7 @@ def load_generator(path: str | Path, config: GenerationConfig, device: str | Non
             path,
             tensor_parallel_size=config.tensor_parallel_size,
             gpu_memory_utilization=config.gpu_memory_utilization,
+            kv_cache_gb=config.kv_cache_gb,
             enforce_eager=config.enforce_eager,
             dtype=config.dtype,
         )

@@ -59,8 +59,9 @@ class VLLMGenerator:
 
     ``tensor_parallel_size`` splits the model over that many GPUs. ``gpu_memory_utilization`` is
     the share of device memory the engine reserves for weights and KV cache (on vLLM's CPU build:
-    of host memory); give each engine of a process (proposer, revision model) its share and leave
-    room for the PRM. ``enforce_eager`` skips CUDA graphs and compilation: a faster start, a slower
+    of host memory): vLLM sizes the KV cache as that share less what the process already holds, so
+    a second engine in one process needs a larger share, or ``kv_cache_gb``, a fixed KV cache size
+    in GiB. ``enforce_eager`` skips CUDA graphs and compilation: a faster start, a slower
     decode. ``context`` is the model's ``max_position_embeddings``, enforced as the transformers
     back end does (``PromptTooLong``).
     """
@@ -69,7 +70,8 @@ class VLLMGenerator:
         self,
         path: str | Path,
         tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.5,
+        gpu_memory_utilization: float = 0.4,
+        kv_cache_gb: float | None = None,
         enforce_eager: bool = False,
         dtype: str = "auto",
     ) -> None:
@@ -92,6 +94,7 @@ class VLLMGenerator:
             max_model_len=self.context,
             enable_prefix_caching=True,
             logprobs_mode="raw_logprobs",
+            kv_cache_memory_bytes=None if kv_cache_gb is None else int(kv_cache_gb * 2**30),
         )
 
     def generate(
