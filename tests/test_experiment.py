@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from ttc_runtime.trainers.prm import load_stepwise
 
@@ -204,6 +205,9 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     larger = AutoModelForCausalLM.from_pretrained(run_dir / "counterpart")
     assert matched["scale"] == flop_params(larger) / flop_params(model) and matched["scale"] > 1
     assert json.loads((run_dir / "counterpart" / "ttc_stage.json").read_text())["steps"] == 6
+    # The larger model's learning rate is the proposer's (3e-3, width 32) scaled by width (64).
+    larger_args = torch.load(run_dir / "counterpart" / "training_args.bin", weights_only=False)
+    assert larger_args.learning_rate == pytest.approx(3e-3 * 32 / 64)
     first_row, last_row = matched["rows"]
     assert first_row["multiplier"] == pytest.approx(matched["scale"] + 3 * (matched["scale"] - 1) / 0.16)
     assert (first_row["generations"], first_row["capped"]) == (8, True)  # more than the pool's K = 8
