@@ -89,7 +89,11 @@ def test_generation_engine_is_chosen_in_the_config(tmp_path):
     with pytest.raises(ConfigError, match="generation.gpu_memory_utilization"):
         load_config(ExperimentConfig, write(tmp_path, "generation:\n  gpu_memory_utilization: 1.5\n"))
     default = Experiment(ExperimentConfig(run_dir=str(tmp_path / "a")))
-    vllm = Experiment(load_config(ExperimentConfig, write(tmp_path, "generation:\n  backend: vllm\n")))
+    run_dir = tmp_path / "b"
+    (run_dir / "proposer").mkdir(parents=True)
+    (run_dir / "proposer" / "config.json").write_text("{}")  # what solver_config checks for
+    text = f"run_dir: {run_dir}\ngeneration:\n  backend: vllm\n"
+    vllm = Experiment(load_config(ExperimentConfig, write(tmp_path, text)))
     # The default engine keeps the stage keys runs already have; vLLM's samples are its own.
     assert default._sampling_key() == default.config.sampling
     assert vllm._sampling_key() != default._sampling_key() and "vllm" in vllm._sampling_key()
