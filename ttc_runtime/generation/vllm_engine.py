@@ -58,10 +58,10 @@ class VLLMGenerator:
     """``Generator`` over ``vllm.LLM`` for the model saved at ``path``.
 
     ``tensor_parallel_size`` splits the model over that many GPUs. ``gpu_memory_utilization`` is
-    the share of device memory the engine reserves for weights and KV cache (on vLLM's CPU build:
-    of host memory): vLLM sizes the KV cache as that share less what the process already holds, so
-    a second engine in one process needs a larger share, or ``kv_cache_gb``, a fixed KV cache size
-    in GiB. ``enforce_eager`` skips CUDA graphs and compilation: a faster start, a slower
+    the share of device memory the engine reserves for weights and KV cache. vLLM's CPU build
+    takes it of host memory and sizes the KV cache as that share less what the whole process
+    already holds, so there a second engine in one process gets little or nothing;
+    ``kv_cache_gb`` fixes the KV cache size in GiB instead. ``enforce_eager`` skips CUDA graphs and compilation: a faster start, a slower
     decode. ``context`` is the model's ``max_position_embeddings``, enforced as the transformers
     back end does (``PromptTooLong``).
     """
