@@ -388,8 +388,11 @@ class Experiment:
         return self._load_generator(self.proposer_dir())
 
     def _load_generator(self, model_dir: Path) -> Generator:
-        """The configured engine over ``model_dir``, loaded once per process and model version
-        (stages share it: a vLLM engine holds its share of device memory while it lives)."""
+        """The configured engine over ``model_dir``. A transformers model is loaded per stage and
+        freed after it; a vLLM engine is kept for the rest of the process and shared by the stages
+        (per model version), since vLLM does not reliably give its device memory back."""
+        if self.config.generation.backend == "transformers":
+            return load_generator(model_dir, self.config.generation, _device(self.config))
         key = (str(model_dir), _identity(model_dir))
         if key not in self._generators:
             self._generators[key] = load_generator(model_dir, self.config.generation, _device(self.config))
