@@ -27,34 +27,30 @@ from .tasks import DataError
 EXIT_BAD_INPUT = 2
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _experiment(args: argparse.Namespace):
+    """The ``Experiment`` of ``args.config``, in ``args.run_dir`` when given."""
     from .experiment import Experiment, load_experiment
 
     config = load_experiment(args.config)
     if args.run_dir:
         config = config.model_copy(update={"run_dir": args.run_dir})
-    Experiment(config).run(from_stage=args.from_stage, to_stage=args.to_stage)
+    return Experiment(config)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _experiment(args).run(from_stage=args.from_stage, to_stage=args.to_stage)
     return 0
 
 
 def _cmd_pool(args: argparse.Namespace) -> int:
-    from .experiment import Experiment, load_experiment
     from .pool import Workers
 
-    config = load_experiment(args.config)
-    if args.run_dir:
-        config = config.model_copy(update={"run_dir": args.run_dir})
-    Experiment(config).collect_pool(Workers.from_env())
+    _experiment(args).collect_pool(Workers.from_env())
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .experiment import Experiment, load_experiment
-
-    config = load_experiment(args.config)
-    if args.run_dir:
-        config = config.model_copy(update={"run_dir": args.run_dir})
-    Experiment(config).train(args.stage, force=args.force)
+    _experiment(args).train(args.stage, force=args.force)
     return 0
 
 
