@@ -31,6 +31,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from transformers import AutoConfig, PretrainedConfig
 from vllm import LLM
 from vllm import SamplingParams as VLLMSamplingParams
 
@@ -40,15 +41,14 @@ from .base import Completion, FinishReason, GenerationOutput, SamplingParams, co
 from .sampling import derive_seed
 
 
-def flop_params_of_config(path: str | Path) -> int:
-    """``models.flop_params`` of the model saved at ``path``, counted on the meta device (no
-    weights are read: vLLM loads them itself)."""
+def flop_params_of_config(config: PretrainedConfig) -> int:
+    """``models.flop_params`` of a model of ``config``, counted on the meta device (no weights are
+    read: vLLM loads them itself)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from ..models import flop_params
 
-    config = AutoConfig.from_pretrained(str(path))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return flop_params(model)
@@ -75,12 +75,11 @@ class VLLMGenerator:
         enforce_eager: bool = False,
         dtype: str = "auto",
     ) -> None:
-        from transformers import AutoConfig
-
         path = require_dir(path, "model", saved_model=True)
         self.tokenizer = load_tokenizer(path)
-        self.context: int | None = getattr(AutoConfig.from_pretrained(str(path)), "max_position_embeddings", None)
-        self.flop_params = flop_params_of_config(path)
+        model_config = AutoConfig.from_pretrained(str(path))
+        self.context: int | None = getattr(model_config, "max_position_embeddings", None)
+        self.flop_params = flop_params_of_config(model_config)
         # The engine core runs in this process, so results do not depend on an extra process and
         # tests can run it; on GPUs vLLM's own multiprocessing stays available through the variable.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -160,10 +159,8 @@ class VLLMGenerator:
     ) -> FinishReason | None:
         """Why a sample ended after a round, or None when it must go on (a stop string seen fewer
         than ``stop_count`` times with tokens left)."""
-        if reason == "stop" and stop_reason is None:
-            return "eos"
-        if reason == "stop" and isinstance(stop_reason, int):
-            return "eos"  # an end-of-sequence id listed in the model's generation config
+        if reason == "stop" and (stop_reason is None or isinstance(stop_reason, int)):
+            return "eos"  # the tokenizer's end of sequence, or an id in the model's generation config
         if params.stop is not None:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             if text.count(params.stop) >= params.stop_count:
