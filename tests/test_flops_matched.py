@@ -50,8 +50,11 @@ def test_compare_puts_both_sides_side_by_side_per_bin():
     # with all 4 samples, the verifier finds question 0's one right answer; question 1 has none
     assert wide.small_by_bin == {1: 1.0, 2: 0.0} and wide.large_by_bin == {1: 0.25, 2: 1.0}
     assert wide.small == pytest.approx(2 / 3) and wide.large == pytest.approx(0.5)
+    assert wide.proposer_pass_by_bin == {1: 0.625, 2: 0.0} and wide.proposer_pass == pytest.approx(1.25 / 3)
     # with 2 of 4 samples, question 0's right answer is drawn half the time
     assert 0.5 < narrow.small_by_bin[1] < 1.0
     text = format_matched(rows, 2.0, 200, 100)
     assert "| 0.16 | 20.8 | 4 (capped at K) |" in text
     assert "R = 0.16: test-time compute ahead on bins [1], the larger model ahead on bins [2]" in text
+    assert "| proposer, pass@1 (reference) | 0.417 | 0.625 | 0.000 |" in text
+    assert "Per sample, the larger model is ahead of the proposer on bins [2] and behind on bins [1]." in text

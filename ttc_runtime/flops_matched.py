@@ -76,7 +76,9 @@ def multiplier(scale: float, ratio: float) -> float:
 
 @dataclass(frozen=True)
 class MatchedRow:
-    """One ratio R: the budget it buys and both sides' accuracy, overall and per bin."""
+    """One ratio R: the budget it buys and both sides' accuracy, overall and per bin, beside the
+    proposer's own pass@1 (one sample, no verifier): the reference that says whether the larger
+    model is the better sampler at all."""
 
     ratio: float
     multiplier: float
@@ -86,6 +88,8 @@ class MatchedRow:
     large: float
     small_by_bin: dict[int, float]
     large_by_bin: dict[int, float]
+    proposer_pass: float
+    proposer_pass_by_bin: dict[int, float]
 
 
 def compare(
@@ -100,6 +104,7 @@ def compare(
     """The comparison at every ratio of ``config``: ``samples`` are the pool's (K per question, in
     question order, as ``large_pass`` and ``bins``)."""
     available = int(samples.groupby("question").size().min())
+    proposer_pass = samples.groupby("question", sort=True)["correct"].mean().to_numpy(dtype=float)
     rows = []
     for ratio in config.ratios:
         x = multiplier(scale, ratio)
@@ -117,6 +122,8 @@ def compare(
                 float(large_pass.mean()),
                 {int(b): float(small[bins == b].mean()) for b in levels},
                 {int(b): float(large_pass[bins == b].mean()) for b in levels},
+                float(proposer_pass.mean()),
+                {int(b): float(proposer_pass[bins == b].mean()) for b in levels},
             )
         )
     return rows
@@ -141,7 +148,15 @@ def format_matched(rows: Sequence[MatchedRow], scale: float, large_params: int, 
             f"| {row.ratio:g} | {row.multiplier:.1f} | {used} | proposer + test-time | {row.small:.3f} | {small} |"
         )
         lines.append(f"| | | | {scale:.0f}x model, pass@1 | {row.large:.3f} | {large} |")
+    reference = " | ".join(f"{rows[0].proposer_pass_by_bin[b]:.3f}" for b in bins)
+    lines.append(f"| - | 1 | 1 | proposer, pass@1 (reference) | {rows[0].proposer_pass:.3f} | {reference} |")
     lines.append("")
+    ahead = [b for b in bins if rows[0].large_by_bin[b] > rows[0].proposer_pass_by_bin[b]]
+    behind = [b for b in bins if rows[0].large_by_bin[b] < rows[0].proposer_pass_by_bin[b]]
+    lines.append(
+        f"- Per sample, the larger model is ahead of the proposer on bins {ahead or 'none'} and behind on bins "
+        f"{behind or 'none'}."
+    )
     for row in rows:
         wins = [b for b in bins if row.small_by_bin[b] > row.large_by_bin[b]]
         losses = [b for b in bins if row.small_by_bin[b] < row.large_by_bin[b]]
@@ -153,7 +168,8 @@ def format_matched(rows: Sequence[MatchedRow], scale: float, large_params: int, 
 
 
 def plot_matched(rows: Sequence[MatchedRow], scale: float, path: str | Path) -> None:
-    """Bars per oracle bin: the proposer with test-time compute at each R, and the larger model."""
+    """Bars per oracle bin: the proposer with test-time compute at each R, and the larger model;
+    a grey line marks the proposer's own pass@1."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,7 +179,7 @@ def plot_matched(rows: Sequence[MatchedRow], scale: float, path: str | Path) -> 
 
     bins = sorted(rows[0].small_by_bin)
     width = 0.8 / (len(rows) + 1)
-    figure, axis = plt.subplots(figsize=(7, 3.6))
+    figure, axis = plt.subplots(figsize=(8.5, 3.6))
     x = np.arange(len(bins))
     for k, row in enumerate(rows):
         axis.bar(
@@ -177,11 +193,21 @@ def plot_matched(rows: Sequence[MatchedRow], scale: float, path: str | Path) -> 
         [rows[0].large_by_bin[b] for b in bins],
         width,
         color="black",
-        label=f"{scale:.0f}x model",
+        label=f"{scale:.0f}x model, pass@1",
+    )
+    axis.hlines(
+        [rows[0].proposer_pass_by_bin[b] for b in bins],
+        x - width / 2,
+        x + width * (len(rows) + 0.5),
+        color="grey",
+        linewidth=2,
+        zorder=3,
+        label="proposer, pass@1",
     )
     axis.set_xticks(x + width * len(rows) / 2, [f"bin {b}" for b in bins])
     axis.set_ylabel("accuracy")
     axis.set_ylim(0, 1.05)
     axis.set_title("FLOPs-matched: test-time compute against a larger model")
-    axis.legend(fontsize=7, loc="upper right")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
     save_figure(figure, path)
