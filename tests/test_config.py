@@ -57,6 +57,8 @@ def test_bad_choice_and_cross_field_rules(tmp_path):
         load_config(ExperimentConfig, write(tmp_path, "proposer:\n  model: a\n  base_model: b\n"))
     with pytest.raises(ConfigError, match="'{question}' exactly once"):
         load_config(ExperimentConfig, write(tmp_path, "proposer:\n  prompt:\n    template: 'no slot'\n"))
+    with pytest.raises(ConfigError, match="train_pool.split: 'test' is the evaluation pool's split too"):
+        load_config(ExperimentConfig, write(tmp_path, "train_pool:\n  problems_per_level: 5\n  split: test\n"))
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -267,3 +268,22 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert third.returncode == 0, third.stderr
     assert third.stdout.count("up to date") == 4  # and the larger model, which --from never retrains
     assert json.loads((run_dir / "prm_eval.json").read_text())["levels"] == verifier["levels"]
+
+    # A training pool on the validation split: the fitted allocators learn from it and answer the
+    # evaluation pool's questions; the earlier stages and the evaluation pool stay up to date.
+    trained_config = tmp_path / "trained.yaml"
+    trained_config.write_text(TINY.format(run_dir=run_dir) + "train_pool: {problems_per_level: 1}\n")
+    fourth = ttc("run", trained_config, "--to", "allocator")
+    assert fourth.returncode == 0, fourth.stderr
+    assert "pool: up to date" in fourth.stdout and "train_pool: 5 validation problems" in fourth.stdout
+    assert RolloutPool(run_dir / "train_pool").complete()
+    protocol = re.compile(r"fitted on (\d) validation questions of the training pool, tested on the 10 pool questions")
+    for stage in ("baselines", "allocator"):
+        record = json.loads((run_dir / f"{stage}.json").read_text())
+        found = protocol.fullmatch(record["protocol"])
+        assert found and 1 <= int(found.group(1)) <= 5, record["protocol"]
+        assert all(p["questions"] == 10 for p in record["points"] if p["view"] == 0)
+        assert record["protocol"] in (run_dir / f"{stage}.md").read_text()
+    assert "cross-validation" in baselines["protocol"]
+    for kind in ("fixed", "adaptive"):
+        assert (run_dir / "allocator" / kind / "policy.json").is_file()

@@ -17,11 +17,13 @@ from tests import pool_worker
 from tests.conftest import collect_pool as _collect
 from ttc_runtime.allocator_eval import (
     AllocatorEvalConfig,
+    Splits,
     cross_validated,
     efficiency_ratio,
     evaluate_allocators,
     folds_of,
     format_report,
+    with_training_pool,
 )
 from ttc_runtime.config import ConfigError, parse_config
 from ttc_runtime.difficulty import difficulty, quantile_bins
@@ -31,6 +33,7 @@ from ttc_runtime.pool import (
     PoolInputs,
     PoolMismatch,
     RolloutPool,
+    TrainPoolConfig,
     arm_outcomes,
     parallel_outcome,
 )
@@ -114,8 +117,57 @@ def test_cross_validation_answers_each_fold_with_the_other_folds_fit():
     # the other fold, every question gets the wrong arm, where fitting on itself would be perfect.
     table = outcomes([[0, 1], [1, 0], [0, 1], [1, 0]], [[1, 1]] * 4)
     folds = np.array([0, 1, 0, 1])
-    result = cross_validated("cv", table, np.ones(4, dtype=int), 4, folds)
+    splits = Splits([(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in (0, 1)], 4, np.arange(4), "")
+    result = cross_validated("cv", table, np.ones(4, dtype=int), 4, splits)
     assert result.correct.tolist() == [0, 0, 0, 0]
+    balanced = Splits.folds(11, 2, seed=3)
+    answered = np.sort(np.concatenate([held for _, held in balanced.parts]))
+    assert answered.tolist() == list(range(11))
+    assert all(not set(train) & set(held) for train, held in balanced.parts)
+
+
+def test_a_training_pool_fits_the_allocator_and_the_evaluation_pool_only_tests_it():
+    # Evaluation questions q0-q3, right only under beam; the training pool holds q2 again (left
+    # out of training) and two new questions, right only under beam too, in the one bin.
+    evaluation = outcomes([[0, 1]] * 4, [[1, 1]] * 4)
+    training = ArmOutcomes(
+        evaluation.arms,
+        np.ones(3, dtype=int),
+        ["q2", "t0", "t1"],
+        np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]),
+        np.full((3, 2), 4.0),
+        np.ones((3, 2)),
+    )
+    table, kept = with_training_pool(evaluation, training)
+    assert kept.tolist() == [1, 2]
+    assert table.questions == ["q0", "q1", "q2", "q3", "t0", "t1"]
+    assert table.correct[4:].tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    splits = Splits.training_pool(4, 2, "validation")
+    assert splits.fit_rows.tolist() == [4, 5] and "2 validation questions" in splits.description
+    result = cross_validated("trained", table, np.ones(6, dtype=int), 4, splits)
+    assert result.correct.tolist() == [1, 1, 1, 1]
+    other = ArmOutcomes(
+        [Arm(BON, 4), Arm(BEAM, 16)],
+        *[getattr(training, f) for f in ("levels", "questions")],
+        training.correct,
+        training.generations,
+        training.flops,
+    )
+    with pytest.raises(PoolMismatch, match="arms"):
+        with_training_pool(evaluation, other)
+    with pytest.raises(ValueError, match="nothing to train on"):
+        with_training_pool(evaluation, evaluation)
+
+
+def test_the_training_pool_config_is_the_evaluation_pool_on_another_split():
+    evaluation = PoolConfig(budgets=[4, 16], samples=32)
+    config = TrainPoolConfig(problems_per_level=7).pool_config(evaluation)
+    assert (config.split, config.problems_per_level, config.samples) == ("validation", 7, 32)
+    assert config.grid == evaluation.grid and config.budgets == evaluation.budgets
+    assert TrainPoolConfig(problems_per_level=7, samples=64).pool_config(evaluation).samples == 64
+    assert not TrainPoolConfig().enabled
+    with pytest.raises(ValueError, match="evaluation pool's split"):
+        TrainPoolConfig(problems_per_level=7, split="test").pool_config(evaluation)
 
 
 def test_per_question_oracle_and_fixed():

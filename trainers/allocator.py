@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..allocator_eval import merge_folds, outcome_of
+from ..allocator_eval import Splits, merge_folds, outcome_of
 from ..config import StrictModel
 from ..env.actions import ActionSpace
 from ..env.allocation import AllocationEnv, ReplayBackend
@@ -250,18 +250,16 @@ def cross_validated_fixed(
     features: np.ndarray,
     feature_flops: np.ndarray,
     outcomes: ArmOutcomes,
-    folds: np.ndarray,
+    splits: Splits,
     config: AllocatorTrainConfig,
     supervised: bool = False,
 ) -> list:
-    """The fixed-budget allocator (RL, or the supervised ablation) at every budget, each fold
-    answered by the policy trained on the other folds; feature FLOPs charged (``PerQuestion``
-    results of ``allocator_eval``)."""
+    """The fixed-budget allocator (RL, or the supervised ablation) at every budget, the answered
+    rows of each split answered by the policy trained on its training rows; feature FLOPs charged
+    (``PerQuestion`` results of ``allocator_eval``)."""
     space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=False)
-    count = len(outcomes.questions)
     parts: dict[int, list] = {n: [] for n in space.budgets}
-    for fold in sorted(set(folds.tolist())):
-        train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    for train, held in splits.parts:
         if supervised:
             policy = fit_supervised(features, outcomes, train, space, config)
         else:
@@ -269,7 +267,7 @@ def cross_validated_fixed(
         for budget in space.budgets:
             arms = policy.greedy_arms(features[held], budget)
             parts[budget].append((held, outcome_of(outcomes, name, budget, held, arms, feature_flops)))
-    return [merge_folds(parts[n], count) for n in space.budgets]
+    return [merge_folds(parts[n], splits.tested) for n in space.budgets]
 
 
 def cross_validated_adaptive(
@@ -277,23 +275,21 @@ def cross_validated_adaptive(
     features: np.ndarray,
     feature_flops: np.ndarray,
     outcomes: ArmOutcomes,
-    folds: np.ndarray,
+    splits: Splits,
     config: AllocatorTrainConfig,
     targets: list[float],
 ) -> list:
-    """The adaptive allocator at each target mean compute (``config.unit``): per fold, ``lam``
-    calibrated on the other folds, then the held-out fold answered. Reported under the target as
+    """The adaptive allocator at each target mean compute (``config.unit``): per split, ``lam``
+    calibrated on its training rows, then its answered rows answered. Reported under the target as
     its budget label; its real spend is in the compute columns."""
     space = ActionSpace.from_arms(outcomes.arms, adaptive=True)
     scale = scale_of(outcomes, config.unit)
-    count = len(outcomes.questions)
     results = []
     for target in targets:
         parts = []
-        for fold in sorted(set(folds.tolist())):
-            train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        for train, held in splits.parts:
             _, policy = calibrate_lambda(features, outcomes, train, space, config, scale, target)
             arms = policy.greedy_arms(features[held], None)
             parts.append((held, outcome_of(outcomes, name, int(target), held, arms, feature_flops)))
-        results.append(merge_folds(parts, count))
+        results.append(merge_folds(parts, splits.tested))
     return results

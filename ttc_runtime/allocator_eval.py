@@ -5,8 +5,11 @@ bin, and the efficiency ratio against best-of-N weighted.
 outcome is that arm's stored outcome (its expected correctness for resampled parallel arms) and
 its compute. Allocators fitted on the pool (compute-optimal by bin) are cross-validated as in the
 paper: the questions are split into ``folds`` random folds, and each fold is answered by the
-allocator fitted on the others. An allocator whose difficulty estimate costs K samples is shown
-twice, without and with that cost added to each question's compute (``charged``).
+allocator fitted on the others. With a training pool (``TrainPoolConfig``: other questions, the same
+grid), they are fitted on its questions instead and answer every evaluation question; a training
+question that is also an evaluation question is left out of training (``Splits``). An allocator
+whose difficulty estimate costs K samples is shown twice, without and with that cost added to each
+question's compute (``charged``).
 
 **Views.** All questions, and each oracle difficulty bin. Accuracy intervals are 95% bootstrap
 intervals over questions.
@@ -36,7 +39,7 @@ from .difficulty import Difficulty, difficulty
 from .files import save_figure
 from .generation.sampling import derive_seed
 from .policies.allocators import Allocator, BinAllocator, FixedAllocator, PerQuestionOracle
-from .pool import ArmOutcomes, PoolConfig, RolloutPool, arm_outcomes, parallel_outcome
+from .pool import ArmOutcomes, PoolConfig, PoolMismatch, RolloutPool, arm_outcomes, parallel_outcome
 
 
 class AllocatorEvalConfig(StrictModel):
@@ -106,6 +109,59 @@ def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
     return assignment
 
 
+@dataclass(frozen=True)
+class Splits:
+    """Which rows of an outcome table a fitted allocator learns from and which it answers.
+
+    ``parts`` holds ``(train rows, answered rows)`` pairs whose answered rows cover ``0 ..
+    tested - 1`` (the evaluation questions) once; ``fit_rows`` are the rows a final allocator, the
+    one saved or shown, is fitted on."""
+
+    parts: list[tuple[np.ndarray, np.ndarray]]
+    tested: int
+    fit_rows: np.ndarray
+    description: str
+
+    @classmethod
+    def folds(cls, count: int, folds: int, seed: int) -> Splits:
+        """Cross-validation on one table of ``count`` questions (``folds_of``)."""
+        assignment = folds_of(count, folds, seed)
+        parts = [(np.flatnonzero(assignment != f), np.flatnonzero(assignment == f)) for f in sorted(set(assignment))]
+        return cls(parts, count, np.arange(count), f"{folds}-fold cross-validation on the {count} pool questions")
+
+    @classmethod
+    def training_pool(cls, tested: int, trained: int, split: str) -> Splits:
+        """Rows ``tested ..`` (``trained`` training-pool questions) fit, rows ``0 .. tested - 1`` answer."""
+        train = np.arange(tested, tested + trained)
+        description = (
+            f"fitted on {trained} {split} questions of the training pool, tested on the {tested} pool questions"
+        )
+        return cls([(train, np.arange(tested))], tested, train, description)
+
+
+def with_training_pool(evaluation: ArmOutcomes, training: ArmOutcomes) -> tuple[ArmOutcomes, np.ndarray]:
+    """One table: ``evaluation``'s rows, then those of ``training`` whose question is not an
+    evaluation question; returns it and the kept training rows. The pools must hold the same arms."""
+    if [a.label for a in training.arms] != [a.label for a in evaluation.arms]:
+        raise PoolMismatch(
+            f"the training pool's arms {[a.label for a in training.arms]} are not the evaluation pool's "
+            f"{[a.label for a in evaluation.arms]}"
+        )
+    seen = set(evaluation.questions)
+    kept = np.array([i for i, q in enumerate(training.questions) if q not in seen], dtype=int)
+    if not len(kept):
+        raise ValueError("every question of the training pool is an evaluation question: nothing to train on")
+    combined = ArmOutcomes(
+        evaluation.arms,
+        np.concatenate([evaluation.levels, training.levels[kept]]),
+        evaluation.questions + [training.questions[i] for i in kept],
+        np.vstack([evaluation.correct, training.correct[kept]]),
+        np.vstack([evaluation.generations, training.generations[kept]]),
+        np.vstack([evaluation.flops, training.flops[kept]]),
+    )
+    return combined, kept
+
+
 def outcome_of(
     outcomes: ArmOutcomes,
     name: str,
@@ -141,15 +197,15 @@ def run_allocator(allocator: Allocator, outcomes: ArmOutcomes, budget: int) -> P
     return outcome_of(outcomes, allocator.name, budget, rows, allocator.choose(outcomes.questions, budget))
 
 
-def cross_validated(name: str, outcomes: ArmOutcomes, bins: np.ndarray, budget: int, folds: np.ndarray) -> PerQuestion:
-    """Compute-optimal by ``bins``: each fold answered by the allocator fitted on the other folds."""
+def cross_validated(name: str, outcomes: ArmOutcomes, bins: np.ndarray, budget: int, splits: Splits) -> PerQuestion:
+    """Compute-optimal by ``bins``: the rows of each split answered by the allocator fitted on its
+    training rows."""
     parts = []
-    for fold in sorted(set(folds.tolist())):
-        held = np.flatnonzero(folds == fold)
-        fitted = BinAllocator.fit(name, outcomes, bins, np.flatnonzero(folds != fold))
+    for train, held in splits.parts:
+        fitted = BinAllocator.fit(name, outcomes, bins, train)
         arms = fitted.choose([outcomes.questions[i] for i in held], budget)
         parts.append((held, outcome_of(outcomes, name, budget, held, arms)))
-    return merge_folds(parts, len(outcomes.questions))
+    return merge_folds(parts, splits.tested)
 
 
 def charged(result: PerQuestion, name: str, flops: np.ndarray, samples: int) -> PerQuestion:
@@ -223,6 +279,7 @@ class AllocatorReport:
     bin_table: dict[str, dict[int, dict[int, str]]]
     difficulty: Difficulty
     budgets: list[int]
+    protocol: str
 
 
 ORACLE_BINS = "compute-optimal (oracle bins)"
@@ -233,17 +290,29 @@ CHARGED = ", estimation charged"
 def evaluate_allocators(
     pool: RolloutPool,
     config: AllocatorEvalConfig,
-    extra: Callable[[ArmOutcomes, np.ndarray], list[PerQuestion]] | None = None,
+    extra: Callable[[ArmOutcomes, Splits], list[PerQuestion]] | None = None,
+    train_pool: RolloutPool | None = None,
 ) -> AllocatorReport:
     """Every baseline allocator at every budget of ``pool`` (see the module docstring), and the
-    results ``extra`` returns given the outcome table and the folds (the learned allocators)."""
+    results ``extra`` returns given the outcome table and its splits (the learned allocators).
+    The fitted allocators learn from ``train_pool`` when given, else from the other folds."""
     manifest = pool.manifest()
     pool_config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
     params = int(manifest["proposer_params"])
     outcomes = arm_outcomes(pool)
     samples = pool.samples()
     estimate = difficulty(samples, params, config.bins)
-    folds = folds_of(len(outcomes.questions), config.folds, config.seed)
+    if train_pool is None:
+        table = outcomes
+        splits = Splits.folds(len(outcomes.questions), config.folds, config.seed)
+        oracle_bins, predicted_bins = estimate.oracle_bins, estimate.predicted_bins
+    else:
+        table, kept = with_training_pool(outcomes, arm_outcomes(train_pool))
+        trained = difficulty(train_pool.samples(), int(train_pool.manifest()["proposer_params"]), config.bins)
+        split = train_pool.manifest()["config"]["split"]
+        splits = Splits.training_pool(len(outcomes.questions), len(kept), split)
+        oracle_bins = np.concatenate([estimate.oracle_bins, trained.oracle_bins[kept]])
+        predicted_bins = np.concatenate([estimate.predicted_bins, trained.predicted_bins[kept]])
     oracle = PerQuestionOracle(outcomes)
     budgets = sorted({arm.budget for arm in outcomes.arms})
     results: list[PerQuestion] = []
@@ -251,8 +320,8 @@ def evaluate_allocators(
         for strategy in pool_config.grid:
             if strategy.unusable(budget) is None:
                 results.append(run_allocator(FixedAllocator(strategy), outcomes, budget))
-        by_oracle = cross_validated(ORACLE_BINS, outcomes, estimate.oracle_bins, budget, folds)
-        by_predicted = cross_validated(PREDICTED_BINS, outcomes, estimate.predicted_bins, budget, folds)
+        by_oracle = cross_validated(ORACLE_BINS, table, oracle_bins, budget, splits)
+        by_predicted = cross_validated(PREDICTED_BINS, table, predicted_bins, budget, splits)
         results += [
             by_oracle,
             charged(by_oracle, ORACLE_BINS + CHARGED, estimate.oracle_flops, estimate.samples),
@@ -261,7 +330,7 @@ def evaluate_allocators(
             run_allocator(oracle, outcomes, budget),
         ]
     if extra is not None:
-        results += extra(outcomes, folds)
+        results += extra(table, splits)
     curve = best_of_n_curve(samples, pool_config, params)
     efficiency = []
     for result in results:
@@ -284,9 +353,8 @@ def evaluate_allocators(
             )
         )
     bin_table = {}
-    everyone = np.arange(len(outcomes.questions))
-    for name, bins in ((ORACLE_BINS, estimate.oracle_bins), (PREDICTED_BINS, estimate.predicted_bins)):
-        fitted = BinAllocator.fit(name, outcomes, bins, everyone)
+    for name, bins in ((ORACLE_BINS, oracle_bins), (PREDICTED_BINS, predicted_bins)):
+        fitted = BinAllocator.fit(name, table, bins, splits.fit_rows)
         bin_table[name] = {
             b: {n: fitted.table[b, n].strategy.label for n in budgets} for b in sorted(set(bins.tolist()))
         }
@@ -297,6 +365,7 @@ def evaluate_allocators(
         bin_table,
         estimate,
         budgets,
+        splits.description,
     )
 
 
@@ -310,11 +379,14 @@ def _ratio(value: float, bound: str) -> str:
 
 def format_report(report: AllocatorReport) -> str:
     """Markdown: the overall table with efficiency ratios, accuracy by bin, and the compute-optimal
-    arm per bin (fitted on every question, for reading; the evaluation uses cross-validation)."""
+    arm per bin (fitted on every question it learns from, for reading; the evaluation answers each
+    question with an allocator fitted without it)."""
     at = {(p.allocator, p.budget, p.view): p for p in report.points}
     ratio = {(e.allocator, e.budget): e for e in report.efficiency}
     names = list(dict.fromkeys(p.allocator for p in report.points))
     lines = [
+        f"Fitted allocators: {report.protocol}.",
+        "",
         "**All questions**: accuracy [95% interval], mean compute per question, efficiency ratio against "
         "best-of-N weighted (its compute to reach the same accuracy over this compute)",
         "",
@@ -353,7 +425,7 @@ def format_report(report: AllocatorReport) -> str:
     ]
     lines += [f"| {c.n} | {c.accuracy:.3f} | {c.flops:.2e} |" for c in report.curve]
     for name, table in report.bin_table.items():
-        lines += ["", f"**{name}: arm per bin** (fitted on all questions)", ""]
+        lines += ["", f"**{name}: arm per bin** (fitted on every question it learns from)", ""]
         lines += ["| bin | " + " | ".join(f"N={n}" for n in report.budgets) + " |"]
         lines += ["| ---: |" + " --- |" * len(report.budgets)]
         lines += [f"| {b} | " + " | ".join(row[n] for n in report.budgets) + " |" for b, row in table.items()]
@@ -411,6 +483,7 @@ def plot_report(report: AllocatorReport, path: str | Path, unit: str = "flops") 
 
 def report_to_json(report: AllocatorReport) -> dict:
     return {
+        "protocol": report.protocol,
         "points": [asdict(p) for p in report.points],
         "curve": [asdict(c) for c in report.curve],
         "efficiency": [asdict(e) for e in report.efficiency],

@@ -16,13 +16,14 @@ Stages:
 - ``revision_eval``: one revision of incorrect and correct attempts, and accuracy against budget
   for every parallel-to-sequential split (``revision_eval.md``, ``revision_eval.png`` and JSON);
 - ``pool``: the rollout pool, every arm of the grid and K scored samples per question, in Parquet
-  shards under ``pool/`` (``pool.RolloutPool``; resumes shard by shard);
+  shards under ``pool/`` (``pool.RolloutPool``; resumes shard by shard); with ``train_pool``, a
+  second pool on other questions under ``train_pool/`` for the fitted allocators to learn from;
 - ``baselines``: difficulty bins, the baseline allocators and their efficiency ratios
   (``baselines.md``, ``baselines.png``, ``baselines_generations.png`` and JSON);
-- ``allocator``: the learned allocator, cross-validated on the pool against the baselines in the
-  fixed-budget and adaptive modes, with its ablations (``allocator.md``, ``allocator.png``,
-  ``allocator_generations.png``, ``allocator_choices.png`` and JSON), and the policies trained on
-  the whole pool, saved under ``allocator/``;
+- ``allocator``: the learned allocator against the baselines in the fixed-budget and adaptive
+  modes, with its ablations, trained on the training pool or cross-validated on the pool
+  (``allocator.md``, ``allocator.png``, ``allocator_generations.png``, ``allocator_choices.png`` and
+  JSON), and the policies trained on every question it learns from, saved under ``allocator/``;
 - ``counterpart`` (when ``counterpart.enabled``): the FLOPs-matched comparison, a model about 14x
   the proposer trained on the same data (``counterpart/``) against the proposer with test-time
   compute, by difficulty bin (``counterpart.md``, ``counterpart.png`` and JSON; ``flops_matched``);
@@ -66,7 +67,7 @@ from .generation.base import Generator, SamplingConfig
 from .generation.engines import GenerationConfig, load_generator
 from .policies.features import FeatureConfig, build_featurizer
 from .policies.learned import LearnedAllocator
-from .pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, Workers
+from .pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, TrainPoolConfig, Workers
 from .revision_eval import (
     RevisionEvalConfig,
     best_lengths,
@@ -208,6 +209,7 @@ class ExperimentConfig(StrictModel):
     revision: RevisionConfig = RevisionConfig()
     revision_eval: RevisionEvalConfig = RevisionEvalConfig()
     pool: PoolConfig = PoolConfig()
+    train_pool: TrainPoolConfig = TrainPoolConfig()
     baselines: AllocatorEvalConfig = AllocatorEvalConfig()
     allocator: AllocatorConfig = AllocatorConfig()
     counterpart: CounterpartConfig = CounterpartConfig()
@@ -219,6 +221,12 @@ class ExperimentConfig(StrictModel):
             raise ValueError(
                 "verifier.kind 'causal_lm' needs prm.model: only token-classification PRMs are trained here"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _train_pool_is_another_split(self) -> ExperimentConfig:
+        if self.train_pool.enabled:
+            self.train_pool.pool_config(self.pool)
         return self
 
 
@@ -301,6 +309,11 @@ class Experiment:
             raise ValueError(
                 "prm_labels: the task has no training problems to label; give prm.model (a trained PRM), "
                 "prm.dataset (stepwise data to train one) or training data, or stop earlier with --to"
+            )
+        split = self.config.train_pool.split
+        if "pool" in stages and self.config.train_pool.enabled and not self.task.problems(split):
+            raise ValueError(
+                f"train_pool.split: the task has no {split} problems; set train_pool.problems_per_level: 0"
             )
 
     def run(self, from_stage: str | None = None, to_stage: str | None = None) -> dict[str, object]:
@@ -811,6 +824,23 @@ class Experiment:
     def pool_dir(self) -> Path:
         return self.run_dir / "pool"
 
+    def train_pool_dir(self) -> Path:
+        return self.run_dir / "train_pool"
+
+    def _pools(self) -> list[tuple[str, Path, PoolConfig]]:
+        """The pools the ``pool`` stage collects: the evaluation pool, then the training pool if any."""
+        pools = [("pool", self.pool_dir(), self.config.pool)]
+        if self.config.train_pool.enabled:
+            pools.append(("train_pool", self.train_pool_dir(), self.config.train_pool.pool_config(self.config.pool)))
+        return pools
+
+    def _train_pool(self) -> RolloutPool | None:
+        return RolloutPool(self.train_pool_dir()) if self.config.train_pool.enabled else None
+
+    def _pools_key(self) -> str:
+        """The pools' hashes, for the fingerprints of the stages that read them."""
+        return "+".join(RolloutPool(directory).manifest()["hash"] for _, directory, _ in self._pools())
+
     def _pool_inputs(self) -> PoolInputs:
         config = self.config
         needs_reviser = any(s.name == "revisions" for s in config.pool.grid)
@@ -825,37 +855,46 @@ class Experiment:
 
     def _stage_pool(self, force: bool) -> dict[str, object]:
         if force:
-            shutil.rmtree(self.pool_dir(), ignore_errors=True)
+            for _, directory, _ in self._pools():
+                shutil.rmtree(directory, ignore_errors=True)
         return self.collect_pool()
 
     def collect_pool(self, workers: Workers = Workers()) -> dict[str, object]:
-        """Collect the rollout pool, or resume it; with ``workers`` from a launcher, this process's
-        share of it (``ttc pool``: the models of the earlier stages must exist)."""
+        """Collect the rollout pool (and the training pool, when configured), or resume them; with
+        ``workers`` from a launcher, this process's share of them (``ttc pool``: the models of the
+        earlier stages must exist)."""
         config = self.config
-        pool = RolloutPool(self.pool_dir())
-        try:
-            if pool.holds(config.pool, self._pool_inputs()):
-                print(f"  up to date ({pool.directory})")
-                return {"units_done": 0, "questions": len(pool.manifest()["questions"])}
-        except PoolMismatch as error:
-            raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
         needs_reviser = any(s.name == "revisions" for s in config.pool.grid)
         for model in (self.proposer_dir(), self.verifier_dir()) + ((self.revision_dir(),) if needs_reviser else ()):
             if not (model / "config.json").is_file():
                 raise ConfigError(f"{model} holds no model yet: run `ttc run CONFIG --to revision` first")
+        summary: dict[str, object] = {}
+        for name, directory, pool_config in self._pools():
+            summary[name] = self._collect(name, RolloutPool(directory), pool_config, needs_reviser, workers)
+        return summary
+
+    def _collect(
+        self, name: str, pool: RolloutPool, pool_config: PoolConfig, needs_reviser: bool, workers: Workers
+    ) -> dict[str, object]:
+        try:
+            if pool.holds(pool_config, self._pool_inputs()):
+                print(f"  {name}: up to date ({pool.directory})")
+                return {"units_done": 0, "questions": len(pool.manifest()["questions"])}
+        except PoolMismatch as error:
+            raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
         problems = per_level(
-            [p for p in self.task.problems(config.pool.split) if p.level in config.pool.levels],
-            config.pool.problems_per_level,
+            [p for p in self.task.problems(pool_config.split) if p.level in pool_config.levels],
+            pool_config.problems_per_level,
         )
-        arms = config.pool.arms()
+        arms = pool_config.arms()
         print(
-            f"  {len(problems)} {config.pool.split} problems: {config.pool.samples} samples each and "
-            f"{len(config.pool.run_arms())} arms run ({len(arms) - len(config.pool.run_arms())} more resampled)"
+            f"  {name}: {len(problems)} {pool_config.split} problems: {pool_config.samples} samples each and "
+            f"{len(pool_config.run_arms())} arms run ({len(arms) - len(pool_config.run_arms())} more resampled)"
         )
         reviser = self._load_generator(self.revision_dir()) if needs_reviser else None
         started = time.perf_counter()
         counts = pool.collect(
-            config.pool,
+            pool_config,
             self._pool_inputs(),
             problems,
             self._generator(),
@@ -866,21 +905,21 @@ class Experiment:
         summary = {**counts, "questions": len(problems), "seconds": time.perf_counter() - started}
         print(
             f"  {counts['units_done']} shards written, {counts['units_skipped']} already there, "
-            f"in {summary['seconds']:.0f} s; pool in {pool.directory}"
+            f"in {summary['seconds']:.0f} s; {name} in {pool.directory}"
         )
         return summary
 
     def _stage_baselines(self, force: bool) -> dict[str, object]:
         pool = RolloutPool(self.pool_dir())
         out = self.run_dir / "baselines.json"
-        key = _fingerprint(self.config.baselines, pool.manifest()["hash"])
+        key = _fingerprint(self.config.baselines, self._pools_key())
         done = _read_json(out)
         if not force and done.get("fingerprint") == key:
             print("  up to date")
             print((self.run_dir / "baselines.md").read_text())
             return done
         started = time.perf_counter()
-        report = evaluate_allocators(pool, self.config.baselines)
+        report = evaluate_allocators(pool, self.config.baselines, train_pool=self._train_pool())
         text = format_report(report)
         plot_report(report, self.run_dir / "baselines.png", "flops")
         plot_report(report, self.run_dir / "baselines_generations.png", "generations")
@@ -895,71 +934,77 @@ class Experiment:
         config, settings = self.config, self.config.allocator
         pool = RolloutPool(self.pool_dir())
         out = self.run_dir / "allocator.json"
-        key = _fingerprint(settings, config.baselines, pool.manifest()["hash"], _identity(self.proposer_dir()))
+        key = _fingerprint(settings, config.baselines, self._pools_key(), _identity(self.proposer_dir()))
         done = _read_json(out)
         if not force and done.get("fingerprint") == key:
             print("  up to date")
             print((self.run_dir / "allocator.md").read_text())
             return done
         started = time.perf_counter()
-        questions = pool.questions()["question"].tolist()
-        featurized, featurizers = {}, {}
-        for name, features in (("main", settings.features), ("ablation", settings.ablation_features)):
-            featurizers[name] = build_featurizer(
-                features, str(self.proposer_dir()), config.proposer.prompt, _device(config)
-            )
-            featurized[name] = featurizers[name](questions)
-        main, main_flops = featurized["main"]
-        ablation, ablation_flops = featurized["ablation"]
+        featurizers = {
+            name: build_featurizer(features, str(self.proposer_dir()), config.proposer.prompt, _device(config))
+            for name, features in (("main", settings.features), ("ablation", settings.ablation_features))
+        }
         training = settings.training
         label = settings.features.kind
         trained: dict[str, object] = {}
 
-        def learned(outcomes, folds):
+        def learned(outcomes, splits):
+            featurized = {name: featurizer(outcomes.questions) for name, featurizer in featurizers.items()}
+            (main, main_flops), (ablation, ablation_flops) = featurized["main"], featurized["ablation"]
             print(
-                f"  2-fold cross-validation: fixed budget ({label}, {settings.ablation_features.kind}, "
+                f"  {splits.description}: fixed budget ({label}, {settings.ablation_features.kind}, "
                 f"supervised), then adaptive at mean compute {settings.adaptive_targets}",
                 flush=True,
             )
             results = cross_validated_fixed(
-                f"learned, fixed budget ({label})", main, main_flops, outcomes, folds, training
+                f"learned, fixed budget ({label})", main, main_flops, outcomes, splits, training
             )
             results += cross_validated_fixed(
                 f"learned, fixed budget ({settings.ablation_features.kind})",
                 ablation,
                 ablation_flops,
                 outcomes,
-                folds,
+                splits,
                 training,
             )
             results += cross_validated_fixed(
-                f"supervised, fixed budget ({label})", main, main_flops, outcomes, folds, training, supervised=True
+                f"supervised, fixed budget ({label})", main, main_flops, outcomes, splits, training, supervised=True
             )
             results += cross_validated_adaptive(
                 f"learned, adaptive budget ({label})",
                 main,
                 main_flops,
                 outcomes,
-                folds,
+                splits,
                 training,
                 settings.adaptive_targets,
             )
-            trained["outcomes"] = outcomes
+            trained.update(outcomes=outcomes, splits=splits, featurized=featurized)
             return results
 
-        report = evaluate_allocators(pool, config.baselines, learned)
-        outcomes = trained["outcomes"]
-        everyone = np.arange(len(questions))
+        report = evaluate_allocators(pool, config.baselines, learned, self._train_pool())
+        outcomes, splits = trained["outcomes"], trained["splits"]
+        (main, main_flops), (_, ablation_flops) = trained["featurized"]["main"], trained["featurized"]["ablation"]
+        tested = np.arange(splits.tested)
         log = training_logger(config.wandb, self.run_dir, "allocator-training", settings.model_dump(mode="json"))
         fixed, history = train_policy(
-            main, outcomes, everyone, ActionSpace.from_arms(outcomes.within_budget(), False), training, 0.0, 1.0, log
+            main,
+            outcomes,
+            splits.fit_rows,
+            ActionSpace.from_arms(outcomes.within_budget(), False),
+            training,
+            0.0,
+            1.0,
+            log,
         )
         fixed.save(self.run_dir / "allocator" / "fixed", settings.features)
+        questions = outcomes.questions[: splits.tested]
         timing = _decision_time(fixed, featurizers["main"], questions, max(a.budget for a in outcomes.arms))
         space = fixed.actions
         choices = {
             budget: choice_shares(
-                [outcomes.arms[c] for c in greedy_columns(fixed, main, everyone, budget, outcomes)],
+                [outcomes.arms[c] for c in greedy_columns(fixed, main, tested, budget, outcomes)],
                 report.difficulty.oracle_bins,
             )
             for budget in space.budgets
@@ -969,7 +1014,7 @@ class Experiment:
         lam, adaptive = calibrate_lambda(
             main,
             outcomes,
-            everyone,
+            splits.fit_rows,
             ActionSpace.from_arms(outcomes.arms, True),
             training,
             scale_of(outcomes, training.unit),
@@ -983,7 +1028,10 @@ class Experiment:
         summary = {
             "fingerprint": key,
             "seconds": time.perf_counter() - started,
-            "feature_flops_mean": {"main": float(main_flops.mean()), "ablation": float(ablation_flops.mean())},
+            "feature_flops_mean": {
+                "main": float(main_flops[tested].mean()),
+                "ablation": float(ablation_flops[tested].mean()),
+            },
             "final_training": {"reward": history.reward[-20:], "accuracy": history.accuracy[-20:]},
             "decision_ms_per_question": timing,
             "choices_by_oracle_bin": choices,

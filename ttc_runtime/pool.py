@@ -108,6 +108,42 @@ class PoolConfig(StrictModel):
         return [arm for arm in self.arms() if arm.strategy.name not in PARALLEL]
 
 
+class TrainPoolConfig(StrictModel):
+    """A second pool, on questions of another split, for the allocators fitted on outcomes (the
+    compute-optimal tables and the learned allocator) to learn from; the evaluation pool then only
+    tests them. It runs the evaluation pool's grid and budgets, so the two share one action space.
+    Off by default: the fitted allocators are cross-validated on the evaluation pool, as in the
+    paper."""
+
+    problems_per_level: int = Field(
+        0, ge=0, description="Questions per level (the first ones of the split); 0: no training pool."
+    )
+    split: str = Field("validation", pattern="^(train|validation|test)$")
+    samples: int | None = Field(None, ge=1, description="K for its questions; None: the evaluation pool's K.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.problems_per_level > 0
+
+    def pool_config(self, evaluation: PoolConfig) -> PoolConfig:
+        """The training pool's config: ``evaluation``'s, on this split, size and K."""
+        if not self.enabled:
+            raise ValueError("train_pool.problems_per_level is 0: there is no training pool")
+        if self.split == evaluation.split:
+            raise ValueError(
+                f"train_pool.split: {self.split!r} is the evaluation pool's split too; "
+                "choose another, so no question is trained on and tested"
+            )
+        return PoolConfig.model_validate(
+            {
+                **evaluation.model_dump(),
+                "split": self.split,
+                "problems_per_level": self.problems_per_level,
+                "samples": self.samples or evaluation.samples,
+            }
+        )
+
+
 class PoolMismatch(ValueError):
     """A pool directory that holds another configuration's pool."""
 
