@@ -869,44 +869,39 @@ class Experiment:
             if not (model / "config.json").is_file():
                 raise ConfigError(f"{model} holds no model yet: run `ttc run CONFIG --to revision` first")
         summary: dict[str, object] = {}
+        pending = []
         for name, directory, pool_config in self._pools():
-            summary[name] = self._collect(name, RolloutPool(directory), pool_config, needs_reviser, workers)
-        return summary
-
-    def _collect(
-        self, name: str, pool: RolloutPool, pool_config: PoolConfig, needs_reviser: bool, workers: Workers
-    ) -> dict[str, object]:
-        try:
-            if pool.holds(pool_config, self._pool_inputs()):
+            pool = RolloutPool(directory)
+            try:
+                done = pool.holds(pool_config, self._pool_inputs())
+            except PoolMismatch as error:
+                raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
+            if done:
                 print(f"  {name}: up to date ({pool.directory})")
-                return {"units_done": 0, "questions": len(pool.manifest()["questions"])}
-        except PoolMismatch as error:
-            raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
-        problems = per_level(
-            [p for p in self.task.problems(pool_config.split) if p.level in pool_config.levels],
-            pool_config.problems_per_level,
-        )
-        arms = pool_config.arms()
-        print(
-            f"  {name}: {len(problems)} {pool_config.split} problems: {pool_config.samples} samples each and "
-            f"{len(pool_config.run_arms())} arms run ({len(arms) - len(pool_config.run_arms())} more resampled)"
-        )
+                summary[name] = {"units_done": 0, "questions": len(pool.manifest()["questions"])}
+            else:
+                pending.append((name, pool, pool_config))
+        if not pending:
+            return summary
         reviser = self._load_generator(self.revision_dir()) if needs_reviser else None
-        started = time.perf_counter()
-        counts = pool.collect(
-            pool_config,
-            self._pool_inputs(),
-            problems,
-            self._generator(),
-            self._scorer(),
-            self.search_settings(reviser),
-            workers,
-        )
-        summary = {**counts, "questions": len(problems), "seconds": time.perf_counter() - started}
-        print(
-            f"  {counts['units_done']} shards written, {counts['units_skipped']} already there, "
-            f"in {summary['seconds']:.0f} s; {name} in {pool.directory}"
-        )
+        generator, scorer, settings = self._generator(), self._scorer(), self.search_settings(reviser)
+        for name, pool, pool_config in pending:
+            problems = per_level(
+                [p for p in self.task.problems(pool_config.split) if p.level in pool_config.levels],
+                pool_config.problems_per_level,
+            )
+            run = len(pool_config.run_arms())
+            print(
+                f"  {name}: {len(problems)} {pool_config.split} problems: {pool_config.samples} samples each and "
+                f"{run} arms run ({len(pool_config.arms()) - run} more resampled)"
+            )
+            started = time.perf_counter()
+            counts = pool.collect(pool_config, self._pool_inputs(), problems, generator, scorer, settings, workers)
+            summary[name] = {**counts, "questions": len(problems), "seconds": time.perf_counter() - started}
+            print(
+                f"  {counts['units_done']} shards written, {counts['units_skipped']} already there, "
+                f"in {summary[name]['seconds']:.0f} s; {name} in {pool.directory}"
+            )
         return summary
 
     def _stage_baselines(self, force: bool) -> dict[str, object]:
