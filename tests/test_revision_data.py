@@ -7,6 +7,7 @@ from ttc_runtime.trainers.revision_data import (
     RevisionDataConfig,
     build_revision_data,
     closest_incorrect,
+    distinct_examples,
     revision_examples,
 )
 
@@ -68,7 +69,7 @@ class HalfRight:
 def test_build_revision_data_is_seeded_and_independent_of_the_batching():
     task = SyntheticTask(SyntheticTaskConfig(train_per_level=3))
     problems = task.problems("train")[:6]
-    config = RevisionDataConfig(samples_per_problem=6, batch_prompts=4)
+    config = RevisionDataConfig(samples_per_problem=6, batch_prompts=4, dedupe=False)
     data = build_revision_data(HalfRight(task), task, problems, PROMPT, REVISION, SamplingParams(), config)
     assert len(data) == 6 * 3  # three correct samples per problem
     assert set(data.column_names) == {
@@ -84,6 +85,42 @@ def test_build_revision_data_is_seeded_and_independent_of_the_batching():
     rebatched = config.model_copy(update={"batch_prompts": 1})
     again = build_revision_data(HalfRight(task), task, problems, PROMPT, REVISION, SamplingParams(), rebatched)
     assert again.to_list() == data.to_list()
+
+
+def test_repeated_examples_are_kept_once_in_first_seen_order():
+    rows = [
+        {"prompt": "p1", "completion": "c", "problem_id": "a"},
+        {"prompt": "p2", "completion": "c", "problem_id": "a"},
+        {"prompt": "p1", "completion": "c", "problem_id": "b"},
+        {"prompt": "p1", "completion": "d", "problem_id": "a"},
+    ]
+    assert [r["problem_id"] + r["prompt"] + r["completion"] for r in distinct_examples(rows)] == [
+        "ap1c",
+        "ap2c",
+        "ap1d",
+    ]
+
+
+def test_the_builder_drops_copies_of_one_correct_solution():
+    task = SyntheticTask(SyntheticTaskConfig(train_per_level=3))
+    problems = task.problems("train")[:6]
+    params = SamplingParams()
+    copies = build_revision_data(
+        HalfRight(task),
+        task,
+        problems,
+        PROMPT,
+        REVISION,
+        params,
+        RevisionDataConfig(samples_per_problem=8, dedupe=False),
+    )
+    kept = build_revision_data(
+        HalfRight(task), task, problems, PROMPT, REVISION, params, RevisionDataConfig(samples_per_problem=8)
+    )
+    pairs = list(zip(copies["prompt"], copies["completion"]))
+    assert len(copies) == 6 * 4  # four identical correct samples per problem
+    assert list(zip(kept["prompt"], kept["completion"])) == list(dict.fromkeys(pairs))
+    assert len(set(pairs)) < len(pairs)  # the copies share attempt counts, so some examples repeat
 
 
 def test_fewer_attempts_than_the_window_are_all_kept():
@@ -154,7 +191,7 @@ def test_the_revision_stages_sample_train_and_skip_when_up_to_date(tiny_model_di
             "run_dir": str(tmp_path / "run"),
             "task": {"synthetic": {"train_per_level": 3, "validation_per_level": 1, "test_per_level": 1}},
             "proposer": {"model": str(tiny_model_dir)},
-            "revision_data": {"problems_per_level": 2, "samples_per_problem": 4},
+            "revision_data": {"problems_per_level": 2, "samples_per_problem": 4, "dedupe": False},
             "revision": {"training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1, "max_length": 256}},
         }
     )
