@@ -173,8 +173,39 @@ def test_one_revision_figures_by_level():
     settings = SearchSettings(reviser=Reviser())
     first, second = one_revision(Proposer("ab"), Reviser(), SCORES, Problems(problems), problems, settings, config)
     # Q1: attempts a, b both wrong; each revised to "1", right. Q2: a wrong, b right; both revised to "1", wrong.
-    assert first == OneRevisionLevel(1, 1, 0.0, 1, 0.0, 2, 1.0, 0.0, 0, None, None, None)
-    assert second == OneRevisionLevel(2, 1, 0.5, 1, 0.5, 1, 0.0, 0.0, 1, 1.0, 1.0, None)
+    # Controls: a fresh proposer sample answers "a" (wrong for both); the reviser with no attempt
+    # answers "0" (wrong); no level has a second problem, so there is no other-problem attempt.
+    assert first == OneRevisionLevel(1, 1, 0.0, 1, 0.0, 2, 1.0, 0.0, 0.0, 0.0, None, 0, None, None, None)
+    assert second == OneRevisionLevel(2, 1, 0.5, 1, 0.5, 1, 0.0, 0.0, 0.0, 0.0, None, 1, 1.0, 1.0, None)
+
+
+class WrongByQuestion(Proposer):
+    """Every sample of question Qi answers "a" for even i, "b" for odd i, which is never right."""
+
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        rows = [[Completion(f"p\n\n\\boxed{{{'ab'[int(p.strip()[1:]) % 2]}}}", 3, "eos")] * n for p in prompts]
+        return GenerationOutput(rows, [Usage.inference(self.flop_params, 1, 3 * n)] * len(prompts))
+
+
+def test_the_one_revision_controls_swap_in_another_problems_attempt_of_the_same_level():
+    problems = [Problem("p1", "Q1", "1", 3), Problem("p2", "Q2", "0", 3), Problem("p3", "Q3", "1", 4)]
+    config = RevisionEvalConfig(attempts_per_problem=1, cases_per_problem=1)
+    reviser = Reviser()
+    settings = SearchSettings(reviser=reviser)
+    three, four = one_revision(WrongByQuestion(), reviser, SCORES, Problems(problems), problems, settings, config)
+    # The reviser answers the number of attempts it sees: "1" with an attempt (right for Q1 and
+    # Q3), "0" without (right for Q2 only); a fresh proposer sample is always wrong.
+    assert (three.incorrect_revised, three.revised_correct, three.fresh_sample_correct) == (2, 0.5, 0.0)
+    assert (three.without_attempt_correct, three.other_attempt_correct) == (0.5, 0.5)
+    assert (four.revised_correct, four.without_attempt_correct, four.other_attempt_correct) == (1.0, 0.0, None)
+    one_attempt = [p for p in reviser.prompts if p.count("<attempt>") == 1]
+    assert sorted((p.strip()[-2:], p[p.index("boxed{") + 6]) for p in one_attempt) == [
+        ("Q1", "a"),  # Q2's attempt, the other problem of level 3
+        ("Q1", "b"),  # its own attempt
+        ("Q2", "a"),
+        ("Q2", "b"),
+        ("Q3", "b"),  # level 4 has no other problem: its own attempt only
+    ]
 
 
 def test_the_parallel_sequential_sweep_resamples_chains_and_shares_compute():

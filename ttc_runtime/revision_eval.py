@@ -5,7 +5,12 @@
 alone in context). Reported per level: the proposer's pass@1 over all problems and over the
 problems that had an incorrect attempt, the accuracy of a revision of an incorrect attempt, the
 share of those revisions that repeat the attempt's wrong answer, and the share of correct attempts
-that a revision turns wrong (the paper saw 38%). Also the verifier's
+that a revision turns wrong (the paper saw 38%). Three controls on the same incorrect cases, with the
+same seeds, say where a revision's accuracy comes from: a fresh proposer sample for the problem (the
+pass@1 of exactly those cases, which lean to the harder problems of a level), the revision model
+with no attempt in context, and the revision model with an incorrect attempt of another problem of
+the same level in place of the problem's own. A model that reads the attempt beats the last two;
+one that only samples better than the proposer beats the first alone. Also the verifier's
 AUROC (answer score against correctness) on the proposer's attempts and on the revisions: the
 revision strategy selects with the same verifier, and this is where that choice is checked.
 
@@ -87,6 +92,9 @@ class OneRevisionLevel:
     incorrect_revised: int
     revised_correct: float | None
     repeated_answer: float | None
+    fresh_sample_correct: float | None
+    without_attempt_correct: float | None
+    other_attempt_correct: float | None
     correct_revised: int
     turned_wrong: float | None
     verifier_auroc_attempts: float | None
@@ -140,6 +148,8 @@ def one_revision(
             ledgers,
         )
         revised += [c.text for c in completions]
+    wrong_cases = [k for k, (_, _, ok) in enumerate(cases) if not ok]
+    controls = _controls(generator, reviser, task, problems, settings, config, cases, wrong_cases)
     owners = [index for index, _, _ in cases]
     scored = score_texts(scorer, questions, [text for _, text, _ in cases] + revised, owners + owners, ledgers)
     scores = [aggregate_steps(s, settings.aggregation) if s else 0.0 for s in scored]
@@ -164,6 +174,7 @@ def one_revision(
                 incorrect_revised=len(from_wrong),
                 revised_correct=_mean(from_wrong),
                 repeated_answer=_mean(repeated),
+                **{name: _mean([ok[k] for k in wrong_rows if k in ok]) for name, ok in controls.items()},
                 correct_revised=len(from_right),
                 turned_wrong=_mean([not ok for ok in from_right]),
                 verifier_auroc_attempts=auroc([cases[k][2] for k in rows], [scores[k] for k in rows]),
@@ -171,6 +182,54 @@ def one_revision(
             )
         )
     return levels
+
+
+def _controls(
+    generator: Generator,
+    reviser: Generator,
+    task: Task,
+    problems: Sequence[Problem],
+    settings: SearchSettings,
+    config: RevisionEvalConfig,
+    cases: Sequence[tuple[int, str, bool]],
+    wrong: Sequence[int],
+) -> dict[str, dict[int, bool]]:
+    """Whether each incorrect case ``wrong[i]`` is answered right by each control of the module
+    docstring, keyed by the case's index in ``cases``; a case whose level has no other problem
+    with an incorrect attempt has no other-attempt control. Seeds are the revision's own."""
+    other: dict[int, str] = {}
+    for position, k in enumerate(wrong):
+        index = cases[k][0]
+        for step in range(1, len(wrong)):
+            j = wrong[(position + step) % len(wrong)]
+            if problems[cases[j][0]].level == problems[index].level and cases[j][0] != index:
+                other[k] = cases[j][1]
+                break
+    runs = {
+        "fresh_sample_correct": (generator, {k: [] for k in wrong}),
+        "without_attempt_correct": (reviser, {k: [] for k in wrong}),
+        "other_attempt_correct": (reviser, {k: [text] for k, text in other.items()}),
+    }
+    questions = [p.question for p in problems]
+    ledgers = [Ledger() for _ in problems]
+    results: dict[str, dict[int, bool]] = {}
+    for name, (model, histories) in runs.items():
+        keys = list(histories)
+        results[name] = {}
+        for start in tqdm(range(0, len(keys), config.batch_rows), desc=name.replace("_", " "), unit="batch"):
+            part = keys[start : start + config.batch_rows]
+            completions = revise(
+                model,
+                settings,
+                questions,
+                [histories[k] for k in part],
+                [cases[k][0] for k in part],
+                [derive_seed(config.seed, k, 1) for k in part],
+                ledgers,
+            )
+            for k, completion in zip(part, completions, strict=True):
+                results[name][k] = task.is_correct(completion.text, problems[cases[k][0]])
+    return results
 
 
 def revision_ratios(
@@ -243,15 +302,17 @@ def format_one_revision(levels: Sequence[OneRevisionLevel]) -> str:
 
     lines = [
         "| level | problems | pass@1 | problems with an incorrect attempt | their pass@1 | incorrect attempts "
-        "revised | revision correct | repeats the wrong answer | correct attempts revised | turned wrong | "
-        "verifier AUROC: attempts | revisions |",
-        "| ---: |" + " ---: |" * 11,
+        "revised | revision correct | repeats the wrong answer | controls: fresh proposer sample | revision "
+        "without the attempt | revision with another problem's attempt | correct attempts revised | turned "
+        "wrong | verifier AUROC: attempts | revisions |",
+        "| ---: |" + " ---: |" * 14,
     ]
     for a in levels:
         lines.append(
             f"| {a.level} | {a.problems} | {a.pass_at_1:.3f} | {a.problems_with_incorrect} | "
             f"{cell(a.pass_at_1_those_problems)} | {a.incorrect_revised} | {cell(a.revised_correct)} | "
-            f"{cell(a.repeated_answer)} | "
+            f"{cell(a.repeated_answer)} | {cell(a.fresh_sample_correct)} | {cell(a.without_attempt_correct)} | "
+            f"{cell(a.other_attempt_correct)} | "
             f"{a.correct_revised} | {cell(a.turned_wrong)} | {cell(a.verifier_auroc_attempts)} | "
             f"{cell(a.verifier_auroc_revisions)} |"
         )
