@@ -134,20 +134,8 @@ def one_revision(
             cases += [(index, text, ok) for text, ok in row if ok == right][: config.cases_per_problem]
     questions = [p.question for p in problems]
     ledgers = [Ledger() for _ in problems]
-    revised: list[str] = []
-    chunk = config.batch_rows
-    for start in tqdm(range(0, len(cases), chunk), desc="one revision", unit="batch"):
-        part = cases[start : start + chunk]
-        completions = revise(
-            reviser,
-            settings,
-            questions,
-            [[text] for _, text, _ in part],
-            [index for index, _, _ in part],
-            [derive_seed(config.seed, start + i, 1) for i in range(len(part))],
-            ledgers,
-        )
-        revised += [c.text for c in completions]
+    histories = {k: [text] for k, (_, text, _) in enumerate(cases)}
+    revised = _revise_cases(reviser, settings, config, questions, cases, histories, ledgers, "one revision")
     wrong_cases = [k for k, (_, _, ok) in enumerate(cases) if not ok]
     controls = _controls(generator, reviser, task, problems, settings, config, cases, wrong_cases)
     owners = [index for index, _, _ in cases]
@@ -214,22 +202,37 @@ def _controls(
     ledgers = [Ledger() for _ in problems]
     results: dict[str, dict[int, bool]] = {}
     for name, (model, histories) in runs.items():
-        keys = list(histories)
-        results[name] = {}
-        for start in tqdm(range(0, len(keys), config.batch_rows), desc=name.replace("_", " "), unit="batch"):
-            part = keys[start : start + config.batch_rows]
-            completions = revise(
-                model,
-                settings,
-                questions,
-                [histories[k] for k in part],
-                [cases[k][0] for k in part],
-                [derive_seed(config.seed, k, 1) for k in part],
-                ledgers,
-            )
-            for k, completion in zip(part, completions, strict=True):
-                results[name][k] = task.is_correct(completion.text, problems[cases[k][0]])
+        texts = _revise_cases(model, settings, config, questions, cases, histories, ledgers, name.replace("_", " "))
+        results[name] = {k: task.is_correct(text, problems[cases[k][0]]) for k, text in zip(histories, texts)}
     return results
+
+
+def _revise_cases(
+    model: Generator,
+    settings: SearchSettings,
+    config: RevisionEvalConfig,
+    questions: Sequence[str],
+    cases: Sequence[tuple[int, str, bool]],
+    histories: dict[int, list[str]],
+    ledgers: list[Ledger],
+    desc: str,
+) -> list[str]:
+    """One sample from ``model`` for each case ``k`` of ``histories`` (in its order) with
+    ``histories[k]`` in context, seeded by the case's index, ``config.batch_rows`` cases a call."""
+    keys, texts = list(histories), []
+    for start in tqdm(range(0, len(keys), config.batch_rows), desc=desc, unit="batch"):
+        part = keys[start : start + config.batch_rows]
+        completions = revise(
+            model,
+            settings,
+            questions,
+            [histories[k] for k in part],
+            [cases[k][0] for k in part],
+            [derive_seed(config.seed, k, 1) for k in part],
+            ledgers,
+        )
+        texts += [c.text for c in completions]
+    return texts
 
 
 def revision_ratios(
