@@ -42,8 +42,9 @@ class RevisionDataConfig(StrictModel):
     problems_per_level: int = Field(
         100,
         ge=1,
-        description="Training problems per level. 100 x 64 samples gives the embedded default about 20,000 "
-        "examples, more than 300 steps of 64 use; real data would use every training problem.",
+        description="Training problems per level. On the embedded task a problem gives at most five distinct "
+        "examples once copies are dropped (one correct solution, 0-4 attempts), so configs/embedded-full.yaml "
+        "samples 1,500 per level; real data would use every training problem.",
     )
     samples_per_problem: int = Field(64, ge=1, description="Solutions sampled per training problem (the paper's 64).")
     max_attempts: int = Field(4, ge=0, description="Most incorrect attempts in an example's context.")
