@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..strategies import Arm, StrategyConfig
+from ttc_runtime.strategies import Arm, StrategyConfig
 
 
 @dataclass(frozen=True)

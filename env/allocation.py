@@ -10,13 +10,14 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 
-from ..budget_eval import PARALLEL
-from ..generation.base import Generator
-from ..generation.sampling import derive_seed
-from ..pool import ArmOutcomes, PoolConfig, arm_seed
-from ..scoring import StepScorer
-from ..strategies import Arm, SearchSettings
-from ..tasks import Problem, answers_match
+from ttc_runtime.generation.base import Generator
+from ttc_runtime.generation.sampling import derive_seed
+from ttc_runtime.outcomes import ArmOutcomes
+from ttc_runtime.pool import PoolConfig, arm_seed
+from ttc_runtime.scoring import StepScorer
+from ttc_runtime.strategies import Arm, SearchSettings
+from ttc_runtime.tasks import Problem, answers_match
+
 from .actions import ActionSpace
 
 ENV_ID = "ttc/Allocation-v0"
@@ -80,7 +81,7 @@ class LiveBackend(Backend):
         self.pool = pool
 
     def outcome(self, question: int, arm: Arm, rng: np.random.Generator) -> Outcome:
-        if arm.strategy.name in PARALLEL:
+        if arm.strategy.parallel:
             seed = derive_seed(int(rng.integers(0, 2**62)), question)
         else:
             seed = arm_seed(self.pool, question, arm)

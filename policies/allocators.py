@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..pool import ArmOutcomes
-from ..strategies import Arm, StrategyConfig
+from ttc_runtime.outcomes import ArmOutcomes
+from ttc_runtime.strategies import Arm, StrategyConfig
 
 
 class Allocator(ABC):

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..config import StrictModel
-from ..models import flop_params, load_tokenizer
-from ..prompts import PromptConfig
+from ttc_runtime.config import StrictModel
+from ttc_runtime.models import flop_params, load_tokenizer
+from ttc_runtime.prompts import PromptConfig
 
 
 class FeatureConfig(StrictModel):

@@ -24,11 +24,12 @@ from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributions import Categorical
+from ttc_runtime.env.actions import ActionSpace
 
-from ..config import StrictModel
-from ..env.actions import ActionSpace
-from ..files import write_text_atomic
-from ..strategies import Arm
+from ttc_runtime.config import StrictModel
+from ttc_runtime.files import write_text_atomic
+from ttc_runtime.strategies import Arm
+
 from .allocators import Allocator
 from .features import FeatureConfig, Featurizer
 

@@ -21,7 +21,8 @@ from ttc_runtime.trainers.allocator import (
 )
 
 from tests import pool_worker
-from ttc_runtime.pool import ArmOutcomes, RolloutPool, arm_outcomes
+from ttc_runtime.outcomes import ArmOutcomes, arm_outcomes
+from ttc_runtime.pool import RolloutPool
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.strategies import Arm, StrategyConfig
 

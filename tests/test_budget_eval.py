@@ -2,8 +2,8 @@
 
 import pytest
 
-from ttc_runtime.budget_eval import BudgetEvalConfig, evaluate_budgets, format_budget_table, plot_budgets
 from ttc_runtime.compute import Usage
+from ttc_runtime.evaluation.search import SearchEvalConfig, evaluate_budgets, format_budget_table, plot_budgets
 from ttc_runtime.generation.base import Completion, GenerationOutput, SamplingParams
 from ttc_runtime.scoring import ScoreOutput
 from ttc_runtime.strategies import SearchSettings, StrategyConfig
@@ -38,7 +38,7 @@ class ThreeIsBest:
 
 
 def test_budget_curve_on_a_known_pool(tmp_path):
-    config = BudgetEvalConfig(
+    config = SearchEvalConfig(
         problems_per_level=1,
         levels=[2, 3],
         max_budget=4,
@@ -81,6 +81,6 @@ def test_budget_curve_on_a_known_pool(tmp_path):
 
 def test_bad_budget_settings_are_errors():
     with pytest.raises(ValueError, match=r"pool \(8\) must be at least max_budget \(16\)"):
-        BudgetEvalConfig(pool=8, max_budget=16)
+        SearchEvalConfig(pool=8, max_budget=16)
     with pytest.raises(ValueError, match="listed twice"):
-        BudgetEvalConfig(strategies=[StrategyConfig(name="majority"), StrategyConfig(name="majority")])
+        SearchEvalConfig(strategies=[StrategyConfig(name="majority"), StrategyConfig(name="majority")])

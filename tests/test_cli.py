@@ -138,9 +138,9 @@ def test_margin_verifier_needs_no_labels_and_no_prm(tmp_path, tiny_model_dir):
         "task:\n  synthetic: {train_per_level: 4, validation_per_level: 2, test_per_level: 3}\n"
         f"proposer:\n  model: {tiny_model_dir}\n"
         "sampling:\n  max_new_tokens: 24\n"
-        "evaluation:\n  problems_per_level: 2\n"
+        "proposer_eval:\n  problems_per_level: 2\n"
         "verifier:\n  kind: proposer_margin\n"
-        "verifier_eval: {problems_per_level: 2, n: 2, label_problems_per_level: 1}\n"
+        "prm_eval: {problems_per_level: 2, n: 2, label_problems_per_level: 1}\n"
         "search_eval: {problems_per_level: 1, max_budget: 2, budget_factor: 2, pool: 2, resamples: 2,"
         " bootstrap: 10, strategies: [{name: best_of_n_weighted}, {name: beam_search, beam_width: 2, max_rounds: 2}]}\n"
     )

@@ -46,8 +46,8 @@ def test_wrong_type_names_key_and_file(tmp_path):
 
 
 def test_string_number_is_not_coerced(tmp_path):
-    with pytest.raises(ConfigError, match="evaluation.problems_per_level"):
-        load_config(ExperimentConfig, write(tmp_path, "evaluation:\n  problems_per_level: '200'\n"))
+    with pytest.raises(ConfigError, match="proposer_eval.problems_per_level"):
+        load_config(ExperimentConfig, write(tmp_path, "proposer_eval:\n  problems_per_level: '200'\n"))
 
 
 def test_bad_choice_and_cross_field_rules(tmp_path):
@@ -84,20 +84,21 @@ def test_every_shipped_config_validates(path):
 
 
 def test_generation_engine_is_chosen_in_the_config(tmp_path):
-    from ttc_runtime.experiment import Experiment
+    from ttc_runtime.solver import SolverConfig
+    from ttc_runtime.stages import RunContext
 
     with pytest.raises(ConfigError, match="generation.backend"):
         load_config(ExperimentConfig, write(tmp_path, "generation:\n  backend: tgi\n"))
     with pytest.raises(ConfigError, match="generation.gpu_memory_utilization"):
         load_config(ExperimentConfig, write(tmp_path, "generation:\n  gpu_memory_utilization: 1.5\n"))
-    default = Experiment(ExperimentConfig(run_dir=str(tmp_path / "a")))
+    default = RunContext(ExperimentConfig(run_dir=str(tmp_path / "a")))
     run_dir = tmp_path / "b"
     (run_dir / "proposer").mkdir(parents=True)
     (run_dir / "proposer" / "config.json").write_text("{}")  # what solver_config checks for
     text = f"run_dir: {run_dir}\ngeneration:\n  backend: vllm\n"
-    vllm = Experiment(load_config(ExperimentConfig, write(tmp_path, text)))
+    vllm = RunContext(load_config(ExperimentConfig, write(tmp_path, text)))
     # The default engine keeps the stage keys runs already have; vLLM's samples are its own.
-    assert default._sampling_key() == default.config.sampling
-    assert vllm._sampling_key() != default._sampling_key() and "vllm" in vllm._sampling_key()
-    assert default._verifier_key() != vllm._verifier_key()
-    assert vllm.solver_config(policy=None).generation.backend == "vllm"
+    assert default.sampling_key() == default.config.sampling
+    assert vllm.sampling_key() != default.sampling_key() and "vllm" in vllm.sampling_key()
+    assert default.verifier_key() != vllm.verifier_key()
+    assert SolverConfig.from_run(vllm.config, policy=None).generation.backend == "vllm"

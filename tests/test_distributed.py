@@ -67,8 +67,8 @@ proposer:
   training: {{max_steps: 6, batch_size: 8, logging_steps: 2, deepspeed: {zero3}}}
 sampling:
   max_new_tokens: 48
-evaluation: {{problems_per_level: 2, samples_per_problem: 1}}
-labels: {{problems_per_level: 2, samples_per_problem: 2, rollouts: 2, shard_size: 4}}
+proposer_eval: {{problems_per_level: 2, samples_per_problem: 1}}
+prm_labels: {{problems_per_level: 2, samples_per_problem: 2, rollouts: 2, shard_size: 4}}
 prm:
   training: {{max_steps: 4, batch_size: 8, logging_steps: 2, deepspeed: {zero2}}}
 """

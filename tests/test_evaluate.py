@@ -1,11 +1,12 @@
 import pytest
 
 from ttc_runtime.compute import Usage
-from ttc_runtime.evaluate import auroc, evaluate_verifier, pass_at_1_by_level, per_level
+from ttc_runtime.evaluation.levels import pass_at_1_by_level
+from ttc_runtime.evaluation.verifier import auroc, evaluate_verifier
 from ttc_runtime.generation.base import Completion, GenerationOutput, SamplingParams
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.scoring import ScoreOutput
-from ttc_runtime.tasks import STEP_SEPARATOR, SyntheticTask, SyntheticTaskConfig, split_steps
+from ttc_runtime.tasks import STEP_SEPARATOR, SyntheticTask, SyntheticTaskConfig, per_level, split_steps
 
 
 class ScriptedGenerator:

@@ -1,4 +1,5 @@
-"""End to end: ``ttc run`` trains a real (tiny) proposer with TRL and evaluates it."""
+"""The runner on fake stages (skipping, ``--from``, ``--to``, resuming, wandb), and end to end: ``ttc run``
+trains real (tiny) models with TRL and evaluates them."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,9 +18,159 @@ from ttc_runtime.trainers.prm import load_stepwise
 
 from ttc_runtime import Solver
 from ttc_runtime.compute import training_flops
+from ttc_runtime.config import ConfigError
+from ttc_runtime.experiment import Experiment, ExperimentConfig, load_experiment
 from ttc_runtime.models import flop_params
 from ttc_runtime.pool import RolloutPool
 from ttc_runtime.scoring import TokenClassificationPRM
+from ttc_runtime.stages import STAGES, RunContext, Stage
+from ttc_runtime.stages.base import fingerprint
+from ttc_runtime.stages.report import Report
+
+
+class Counted(Stage):
+    """A fake stage: its record holds the config value it was keyed on, and it counts its runs."""
+
+    tracked = True
+    title = None
+
+    def __init__(self, name: str, fail: bool = False) -> None:
+        self.name, self.record, self.runs, self.fail = name, f"{name}.json", 0, fail
+
+    def key(self, ctx: RunContext) -> str:
+        return fingerprint(ctx.config.proposer_eval, self.name)
+
+    def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
+        self.runs += 1
+        if self.fail:
+            raise RuntimeError(f"{self.name} failed")
+        (ctx.run_dir / f"{self.name}.md").write_text(f"{self.name} ran {self.runs} times")
+        return {"runs": self.runs, "forced": force}
+
+
+class Reported(Counted):
+    title = "Counted"
+    outputs = ("reported.md",)
+
+
+def fake_pipeline(tmp_path, monkeypatch, seed=0, failing=None):
+    """An ``Experiment`` of three fake stages and a real report over them; wandb calls recorded."""
+    logged = []
+    monkeypatch.setattr(
+        "ttc_runtime.experiment.log_stage", lambda config, run_dir, name, path, params: logged.append(name) or "w"
+    )
+    stages = [Counted("a", fail=failing == "a"), Reported("reported", fail=failing == "reported"), Counted("c")]
+    config = ExperimentConfig.model_validate(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "task": {"synthetic": {"train_per_level": 1, "validation_per_level": 1, "test_per_level": 1}},
+            "proposer_eval": {"seed": seed},
+        }
+    )
+    return Experiment(config, [*stages, Report()]), stages, logged
+
+
+def test_runner_runs_each_stage_once_then_skips_it_until_its_inputs_change(tmp_path, monkeypatch, capsys):
+    experiment, (a, reported, c), logged = fake_pipeline(tmp_path, monkeypatch)
+    records = experiment.run()
+    assert [a.runs, reported.runs, c.runs] == [1, 1, 1]
+    assert records["a"] == json.loads((tmp_path / "run" / "a.json").read_text())
+    assert records["a"]["fingerprint"] == a.key(experiment.context) and records["a"]["forced"] is False
+    assert logged == ["a", "reported", "c"]  # one wandb run per stage that did work (the report is untracked)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Counted" in report and "reported ran 1 times" in report
+
+    out = capsys.readouterr().out
+    assert "[1/4] a" in out and "[4/4] report" in out
+    experiment.run()
+    assert [a.runs, reported.runs, c.runs] == [1, 1, 1] and logged == ["a", "reported", "c"]
+    assert capsys.readouterr().out.count(": up to date") == 4
+
+    (tmp_path / "run" / "reported.md").unlink()  # an output gone: that stage runs again, the others not
+    experiment.run()
+    assert [a.runs, reported.runs, c.runs] == [1, 2, 1]
+
+    changed, (a2, reported2, c2), _ = fake_pipeline(tmp_path, monkeypatch, seed=1)
+    changed.run()
+    assert [a2.runs, reported2.runs, c2.runs] == [1, 1, 1]  # new inputs: every stage keyed on them runs
+
+
+def test_runner_from_forces_the_rest_and_to_stops(tmp_path, monkeypatch):
+    experiment, (a, reported, c), logged = fake_pipeline(tmp_path, monkeypatch)
+    records = experiment.run(to_stage="reported")
+    assert [a.runs, reported.runs, c.runs] == [1, 1, 0] and set(records) == {"a", "reported"}
+    assert not (tmp_path / "run" / "c.json").exists()
+    records = experiment.run(from_stage="reported")
+    assert [a.runs, reported.runs, c.runs] == [1, 2, 1]
+    assert records["reported"]["forced"] is True and records["c"]["forced"] is True
+    with pytest.raises(ValueError, match="unknown stage 'b'; stages are a, reported, c, report"):
+        experiment.run(from_stage="b")
+    with pytest.raises(ValueError, match="unknown training stage 'a'"):
+        experiment.train("a")
+
+
+def test_runner_resumes_at_the_stage_that_failed(tmp_path, monkeypatch):
+    broken, (a, reported, c), logged = fake_pipeline(tmp_path, monkeypatch, failing="reported")
+    with pytest.raises(RuntimeError, match="reported failed"):
+        broken.run()
+    assert (tmp_path / "run" / "a.json").is_file() and not (tmp_path / "run" / "reported.json").exists()
+    assert logged == ["a"]
+
+    fixed, (a2, reported2, c2), logged = fake_pipeline(tmp_path, monkeypatch)
+    fixed.run()
+    assert [a2.runs, reported2.runs, c2.runs] == [0, 1, 1] and logged == ["reported", "c"]
+
+
+def test_only_the_first_process_writes_records(tmp_path, monkeypatch):
+    experiment, (a, _, _), logged = fake_pipeline(tmp_path, monkeypatch)
+    monkeypatch.setenv("RANK", "1")
+    record = experiment.run_stage("a")
+    assert a.runs == 1 and record["runs"] == 1
+    assert not (tmp_path / "run" / "a.json").exists() and logged == []
+
+
+def test_every_pipeline_stage_is_named_once_and_configured_under_its_name():
+    names = [stage.name for stage in STAGES]
+    assert len(set(names)) == len(names) and names[-1] == "report"
+    assert [s.name for s in STAGES if s.trains] == ["proposer", "prm", "revision"]
+    fields = ExperimentConfig.model_fields
+    for stage in STAGES:
+        assert stage.record is None or stage.record.endswith(".json"), stage.name
+        assert stage.title is None or stage.record is not None, stage.name
+    # every stage-specific section of the config is named as a stage
+    shared = {"run_dir", "device", "task", "sampling", "generation", "verifier", "wandb", "train_pool"}
+    assert set(fields) - shared <= set(names)
+
+
+def test_the_readme_example_stage_joins_a_pipeline(tmp_path, capsys):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = readme.split("A real example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("ttc_runtime.stages.task_stats")
+    module.__package__ = "ttc_runtime.stages"
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    config = ExperimentConfig.model_validate(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "task": {"synthetic": {"train_per_level": 3, "validation_per_level": 1, "test_per_level": 2}},
+        }
+    )
+    experiment = Experiment(config, [module.TaskStats(), Report()])
+    record = experiment.run()["task_stats"]
+    assert record["problems"] == {"train": 15, "validation": 5, "test": 10}
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Task: problems per split and level" in report and "| train | 3 | 3 | 3 | 3 | 3 |" in report
+    capsys.readouterr()
+    experiment.run()
+    assert capsys.readouterr().out.count(": up to date") == 2
+
+
+def test_renamed_config_keys_name_their_new_key(tmp_path):
+    for old, new in (("evaluation", "proposer_eval"), ("labels", "prm_labels"), ("verifier_eval", "prm_eval")):
+        path = tmp_path / f"{old}.yaml"
+        path.write_text(f"{old}: {{}}\n")
+        with pytest.raises(ConfigError, match=f"{old}: unknown key \\('{old}' is now '{new}'\\)"):
+            load_experiment(path)
+
 
 TINY = """
 run_dir: {run_dir}
@@ -32,13 +184,13 @@ proposer:
   training: {{max_steps: 6, batch_size: 8, logging_steps: 2}}
 sampling:
   max_new_tokens: 48
-evaluation:
+proposer_eval:
   problems_per_level: 4
   samples_per_problem: 2
-labels: {{problems_per_level: 3, samples_per_problem: 2, rollouts: 2, shard_size: 4}}
+prm_labels: {{problems_per_level: 3, samples_per_problem: 2, rollouts: 2, shard_size: 4}}
 prm:
   training: {{max_steps: 4, batch_size: 8, logging_steps: 2}}
-verifier_eval: {{problems_per_level: 2, n: 4, label_problems_per_level: 1}}
+prm_eval: {{problems_per_level: 2, n: 4, label_problems_per_level: 1}}
 search_eval:
   problems_per_level: 1
   max_budget: 4
@@ -100,7 +252,7 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
 
     first = ttc("run", config)
     assert first.returncode == 0, first.stderr
-    assert "level  problems  samples  pass@1" in first.stdout
+    assert "[1/14] proposer" in first.stdout and "[14/14] report" in first.stdout
 
     model_dir = run_dir / "proposer"
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -130,7 +282,8 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert verifier["compute"]["generations"] == 5 * 2 * 4
     assert verifier["compute"]["verifier_flops"] == 2 * prm.flop_params * verifier["compute"]["verifier_prompt_tokens"]
     assert set(verifier["mc_labels"]["levels"]) == {"1", "2", "3", "4", "5"}
-    assert "weighted@4" in first.stdout and "PRM vs MC hard" in first.stdout
+    assert "weighted@4" in (run_dir / "prm_eval.md").read_text()
+    assert "PRM vs MC hard" in (run_dir / "prm_eval.md").read_text()
 
     search = json.loads((run_dir / "search_eval.json").read_text())
     labels_run = {(p["strategy"], p["budget"]) for p in search["points"]}
@@ -252,9 +405,10 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert after == before and "rank 1/2" in shared.stderr
 
     marker_time = (model_dir / "ttc_stage.json").stat().st_mtime_ns
+    counterpart_time = (run_dir / "counterpart" / "ttc_stage.json").stat().st_mtime_ns
     second = ttc("run", config)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("up to date") == 13  # the larger model of the comparison too
+    assert second.stdout.count("up to date") == 12  # all but the two revision stages (the model is given)
     assert "logged to wandb" not in second.stdout
     assert sorted((run_dir / "wandb").glob("offline-run-*")) == wandb_runs
     assert (model_dir / "ttc_stage.json").stat().st_mtime_ns == marker_time
@@ -266,7 +420,8 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
 
     third = ttc("run", config, "--from", "prm")
     assert third.returncode == 0, third.stderr
-    assert third.stdout.count("up to date") == 4  # and the larger model, which --from never retrains
+    assert third.stdout.count("up to date") == 3  # and --from never retrains the larger model:
+    assert (run_dir / "counterpart" / "ttc_stage.json").stat().st_mtime_ns == counterpart_time
     assert json.loads((run_dir / "prm_eval.json").read_text())["levels"] == verifier["levels"]
 
     # A training pool on the validation split: the fitted allocators learn from it and answer the

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttc_runtime.flops_matched import CounterpartConfig, compare, format_matched, multiplier
+from ttc_runtime.evaluation.counterpart import CounterpartConfig, compare, format_matched, multiplier
 
 
 def test_the_exchange_rule_matches_the_paper():

@@ -15,28 +15,17 @@ from ttc_runtime.policies.allocators import BinAllocator, FixedAllocator, PerQue
 
 from tests import pool_worker
 from tests.conftest import collect_pool as _collect
-from ttc_runtime.allocator_eval import (
-    AllocatorEvalConfig,
-    Splits,
+from ttc_runtime.config import ConfigError, parse_config
+from ttc_runtime.evaluation.allocators import (
+    BaselinesConfig,
     cross_validated,
     efficiency_ratio,
     evaluate_allocators,
-    folds_of,
     format_report,
-    with_training_pool,
 )
-from ttc_runtime.config import ConfigError, parse_config
-from ttc_runtime.difficulty import difficulty, quantile_bins
-from ttc_runtime.pool import (
-    ArmOutcomes,
-    PoolConfig,
-    PoolInputs,
-    PoolMismatch,
-    RolloutPool,
-    TrainPoolConfig,
-    arm_outcomes,
-    parallel_outcome,
-)
+from ttc_runtime.evaluation.difficulty import difficulty, quantile_bins
+from ttc_runtime.outcomes import ArmOutcomes, Splits, arm_outcomes, folds_of, parallel_outcome, with_training_pool
+from ttc_runtime.pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, TrainPoolConfig
 from ttc_runtime.strategies import Arm, StrategyConfig
 
 BON = StrategyConfig(name="best_of_n_weighted")
@@ -319,7 +308,7 @@ def test_pool_of_another_config_is_refused_and_untouched(tiny_model_dir, full_po
 
 
 def test_evaluation_of_every_baseline_on_a_real_pool(full_pool):
-    report = evaluate_allocators(RolloutPool(full_pool), AllocatorEvalConfig(bins=2, bootstrap=20))
+    report = evaluate_allocators(RolloutPool(full_pool), BaselinesConfig(bins=2, bootstrap=20))
     names = {p.allocator for p in report.points}
     assert {"best_of_n_weighted", "beam_search(M=2)", "revisions(L=2)", "per-question oracle"} <= names
     assert "compute-optimal (predicted bins), estimation charged" in names
@@ -337,7 +326,7 @@ def test_evaluation_of_every_baseline_on_a_real_pool(full_pool):
 
 
 def test_the_paper_k_of_2048_runs(tiny_model_dir, tmp_path):
-    from ttc_runtime.allocator_eval import best_of_n_curve
+    from ttc_runtime.evaluation.allocators import best_of_n_curve
     from ttc_runtime.generation.base import SamplingParams
     from ttc_runtime.generation.hf import TransformersGenerator
     from ttc_runtime.scoring import ProposerMarginScorer

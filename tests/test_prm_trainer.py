@@ -15,7 +15,7 @@ from ttc_runtime.trainers.prm import (
     train_prm,
 )
 
-from ttc_runtime.evaluate import auroc
+from ttc_runtime.evaluation.verifier import auroc
 from ttc_runtime.models import build_embedded_tokenizer, flop_params, load_causal_lm, load_tokenizer
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.scoring import MarginPRMForTokenClassification, ProposerMarginScorer, TokenClassificationPRM

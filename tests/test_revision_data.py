@@ -193,20 +193,22 @@ def test_the_revision_stages_sample_train_and_skip_when_up_to_date(tiny_model_di
             "proposer": {"model": str(tiny_model_dir)},
             "revision_data": {"problems_per_level": 2, "samples_per_problem": 4, "dedupe": False},
             "revision": {"training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1, "max_length": 256}},
+            "wandb": {"enabled": False},
         }
     )
     experiment = Experiment(config)
-    monkeypatch.setattr(experiment, "_generator", lambda: AllWrong(experiment.task))
+    context = experiment.context
+    monkeypatch.setattr(context, "generator", lambda: AllWrong(context.task))
     with pytest.raises(ValueError, match="no revision example; train the proposer longer"):
-        experiment._stage_revision_data(force=False)
+        experiment.run_stage("revision_data")
     assert not (tmp_path / "run" / "revision_data").exists()
 
-    monkeypatch.setattr(experiment, "_generator", lambda: HalfRight(experiment.task))
-    data = experiment._stage_revision_data(force=False)
+    monkeypatch.setattr(context, "generator", lambda: HalfRight(context.task))
+    data = experiment.run_stage("revision_data")
     assert data["problems"] == 10 and data["examples"] == 10 * 2  # two correct samples of four each
-    trained = experiment._stage_revision(force=False)
+    trained = experiment.run_stage("revision")
     assert trained["steps"] == 2 and trained["examples"] + trained["examples_dropped_to_fit"] == 20
     load_causal_lm(tmp_path / "run" / "revision")
-    monkeypatch.setattr(experiment, "_generator", lambda: pytest.fail("an up-to-date stage sampled again"))
-    assert experiment._stage_revision_data(force=False) == data
-    assert experiment._stage_revision(force=False) == trained
+    monkeypatch.setattr(context, "generator", lambda: pytest.fail("an up-to-date stage sampled again"))
+    assert experiment.run_stage("revision_data") == data
+    assert experiment.run_stage("revision") == trained

@@ -4,9 +4,15 @@ real path on tiny models."""
 import pytest
 
 from ttc_runtime.compute import Compute, Usage
+from ttc_runtime.evaluation.revisions import (
+    OneRevisionLevel,
+    RevisionEvalConfig,
+    best_lengths,
+    one_revision,
+    revision_ratios,
+)
 from ttc_runtime.generation.base import Completion, GenerationOutput, PromptTooLong, SamplingParams
 from ttc_runtime.generation.hf import TransformersGenerator
-from ttc_runtime.revision_eval import OneRevisionLevel, RevisionEvalConfig, best_lengths, one_revision, revision_ratios
 from ttc_runtime.scoring import ProposerMarginScorer, ScoreOutput
 from ttc_runtime.strategies import BestOfN, SearchSettings, SequentialRevisions, StrategyConfig, select_chains
 from ttc_runtime.strategies.base import Candidate

@@ -14,7 +14,8 @@ from ttc_runtime.trainers.allocator import AllocatorTrainConfig, train_policy
 
 from ttc_runtime.cli import main
 from ttc_runtime.config import ConfigError
-from ttc_runtime.pool import RolloutPool, arm_outcomes
+from ttc_runtime.outcomes import arm_outcomes
+from ttc_runtime.pool import RolloutPool
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.solver import BadQuery, Query, Solver, SolverConfig, question_seed
 from ttc_runtime.strategies import Arm, StrategyConfig

@@ -33,14 +33,14 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
+from ttc_runtime.env.actions import ActionSpace
+from ttc_runtime.env.allocation import AllocationEnv, ReplayBackend
+from ttc_runtime.policies.features import FeatureConfig
+from ttc_runtime.policies.learned import AllocatorPolicy, PolicyConfig
 
-from ..allocator_eval import Splits, merge_folds, outcome_of
-from ..config import StrictModel
-from ..env.actions import ActionSpace
-from ..env.allocation import AllocationEnv, ReplayBackend
-from ..policies.learned import AllocatorPolicy, PolicyConfig
-from ..pool import ArmOutcomes
+from ttc_runtime.config import StrictModel, positive
+from ttc_runtime.outcomes import ArmOutcomes
 
 
 class AllocatorTrainConfig(StrictModel):
@@ -54,6 +54,27 @@ class AllocatorTrainConfig(StrictModel):
     value_coef: float = Field(0.5, ge=0)
     policy: PolicyConfig = PolicyConfig()
     seed: int = 0
+
+
+class AllocatorConfig(StrictModel):
+    """The learned allocator: features, training, the adaptive mode's compute targets, logging."""
+
+    features: FeatureConfig = FeatureConfig()
+    ablation_features: FeatureConfig = Field(
+        FeatureConfig(kind="ngrams"), description="Features of the ablation run (hashed n-grams by default)."
+    )
+    training: AllocatorTrainConfig = AllocatorTrainConfig()
+    adaptive_targets: list[float] = Field(
+        [4.0, 8.0, 16.0, 32.0, 64.0],
+        min_length=1,
+        description="Mean compute per question (training.unit) the adaptive allocator is calibrated to: one "
+        "point of its accuracy-against-compute curve each.",
+    )
+
+    @field_validator("adaptive_targets")
+    @classmethod
+    def _positive(cls, targets: list[float]) -> list[float]:
+        return positive(targets, "targets")
 
 
 @dataclass(frozen=True)
@@ -243,53 +264,3 @@ def scale_of(outcomes: ArmOutcomes, unit: str) -> float:
     columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == top]
     preferred = [a for a in columns if outcomes.arms[a].strategy.name == "best_of_n_weighted"]
     return float(outcomes.flops[:, (preferred or columns)[0]].mean())
-
-
-def cross_validated_fixed(
-    name: str,
-    features: np.ndarray,
-    feature_flops: np.ndarray,
-    outcomes: ArmOutcomes,
-    splits: Splits,
-    config: AllocatorTrainConfig,
-    supervised: bool = False,
-) -> list:
-    """The fixed-budget allocator (RL, or the supervised ablation) at every budget, the answered
-    rows of each split answered by the policy trained on its training rows; feature FLOPs charged
-    (``PerQuestion`` results of ``allocator_eval``)."""
-    space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=False)
-    parts: dict[int, list] = {n: [] for n in space.budgets}
-    for train, held in splits.parts:
-        if supervised:
-            policy = fit_supervised(features, outcomes, train, space, config)
-        else:
-            policy, _ = train_policy(features, outcomes, train, space, config, 0.0, 1.0)
-        for budget in space.budgets:
-            arms = policy.greedy_arms(features[held], budget)
-            parts[budget].append((held, outcome_of(outcomes, name, budget, held, arms, feature_flops)))
-    return [merge_folds(parts[n], splits.tested) for n in space.budgets]
-
-
-def cross_validated_adaptive(
-    name: str,
-    features: np.ndarray,
-    feature_flops: np.ndarray,
-    outcomes: ArmOutcomes,
-    splits: Splits,
-    config: AllocatorTrainConfig,
-    targets: list[float],
-) -> list:
-    """The adaptive allocator at each target mean compute (``config.unit``): per split, ``lam``
-    calibrated on its training rows, then its answered rows answered. Reported under the target as
-    its budget label; its real spend is in the compute columns."""
-    space = ActionSpace.from_arms(outcomes.arms, adaptive=True)
-    scale = scale_of(outcomes, config.unit)
-    results = []
-    for target in targets:
-        parts = []
-        for train, held in splits.parts:
-            _, policy = calibrate_lambda(features, outcomes, train, space, config, scale, target)
-            arms = policy.greedy_arms(features[held], None)
-            parts.append((held, outcome_of(outcomes, name, int(target), held, arms, feature_flops)))
-        results.append(merge_folds(parts, splits.tested))
-    return results

@@ -14,9 +14,9 @@ import torch
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase, Trainer
 
-from ..compute import inference_flops, training_flops
-from ..config import StrictModel
-from ..models import flop_params
+from ttc_runtime.compute import inference_flops, training_flops
+from ttc_runtime.config import StrictModel
+from ttc_runtime.models import flop_params
 
 
 class TrainSettings(StrictModel):

@@ -31,12 +31,13 @@ from transformers import (
     TrainingArguments,
 )
 
-from ..config import StrictModel
-from ..models import TinyLMConfig, load_causal_lm, load_tokenizer, tiny_llama_config
-from ..prompts import PromptConfig
-from ..scoring.margin import MarginPRMForTokenClassification
-from ..scoring.prm import encode_steps
-from ..tasks import DataError
+from ttc_runtime.config import StrictModel
+from ttc_runtime.models import TinyLMConfig, load_causal_lm, load_tokenizer, tiny_llama_config
+from ttc_runtime.prompts import PromptConfig
+from ttc_runtime.scoring.margin import MarginPRMForTokenClassification
+from ttc_runtime.scoring.prm import encode_steps
+from ttc_runtime.tasks import DataError
+
 from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
 
 IGNORE = -100.0

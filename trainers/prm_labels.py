@@ -28,13 +28,13 @@ from datasets import Dataset
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from ..compute import Usage
-from ..config import StrictModel
-from ..files import write_text_atomic
-from ..generation.base import Generator, SamplingParams
-from ..generation.sampling import derive_seed
-from ..prompts import PromptConfig
-from ..tasks import STEP_SEPARATOR, Problem, Task, extract_boxed, split_steps
+from ttc_runtime.compute import Usage
+from ttc_runtime.config import StrictModel
+from ttc_runtime.files import write_text_atomic
+from ttc_runtime.generation.base import Generator, SamplingParams
+from ttc_runtime.generation.sampling import derive_seed
+from ttc_runtime.prompts import PromptConfig
+from ttc_runtime.tasks import STEP_SEPARATOR, Problem, Task, extract_boxed, split_steps
 
 
 class LabelConfig(StrictModel):

@@ -15,16 +15,17 @@ from pathlib import Path
 from datasets import Dataset
 from pydantic import Field, model_validator
 
-from ..config import StrictModel
-from ..models import (
+from ttc_runtime.config import StrictModel
+from ttc_runtime.models import (
     TinyLMConfig,
     build_embedded_tokenizer,
     build_tiny_causal_lm,
     load_causal_lm,
     load_tokenizer,
 )
-from ..prompts import PromptConfig
-from ..tasks import Problem
+from ttc_runtime.prompts import PromptConfig
+from ttc_runtime.tasks import Problem
+
 from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
 
 

@@ -22,9 +22,10 @@ from datasets import Dataset
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase
 
-from ..config import StrictModel
-from ..models import load_causal_lm, load_tokenizer
-from ..prompts import PromptConfig, RevisionPromptConfig
+from ttc_runtime.config import StrictModel
+from ttc_runtime.models import load_causal_lm, load_tokenizer
+from ttc_runtime.prompts import PromptConfig, RevisionPromptConfig
+
 from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
 
 

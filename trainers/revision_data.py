@@ -28,12 +28,12 @@ from datasets import Dataset
 from pydantic import Field
 from rapidfuzz.distance import Levenshtein
 
-from ..config import StrictModel
-from ..evaluate import sample_in_batches
-from ..generation.base import Generator, SamplingParams
-from ..generation.sampling import derive_seed
-from ..prompts import PromptConfig, RevisionPromptConfig
-from ..tasks import Problem, Task
+from ttc_runtime.config import StrictModel
+from ttc_runtime.generation.base import Generator, SamplingParams
+from ttc_runtime.generation.batches import sample_in_batches
+from ttc_runtime.generation.sampling import derive_seed
+from ttc_runtime.prompts import PromptConfig, RevisionPromptConfig
+from ttc_runtime.tasks import Problem, Task
 
 
 class RevisionDataConfig(StrictModel):

@@ -28,13 +28,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .evaluate import per_level
 from .generation.base import Generator, SamplingParams
 from .generation.hf import TransformersGenerator
 from .prompts import PromptConfig
 from .scoring import StepScorer
 from .strategies import BeamSearch, BestOfN, SearchSettings
-from .tasks import SyntheticTask, SyntheticTaskConfig, split_steps
+from .tasks import SyntheticTask, SyntheticTaskConfig, per_level, split_steps
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,19 @@ from .tasks import DataError
 EXIT_BAD_INPUT = 2
 
 
+def _run_config(path: str, run_dir: str | None):
+    """The experiment config at ``path``, in ``run_dir`` when given."""
+    from .experiment_config import load_experiment
+
+    config = load_experiment(path)
+    return config if not run_dir else config.model_copy(update={"run_dir": run_dir})
+
+
 def _experiment(args: argparse.Namespace):
     """The ``Experiment`` of ``args.config``, in ``args.run_dir`` when given."""
-    from .experiment import Experiment, load_experiment
+    from .experiment import Experiment
 
-    config = load_experiment(args.config)
-    if args.run_dir:
-        config = config.model_copy(update={"run_dir": args.run_dir})
-    return Experiment(config)
+    return Experiment(_run_config(args.config, args.run_dir))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -57,16 +62,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _solver_config(args: argparse.Namespace):
     """The solver ``--config`` (a solver YAML) or ``--experiment`` (a finished run) describes."""
     from .config import load_config
-    from .experiment import Experiment, load_experiment
     from .solver import SolverConfig
 
     if args.config is not None:
         config = load_config(SolverConfig, args.config)
     else:
-        experiment = load_experiment(args.experiment)
-        if args.run_dir:
-            experiment = experiment.model_copy(update={"run_dir": args.run_dir})
-        config = Experiment(experiment).solver_config(None if args.policy == "none" else args.policy)
+        run = _run_config(args.experiment, args.run_dir)
+        config = SolverConfig.from_run(run, None if args.policy == "none" else args.policy)
     if args.device:
         config = config.model_copy(update={"device": args.device})
     return config
@@ -183,12 +185,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
-    from .experiment import Experiment, load_experiment
     from .loadtest import benchmark_server, format_benchmark
 
-    experiment = Experiment(load_experiment(args.experiment))
+    task = _run_config(args.experiment, None).task.build()
     by_level: dict[int, list] = {}
-    for problem in experiment.task.problems("test"):
+    for problem in task.problems("test"):
         by_level.setdefault(problem.level, []).append(problem)
     problems = [p for group in zip(*by_level.values()) for p in group][: args.requests]
     serve_args = ["--experiment", args.experiment, "--policy", args.policy]
@@ -297,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="experiment YAML, e.g. configs/embedded.yaml")
     run.add_argument("--run-dir", help="override the config's run_dir")
     run.add_argument("--from", dest="from_stage", help="rerun from this stage on, even if up to date")
-    run.add_argument("--to", dest="to_stage", help="stop after this stage")
+    run.add_argument("--to", dest="to_stage", help="stop after this stage (an unknown name is answered with the list)")
     run.set_defaults(func=_cmd_run)
 
     pool = sub.add_parser(
@@ -314,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one training stage alone, its model trained by all of a launcher's processes "
         "(accelerate launch -m ttc_runtime.cli train prm CONFIG)",
     )
-    train.add_argument("stage", choices=["proposer", "prm", "revision"])
+    train.add_argument("stage", help="a stage that trains one model (an unknown name is answered with the list)")
     train.add_argument("config", help="experiment YAML whose earlier stages have run")
     train.add_argument("--run-dir", help="override the config's run_dir")
     train.add_argument("--force", action="store_true", help="train even when the stage is up to date")

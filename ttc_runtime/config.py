@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -26,6 +26,9 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
 
+    renamed_keys: ClassVar[dict[str, str]] = {}
+    """Keys the model had under another name (old -> new): a config still using one is told the new."""
+
 
 def positive(values: list[float], what: str) -> list[float]:
     """``values`` if every one is above 0, else the ``ValueError`` a list field's validator raises."""
@@ -34,11 +37,13 @@ def positive(values: list[float], what: str) -> list[float]:
     return values
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _describe(error: ValidationError, source: str, renamed: dict[str, str]) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "<top level>"
         reason = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        if item["type"] == "extra_forbidden" and key in renamed:
+            reason += f" ('{key}' is now '{renamed[key]}')"
         lines.append(f"{source}: {key}: {reason}")
     return "\n".join(lines)
 
@@ -50,7 +55,7 @@ def parse_config(model: type[M], data: dict[str, Any] | None, source: str = "<co
         # strings where a path is.
         return model.model_validate_json(json.dumps(data or {}, default=str))
     except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from None
+        raise ConfigError(_describe(error, source, model.renamed_keys)) from None
 
 
 def load_config(model: type[M], path: str | Path) -> M:

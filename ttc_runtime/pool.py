@@ -36,34 +36,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from .budget_eval import PARALLEL
 from .config import StrictModel
 from .files import write_text_atomic
 from .generation.base import Generator
 from .generation.sampling import derive_seed
 from .scoring import StepScorer
 from .selection import aggregate_steps
-from .strategies import Arm, SearchSettings, StrategyConfig
-from .strategies.base import Candidate, Ledger, answer_of, score_texts, select
+from .strategies import Arm, SearchSettings, StrategyConfig, default_grid
+from .strategies.base import Ledger, answer_of, score_texts
 from .tasks import LEVELS, Problem, answers_match, check_levels
 
 
 def _default_grid() -> list[StrategyConfig]:
-    return [
-        StrategyConfig(name="majority"),
-        StrategyConfig(name="best_of_n_weighted"),
-        StrategyConfig(name="beam_search", beam_width=4),
-        StrategyConfig(name="beam_search", beam_width="sqrt"),
-        StrategyConfig(name="lookahead", beam_width=4, lookahead=1),
-        StrategyConfig(name="revisions", chain_length=4),
-    ]
+    return [s for s in default_grid() if s.name not in ("best_of_n_naive", "dvts")]
 
 
 class PoolConfig(StrictModel):
@@ -88,7 +79,7 @@ class PoolConfig(StrictModel):
         for n in self.budgets:
             if n < 1:
                 raise ValueError(f"budgets: {n} is not a positive number of generations")
-        if max(self.budgets) > self.samples and any(s.name in PARALLEL for s in self.grid):
+        if max(self.budgets) > self.samples and any(s.parallel for s in self.grid):
             raise ValueError(f"samples ({self.samples}) must be at least the largest budget ({max(self.budgets)})")
         labels = [s.label for s in self.grid]
         if len(set(labels)) != len(labels):
@@ -105,7 +96,7 @@ class PoolConfig(StrictModel):
 
     def run_arms(self) -> list[Arm]:
         """The arms that are run and stored (parallel ones are resampled from the samples)."""
-        return [arm for arm in self.arms() if arm.strategy.name not in PARALLEL]
+        return [arm for arm in self.arms() if not arm.strategy.parallel]
 
 
 class TrainPoolConfig(StrictModel):
@@ -466,84 +457,3 @@ def _runs(
             }
         )
     return rows
-
-
-@dataclass(frozen=True)
-class ArmOutcomes:
-    """Every arm's result on every question of a pool: ``correct[q, a]`` (the expected rate over
-    resamples for parallel arms), ``generations[q, a]`` and ``flops[q, a]`` (per question)."""
-
-    arms: list[Arm]
-    levels: np.ndarray
-    questions: list[str]
-    correct: np.ndarray
-    generations: np.ndarray
-    flops: np.ndarray
-
-    def column(self, arm: Arm) -> int:
-        return self.arms.index(arm)
-
-    def within_budget(self) -> list[Arm]:
-        """The arms that spend at most their budget in generations on every question: the choices
-        of a fixed budget. Lookahead is left out, as it spends N x (k + 1) at budget N."""
-        return [arm for a, arm in enumerate(self.arms) if (self.generations[:, a] <= arm.budget).all()]
-
-
-def parallel_outcome(
-    samples: pd.DataFrame, how: str, budget: int, resamples: int, seed: int, params: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per question, the expected correctness and FLOPs of ``how`` (majority, weighted, naive)
-    over ``budget`` samples drawn without replacement from its stored samples, ``resamples`` times.
-    The prompt is charged once per run; majority is charged no verifier."""
-    correct, flops = [], []
-    for question, rows in samples.groupby("question", sort=True):
-        rng = np.random.default_rng(derive_seed(seed, int(question), budget) & 0xFFFFFFFF)
-        answers = rows["answer"].tolist()
-        right = dict(zip(answers, rows["correct"].tolist()))
-        scores = rows["score"].to_numpy()
-        generated = rows["generated_tokens"].to_numpy()
-        verifier = rows["verifier_flops"].to_numpy()
-        prompt = int(rows["prompt_tokens"].iloc[0])
-        wins, spent = 0.0, 0.0
-        for _ in range(resamples):
-            picked = rng.choice(len(rows), size=budget, replace=False)
-            chosen = select([Candidate("", (), float(scores[i]), answers[i], True) for i in picked], how)
-            wins += chosen is not None and bool(right[chosen])
-            spent += 2 * params * (prompt + int(generated[picked].sum()))
-            spent += 0 if how == "majority" else int(verifier[picked].sum())
-        correct.append(wins / resamples)
-        flops.append(spent / resamples)
-    return np.array(correct), np.array(flops)
-
-
-def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
-    """The outcome table of a complete pool: run arms as stored, parallel arms resampled."""
-    if not pool.complete():
-        raise ValueError(f"the pool at {pool.directory} is incomplete: collect it first")
-    manifest = pool.manifest()
-    config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
-    questions = pool.questions()
-    samples = pool.samples()
-    runs = pool.runs()
-    arms = config.arms()
-    count = len(questions)
-    correct = np.zeros((count, len(arms)))
-    flops = np.zeros((count, len(arms)))
-    generations = np.zeros((count, len(arms)))
-    for a, arm in enumerate(arms):
-        if arm.strategy.name in PARALLEL:
-            correct[:, a], flops[:, a] = parallel_outcome(
-                samples,
-                PARALLEL[arm.strategy.name],
-                arm.budget,
-                config.resamples,
-                config.seed,
-                manifest["proposer_params"],
-            )
-            generations[:, a] = arm.budget
-        else:
-            mine = runs[runs["arm"] == arm.label].set_index("question").reindex(range(count))
-            correct[:, a] = mine["correct"].astype(float).to_numpy()
-            flops[:, a] = mine["flops"].astype(float).to_numpy()
-            generations[:, a] = mine["generations"].astype(float).to_numpy()
-    return ArmOutcomes(arms, questions["level"].to_numpy(), questions["question"].tolist(), correct, generations, flops)

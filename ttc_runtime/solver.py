@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -49,12 +49,14 @@ from .prompts import PromptConfig, RevisionPromptConfig
 from .scoring import StepScorer, VerifierConfig, load_verifier
 from .strategies import Candidate, SearchSettings, StrategyConfig
 
+if TYPE_CHECKING:
+    from .experiment_config import ExperimentConfig
+
 ChosenBy = Literal["request", "allocator", "default"]
 
 
 class SolverConfig(StrictModel):
-    """What a ``Solver`` loads and how it answers; ``Experiment.solver_config`` builds one from a
-    finished run."""
+    """What a ``Solver`` loads and how it answers; ``from_run`` builds one from a finished run."""
 
     proposer: str = Field(description="Directory of the proposer (any Hugging Face causal LM).")
     verifier: VerifierConfig = VerifierConfig()
@@ -85,6 +87,39 @@ class SolverConfig(StrictModel):
         if self.verifier.kind != "proposer_margin" and self.verifier_model is None:
             raise ValueError(f"verifier_model: a PRM directory is needed for verifier kind {self.verifier.kind!r}")
         return self
+
+    @classmethod
+    def from_run(cls, run: ExperimentConfig, policy: Literal["fixed", "adaptive"] | None = "fixed") -> SolverConfig:
+        """The config that serves a finished run's models and its trained allocator (``policy``
+        None: the default strategy for every question). Budgets: the pool's middle one by default,
+        its largest at most."""
+        from .experiment_config import RunLayout  # the run's configs import the trainers: only when asked
+
+        layout = RunLayout(run)
+        proposer = layout.proposer_dir()
+        if not (proposer / "config.json").is_file():
+            raise ConfigError(f"{proposer} holds no proposer: run `ttc run` on this config first")
+        policy_dir = None
+        if policy is not None:
+            policy_dir = layout.policy_dir(policy)
+            if not (policy_dir / "policy.json").is_file():
+                raise ConfigError(f"{policy_dir} holds no trained allocator: run `ttc run` on this config first")
+        revision = layout.revision_dir()
+        budgets = sorted(run.pool.budgets)
+        return cls(
+            proposer=str(proposer),
+            verifier=run.verifier,
+            verifier_model=None if run.verifier.kind == "proposer_margin" else str(layout.prm_dir()),
+            revision_model=str(revision) if (revision / "config.json").is_file() else None,
+            policy=None if policy_dir is None else str(policy_dir),
+            budget=budgets[len(budgets) // 2],
+            max_budget=budgets[-1],
+            prompt=run.proposer.prompt,
+            revision_prompt=run.revision.prompt,
+            sampling=run.sampling,
+            generation=run.generation,
+            device=run.device,
+        )
 
 
 class BadQuery(ValueError):
@@ -233,10 +268,10 @@ class Solver:
 
     @classmethod
     def from_experiment(cls, path: str | Path, policy: Literal["fixed", "adaptive"] | None = "fixed") -> Solver:
-        """The solver of a finished run: its experiment YAML at ``path`` (``Experiment.solver_config``)."""
-        from .experiment import Experiment, load_experiment
+        """The solver of a finished run: its experiment YAML at ``path`` (``SolverConfig.from_run``)."""
+        from .experiment_config import load_experiment
 
-        return cls.load(Experiment(load_experiment(path)).solver_config(policy))
+        return cls.load(SolverConfig.from_run(load_experiment(path), policy))
 
     @staticmethod
     def _needs_reviser(strategy: StrategyConfig, budget: int) -> bool:

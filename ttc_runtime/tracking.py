@@ -19,20 +19,6 @@ from pydantic import Field
 
 from .config import StrictModel
 
-RECORDS = {
-    "proposer": "proposer/ttc_stage.json",
-    "proposer_eval": "proposer_eval.json",
-    "prm": "prm/ttc_stage.json",
-    "prm_eval": "prm_eval.json",
-    "search_eval": "search_eval.json",
-    "revision": "revision/ttc_stage.json",
-    "revision_eval": "revision_eval.json",
-    "baselines": "baselines.json",
-    "allocator": "allocator.json",
-    "counterpart": "counterpart.json",
-}
-"""The stages that train or evaluate, and the record each writes when it does work."""
-
 
 class WandbConfig(StrictModel):
     """Whether and how stages log to wandb."""
@@ -41,12 +27,6 @@ class WandbConfig(StrictModel):
     project: str = "ttc-allocator"
     mode: Literal["offline", "online"] = Field("offline", description="WANDB_MODE, when set, wins.")
     max_model_mb: float = Field(50.0, ge=0, description="Models up to this size are logged as artifacts.")
-
-
-def record_stamp(run_dir: Path, stage: str) -> int | None:
-    """When the stage's record was last written (None: never, or not a tracked stage)."""
-    path = run_dir / RECORDS[stage] if stage in RECORDS else None
-    return path.stat().st_mtime_ns if path is not None and path.is_file() else None
 
 
 def start(config: WandbConfig, run_dir: Path, name: str, params: dict):
@@ -83,12 +63,12 @@ def _size_mb(directory: Path) -> float:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 2**20
 
 
-def log_stage(config: WandbConfig, run_dir: Path, stage: str, params: dict) -> str:
-    """Log a stage that just did its work; returns the run's directory."""
+def log_stage(config: WandbConfig, run_dir: Path, stage: str, record_path: Path, params: dict) -> str:
+    """Log a stage that just did its work and wrote ``record_path``; returns the run's directory."""
     import wandb
 
     run = start(config, run_dir, stage, params)
-    record = json.loads((run_dir / RECORDS[stage]).read_text())
+    record = json.loads(record_path.read_text())
     run.summary.update(_numbers(record))
     images = {p.stem: wandb.Image(str(p)) for p in sorted(run_dir.glob(f"{stage}*.png"))}
     if images:
@@ -98,7 +78,7 @@ def log_stage(config: WandbConfig, run_dir: Path, stage: str, params: dict) -> s
         artifact = wandb.Artifact(f"{stage}-report", type="report")
         artifact.add_file(str(table))
         run.log_artifact(artifact)
-    model = (run_dir / RECORDS[stage]).parent
+    model = record_path.parent
     if model != run_dir and _size_mb(model) <= config.max_model_mb:
         artifact = wandb.Artifact(f"{stage}-model", type="model")
         artifact.add_dir(str(model))

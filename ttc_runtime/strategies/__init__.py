@@ -25,6 +25,9 @@ StrategyName = Literal[
     "majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead", "dvts", "revisions"
 ]
 
+PARALLEL_SELECTION = {"majority": "majority", "best_of_n_weighted": "weighted", "best_of_n_naive": "naive"}
+"""The parallel strategies and the rule each picks an answer by among N independent samples."""
+
 
 class StrategyConfig(StrictModel):
     """One strategy and its knobs, as a config file names it."""
@@ -45,6 +48,13 @@ class StrategyConfig(StrictModel):
     across_chains: Literal["weighted", "majority"] = Field(
         "weighted", description="How 'revisions' picks among the chains' best attempts."
     )
+
+    @property
+    def parallel(self) -> str | None:
+        """The selection rule of a parallel strategy ("majority", "weighted" or "naive"), None for
+        search and revisions. A parallel strategy's outcome at any N can be resampled from stored
+        samples; the others must be run."""
+        return PARALLEL_SELECTION.get(self.name)
 
     @property
     def searches(self) -> bool:
@@ -108,6 +118,24 @@ class Arm:
         return f"{self.strategy.label}@{self.budget}"
 
 
+def default_grid() -> list[StrategyConfig]:
+    """The strategies the paper compares, with the knobs it studies: the parallel ones, beam search
+    at M = 4 and M = sqrt(N), lookahead (k = 1), DVTS and revision chains of L = 4. The search
+    evaluation takes the grid without revisions (the revision evaluation sweeps L itself), the
+    rollout pool the grid without naive best-of-N and DVTS (weighted best-of-N and beam search
+    cover them, and each arm of the pool adds a column of runs)."""
+    return [
+        StrategyConfig(name="majority"),
+        StrategyConfig(name="best_of_n_weighted"),
+        StrategyConfig(name="best_of_n_naive"),
+        StrategyConfig(name="beam_search", beam_width=4),
+        StrategyConfig(name="beam_search", beam_width="sqrt"),
+        StrategyConfig(name="lookahead", beam_width=4, lookahead=1),
+        StrategyConfig(name="dvts", beam_width=4),
+        StrategyConfig(name="revisions", chain_length=4),
+    ]
+
+
 STRATEGIES: dict[str, Callable[[StrategyConfig, int], Strategy]] = {
     "majority": lambda c, n: BestOfN("majority"),
     "best_of_n_weighted": lambda c, n: BestOfN("weighted"),
@@ -119,6 +147,7 @@ STRATEGIES: dict[str, Callable[[StrategyConfig, int], Strategy]] = {
 }
 
 __all__ = [
+    "PARALLEL_SELECTION",
     "STRATEGIES",
     "Arm",
     "BeamSearch",
@@ -132,5 +161,6 @@ __all__ = [
     "StrategyName",
     "StrategyResult",
     "check_budget",
+    "default_grid",
     "select_chains",
 ]

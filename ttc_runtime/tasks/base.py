@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,3 +97,14 @@ class Task(abc.ABC):
         None when the task cannot tell (real data); used for diagnostics only, never for training.
         """
         return None
+
+
+def per_level(problems: Sequence[Problem], limit: int) -> list[Problem]:
+    """The first ``limit`` problems of each level, in order."""
+    taken: dict[int, int] = defaultdict(int)
+    chosen = []
+    for problem in problems:
+        if taken[problem.level] < limit:
+            taken[problem.level] += 1
+            chosen.append(problem)
+    return chosen

@@ -26,34 +26,24 @@ import numpy as np
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from .compute import Compute, Usage
-from .config import StrictModel
-from .evaluate import sample_in_batches
-from .files import save_figure
-from .generation.base import Generator
-from .generation.sampling import derive_seed
-from .scoring import StepScorer
-from .selection import aggregate_steps
-from .strategies import SearchSettings, StrategyConfig
-from .strategies.base import Candidate, answer_of, select
-from .tasks import LEVELS, Problem, Task, answers_match, check_levels, split_steps
-
-PARALLEL = {"majority": "majority", "best_of_n_weighted": "weighted", "best_of_n_naive": "naive"}
+from ttc_runtime.compute import Compute, Usage
+from ttc_runtime.config import StrictModel
+from ttc_runtime.files import save_figure
+from ttc_runtime.generation.base import Generator
+from ttc_runtime.generation.batches import sample_in_batches
+from ttc_runtime.generation.sampling import derive_seed
+from ttc_runtime.scoring import StepScorer
+from ttc_runtime.selection import aggregate_steps
+from ttc_runtime.strategies import SearchSettings, StrategyConfig, default_grid
+from ttc_runtime.strategies.base import Candidate, answer_of, select
+from ttc_runtime.tasks import LEVELS, Problem, Task, answers_match, check_levels, split_steps
 
 
 def _default_strategies() -> list[StrategyConfig]:
-    return [
-        StrategyConfig(name="majority"),
-        StrategyConfig(name="best_of_n_weighted"),
-        StrategyConfig(name="best_of_n_naive"),
-        StrategyConfig(name="beam_search", beam_width=4),
-        StrategyConfig(name="beam_search", beam_width="sqrt"),
-        StrategyConfig(name="lookahead", beam_width=4, lookahead=1),
-        StrategyConfig(name="dvts", beam_width=4),
-    ]
+    return [s for s in default_grid() if s.name != "revisions"]
 
 
-class BudgetEvalConfig(StrictModel):
+class SearchEvalConfig(StrictModel):
     """The accuracy-against-budget evaluation."""
 
     split: str = Field("test", pattern="^(validation|test)$")
@@ -69,9 +59,9 @@ class BudgetEvalConfig(StrictModel):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _consistent(self) -> BudgetEvalConfig:
+    def _consistent(self) -> SearchEvalConfig:
         check_levels(self.levels)
-        if self.pool < self.max_budget and any(s.name in PARALLEL for s in self.strategies):
+        if self.pool < self.max_budget and any(s.parallel for s in self.strategies):
             raise ValueError(f"pool ({self.pool}) must be at least max_budget ({self.max_budget})")
         labels = [s.label for s in self.strategies]
         if len(set(labels)) != len(labels):
@@ -115,17 +105,17 @@ def evaluate_budgets(
     task: Task,
     problems: Sequence[Problem],
     settings: SearchSettings,
-    config: BudgetEvalConfig,
+    config: SearchEvalConfig,
 ) -> tuple[list[BudgetPoint], dict[str, str]]:
     """Every configured strategy at every budget on ``problems``; returns the points and, per
     strategy and budget that cannot run, why (e.g. a beam width larger than the budget)."""
     outcomes: dict[tuple[str, int], list[Outcome]] = {}
     skipped: dict[str, str] = {}
-    parallel = [s for s in config.strategies if s.name in PARALLEL]
+    parallel = [s for s in config.strategies if s.parallel]
     if parallel:
         outcomes.update(_parallel(generator, scorer, problems, settings, config, parallel))
     for strategy in config.strategies:
-        if strategy.name in PARALLEL:
+        if strategy.parallel:
             continue
         for budget in config.budgets():
             reason = strategy.unusable(budget)
@@ -175,7 +165,7 @@ def _parallel(generator, scorer, problems, settings, config, strategies) -> dict
             pools.append((candidates, right, Compute(output.usages[q], verifier_usage, config.pool)))
     outcomes: dict[tuple[str, int], list[Outcome]] = {}
     for strategy in strategies:
-        how = PARALLEL[strategy.name]
+        how = strategy.parallel
         for budget in config.budgets():
             rows = []
             for index, (problem, (candidates, right, compute)) in enumerate(zip(problems, pools)):

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from .config import StrictModel, positive
-from .models import TinyLMConfig
-from .pool import parallel_outcome
+from ttc_runtime.config import StrictModel, positive
+from ttc_runtime.models import TinyLMConfig
+from ttc_runtime.outcomes import parallel_outcome
 
 
 class CounterpartConfig(StrictModel):

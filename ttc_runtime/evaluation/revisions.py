@@ -32,17 +32,18 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from .budget_eval import BudgetPoint, Outcome, budget_points
-from .config import StrictModel
-from .evaluate import auroc, sample_in_batches
-from .generation.base import Generator
-from .generation.sampling import derive_seed
-from .scoring import StepScorer
-from .selection import aggregate_steps
-from .strategies import SearchSettings, SequentialRevisions, select_chains
-from .strategies.base import Ledger, answer_of, score_texts
-from .strategies.revisions import revise
-from .tasks import LEVELS, Problem, Task, answers_match, check_levels
+from ttc_runtime.config import StrictModel
+from ttc_runtime.evaluation.search import BudgetPoint, Outcome, budget_points
+from ttc_runtime.evaluation.verifier import auroc
+from ttc_runtime.generation.base import Generator
+from ttc_runtime.generation.batches import sample_in_batches
+from ttc_runtime.generation.sampling import derive_seed
+from ttc_runtime.scoring import StepScorer
+from ttc_runtime.selection import aggregate_steps
+from ttc_runtime.strategies import SearchSettings, SequentialRevisions, select_chains
+from ttc_runtime.strategies.base import Ledger, answer_of, score_texts
+from ttc_runtime.strategies.revisions import revise
+from ttc_runtime.tasks import LEVELS, Problem, Task, answers_match, check_levels
 
 
 class RevisionEvalConfig(StrictModel):

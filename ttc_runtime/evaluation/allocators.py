@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,32 +34,40 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from .config import StrictModel
-from .difficulty import Difficulty, difficulty
-from .files import save_figure
-from .generation.sampling import derive_seed
-from .policies.allocators import Allocator, BinAllocator, FixedAllocator, PerQuestionOracle
-from .pool import ArmOutcomes, PoolConfig, PoolMismatch, RolloutPool, arm_outcomes, parallel_outcome
+from ttc_runtime.config import StrictModel
+from ttc_runtime.env.actions import ActionSpace
+from ttc_runtime.evaluation.difficulty import Difficulty, difficulty
+from ttc_runtime.files import save_figure
+from ttc_runtime.generation.sampling import derive_seed
+from ttc_runtime.outcomes import (
+    ArmOutcomes,
+    PerQuestion,
+    Splits,
+    arm_outcomes,
+    charged,
+    merge_folds,
+    outcome_of,
+    parallel_outcome,
+    with_training_pool,
+)
+from ttc_runtime.policies.allocators import Allocator, BinAllocator, FixedAllocator, PerQuestionOracle
+from ttc_runtime.pool import PoolConfig, RolloutPool
+from ttc_runtime.trainers.allocator import (
+    AllocatorTrainConfig,
+    calibrate_lambda,
+    fit_supervised,
+    scale_of,
+    train_policy,
+)
 
 
-class AllocatorEvalConfig(StrictModel):
+class BaselinesConfig(StrictModel):
     """The baseline allocators' evaluation (see the module docstring)."""
 
     bins: int = Field(5, ge=1, description="Difficulty bins (the paper's 5 quantiles).")
     folds: int = Field(2, ge=2, description="Cross-validation folds for allocators fitted on the pool (the paper's 2).")
     bootstrap: int = Field(1000, ge=10)
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class PerQuestion:
-    """One allocator at one budget: per pool question, the outcome and its compute."""
-
-    allocator: str
-    budget: int
-    correct: np.ndarray
-    generations: np.ndarray
-    flops: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -101,96 +109,6 @@ class CurvePoint:
     flops: float
 
 
-def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
-    """A balanced random fold number per question."""
-    order = np.random.default_rng(derive_seed(seed, count, folds) & 0xFFFFFFFF).permutation(count)
-    assignment = np.empty(count, dtype=int)
-    assignment[order] = np.arange(count) % folds
-    return assignment
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Which rows of an outcome table a fitted allocator learns from and which it answers.
-
-    ``parts`` holds ``(train rows, answered rows)`` pairs whose answered rows cover ``0 ..
-    tested - 1`` (the evaluation questions) once; ``fit_rows`` are the rows a final allocator, the
-    one saved or shown, is fitted on."""
-
-    parts: list[tuple[np.ndarray, np.ndarray]]
-    tested: int
-    fit_rows: np.ndarray
-    description: str
-
-    @classmethod
-    def folds(cls, count: int, folds: int, seed: int) -> Splits:
-        """Cross-validation on one table of ``count`` questions (``folds_of``)."""
-        assignment = folds_of(count, folds, seed)
-        parts = [(np.flatnonzero(assignment != f), np.flatnonzero(assignment == f)) for f in sorted(set(assignment))]
-        return cls(parts, count, np.arange(count), f"{folds}-fold cross-validation on the {count} pool questions")
-
-    @classmethod
-    def training_pool(cls, tested: int, trained: int, split: str) -> Splits:
-        """Rows ``tested ..`` (``trained`` training-pool questions) fit, rows ``0 .. tested - 1`` answer."""
-        train = np.arange(tested, tested + trained)
-        description = (
-            f"fitted on {trained} {split} questions of the training pool, tested on the {tested} pool questions"
-        )
-        return cls([(train, np.arange(tested))], tested, train, description)
-
-
-def with_training_pool(evaluation: ArmOutcomes, training: ArmOutcomes) -> tuple[ArmOutcomes, np.ndarray]:
-    """One table: ``evaluation``'s rows, then those of ``training`` whose question is not an
-    evaluation question; returns it and the kept training rows. The pools must hold the same arms."""
-    if [a.label for a in training.arms] != [a.label for a in evaluation.arms]:
-        raise PoolMismatch(
-            f"the training pool's arms {[a.label for a in training.arms]} are not the evaluation pool's "
-            f"{[a.label for a in evaluation.arms]}"
-        )
-    seen = set(evaluation.questions)
-    kept = np.array([i for i, q in enumerate(training.questions) if q not in seen], dtype=int)
-    if not len(kept):
-        raise ValueError("every question of the training pool is an evaluation question: nothing to train on")
-    combined = ArmOutcomes(
-        evaluation.arms,
-        np.concatenate([evaluation.levels, training.levels[kept]]),
-        evaluation.questions + [training.questions[i] for i in kept],
-        np.vstack([evaluation.correct, training.correct[kept]]),
-        np.vstack([evaluation.generations, training.generations[kept]]),
-        np.vstack([evaluation.flops, training.flops[kept]]),
-    )
-    return combined, kept
-
-
-def outcome_of(
-    outcomes: ArmOutcomes,
-    name: str,
-    budget: int,
-    rows: np.ndarray,
-    arms: Sequence,
-    extra_flops: np.ndarray | None = None,
-) -> PerQuestion:
-    """The outcomes of pool questions ``rows`` under the arms chosen for them, with
-    ``extra_flops`` per pool question (e.g. the features' cost) added to their compute."""
-    columns = np.array([outcomes.column(arm) for arm in arms])
-    flops = outcomes.flops[rows, columns]
-    return PerQuestion(
-        name,
-        budget,
-        outcomes.correct[rows, columns],
-        outcomes.generations[rows, columns],
-        flops if extra_flops is None else flops + extra_flops[rows],
-    )
-
-
-def merge_folds(parts: Sequence[tuple[np.ndarray, PerQuestion]], count: int) -> PerQuestion:
-    """One result over all ``count`` pool questions from per-fold results on their rows."""
-    correct, generations, flops = np.zeros(count), np.zeros(count), np.zeros(count)
-    for rows, part in parts:
-        correct[rows], generations[rows], flops[rows] = part.correct, part.generations, part.flops
-    return PerQuestion(parts[0][1].allocator, parts[0][1].budget, correct, generations, flops)
-
-
 def run_allocator(allocator: Allocator, outcomes: ArmOutcomes, budget: int) -> PerQuestion:
     """Every pool question answered by ``allocator`` at ``budget``."""
     rows = np.arange(len(outcomes.questions))
@@ -208,9 +126,53 @@ def cross_validated(name: str, outcomes: ArmOutcomes, bins: np.ndarray, budget: 
     return merge_folds(parts, splits.tested)
 
 
-def charged(result: PerQuestion, name: str, flops: np.ndarray, samples: int) -> PerQuestion:
-    """``result`` with a difficulty estimate's cost added to every question."""
-    return PerQuestion(name, result.budget, result.correct, result.generations + samples, result.flops + flops)
+def cross_validated_fixed(
+    name: str,
+    features: np.ndarray,
+    feature_flops: np.ndarray,
+    outcomes: ArmOutcomes,
+    splits: Splits,
+    config: AllocatorTrainConfig,
+    supervised: bool = False,
+) -> list[PerQuestion]:
+    """The fixed-budget allocator (RL, or the supervised ablation) at every budget, the answered
+    rows of each split answered by the policy trained on its training rows; feature FLOPs charged."""
+    space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=False)
+    parts: dict[int, list] = {n: [] for n in space.budgets}
+    for train, held in splits.parts:
+        if supervised:
+            policy = fit_supervised(features, outcomes, train, space, config)
+        else:
+            policy, _ = train_policy(features, outcomes, train, space, config, 0.0, 1.0)
+        for budget in space.budgets:
+            arms = policy.greedy_arms(features[held], budget)
+            parts[budget].append((held, outcome_of(outcomes, name, budget, held, arms, feature_flops)))
+    return [merge_folds(parts[n], splits.tested) for n in space.budgets]
+
+
+def cross_validated_adaptive(
+    name: str,
+    features: np.ndarray,
+    feature_flops: np.ndarray,
+    outcomes: ArmOutcomes,
+    splits: Splits,
+    config: AllocatorTrainConfig,
+    targets: list[float],
+) -> list[PerQuestion]:
+    """The adaptive allocator at each target mean compute (``config.unit``): per split, ``lam``
+    calibrated on its training rows, then its answered rows answered. Reported under the target as
+    its budget label; its real spend is in the compute columns."""
+    space = ActionSpace.from_arms(outcomes.arms, adaptive=True)
+    scale = scale_of(outcomes, config.unit)
+    results = []
+    for target in targets:
+        parts = []
+        for train, held in splits.parts:
+            _, policy = calibrate_lambda(features, outcomes, train, space, config, scale, target)
+            arms = policy.greedy_arms(features[held], None)
+            parts.append((held, outcome_of(outcomes, name, int(target), held, arms, feature_flops)))
+        results.append(merge_folds(parts, splits.tested))
+    return results
 
 
 def _bootstrap(values: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
@@ -287,41 +249,64 @@ PREDICTED_BINS = "compute-optimal (predicted bins)"
 CHARGED = ", estimation charged"
 
 
-def evaluate_allocators(
-    pool: RolloutPool,
-    config: AllocatorEvalConfig,
-    extra: Callable[[ArmOutcomes, Splits], list[PerQuestion]] | None = None,
-    train_pool: RolloutPool | None = None,
-) -> AllocatorReport:
-    """Every baseline allocator at every budget of ``pool`` (see the module docstring), and the
-    results ``extra`` returns given the outcome table and its splits (the learned allocators).
-    The fitted allocators learn from ``train_pool`` when given, else from the other folds."""
-    manifest = pool.manifest()
-    pool_config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
-    params = int(manifest["proposer_params"])
-    outcomes = arm_outcomes(pool)
-    samples = pool.samples()
-    estimate = difficulty(samples, params, config.bins)
-    if train_pool is None:
-        table = outcomes
-        splits = Splits.folds(len(outcomes.questions), config.folds, config.seed)
-        oracle_bins, predicted_bins = estimate.oracle_bins, estimate.predicted_bins
-    else:
-        table, kept = with_training_pool(outcomes, arm_outcomes(train_pool))
-        trained = difficulty(train_pool.samples(), int(train_pool.manifest()["proposer_params"]), config.bins)
-        split = train_pool.manifest()["config"]["split"]
-        splits = Splits.training_pool(len(outcomes.questions), len(kept), split)
-        oracle_bins = np.concatenate([estimate.oracle_bins, trained.oracle_bins[kept]])
-        predicted_bins = np.concatenate([estimate.predicted_bins, trained.predicted_bins[kept]])
+@dataclass(frozen=True)
+class Protocol:
+    """What every allocator of one evaluation is run on: the evaluation pool's outcome table
+    (``outcomes``), the table fitted allocators learn from (``table``: the same, or with the
+    training pool's rows after it), the splits between them, and the difficulty bins of the rows of
+    ``table``."""
+
+    outcomes: ArmOutcomes
+    table: ArmOutcomes
+    splits: Splits
+    estimate: Difficulty
+    oracle_bins: np.ndarray
+    predicted_bins: np.ndarray
+    pool_config: PoolConfig
+    samples: pd.DataFrame
+    params: int
+
+    @property
+    def budgets(self) -> list[int]:
+        return sorted({arm.budget for arm in self.outcomes.arms})
+
+    @classmethod
+    def of(cls, pool: RolloutPool, config: BaselinesConfig, train_pool: RolloutPool | None = None) -> Protocol:
+        """The protocol on ``pool``: fitted allocators learn from ``train_pool`` when given, else
+        from the other cross-validation folds."""
+        manifest = pool.manifest()
+        params = int(manifest["proposer_params"])
+        outcomes = arm_outcomes(pool)
+        samples = pool.samples()
+        estimate = difficulty(samples, params, config.bins)
+        if train_pool is None:
+            table = outcomes
+            splits = Splits.folds(len(outcomes.questions), config.folds, config.seed)
+            oracle_bins, predicted_bins = estimate.oracle_bins, estimate.predicted_bins
+        else:
+            table, kept = with_training_pool(outcomes, arm_outcomes(train_pool))
+            trained = difficulty(train_pool.samples(), int(train_pool.manifest()["proposer_params"]), config.bins)
+            split = train_pool.manifest()["config"]["split"]
+            splits = Splits.training_pool(len(outcomes.questions), len(kept), split)
+            oracle_bins = np.concatenate([estimate.oracle_bins, trained.oracle_bins[kept]])
+            predicted_bins = np.concatenate([estimate.predicted_bins, trained.predicted_bins[kept]])
+        pool_config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
+        return cls(outcomes, table, splits, estimate, oracle_bins, predicted_bins, pool_config, samples, params)
+
+
+def baseline_results(protocol: Protocol) -> list[PerQuestion]:
+    """Every baseline allocator at every budget: each fixed strategy of the grid that can run at
+    it, compute-optimal by oracle and by predicted bins (without and with the estimate charged),
+    and the per-question oracle."""
+    outcomes, estimate = protocol.outcomes, protocol.estimate
     oracle = PerQuestionOracle(outcomes)
-    budgets = sorted({arm.budget for arm in outcomes.arms})
     results: list[PerQuestion] = []
-    for budget in budgets:
-        for strategy in pool_config.grid:
+    for budget in protocol.budgets:
+        for strategy in protocol.pool_config.grid:
             if strategy.unusable(budget) is None:
                 results.append(run_allocator(FixedAllocator(strategy), outcomes, budget))
-        by_oracle = cross_validated(ORACLE_BINS, table, oracle_bins, budget, splits)
-        by_predicted = cross_validated(PREDICTED_BINS, table, predicted_bins, budget, splits)
+        by_oracle = cross_validated(ORACLE_BINS, protocol.table, protocol.oracle_bins, budget, protocol.splits)
+        by_predicted = cross_validated(PREDICTED_BINS, protocol.table, protocol.predicted_bins, budget, protocol.splits)
         results += [
             by_oracle,
             charged(by_oracle, ORACLE_BINS + CHARGED, estimate.oracle_flops, estimate.samples),
@@ -329,9 +314,13 @@ def evaluate_allocators(
             charged(by_predicted, PREDICTED_BINS + CHARGED, estimate.predicted_flops, estimate.samples),
             run_allocator(oracle, outcomes, budget),
         ]
-    if extra is not None:
-        results += extra(table, splits)
-    curve = best_of_n_curve(samples, pool_config, params)
+    return results
+
+
+def allocator_report(protocol: Protocol, results: Sequence[PerQuestion], config: BaselinesConfig) -> AllocatorReport:
+    """``results`` (in order: a result's place seeds its bootstrap) against best-of-N weighted's
+    curve, with intervals per view and the bins' strategy tables."""
+    curve = best_of_n_curve(protocol.samples, protocol.pool_config, protocol.params)
     efficiency = []
     for result in results:
         accuracy = float(result.correct.mean())
@@ -353,20 +342,28 @@ def evaluate_allocators(
             )
         )
     bin_table = {}
-    for name, bins in ((ORACLE_BINS, oracle_bins), (PREDICTED_BINS, predicted_bins)):
-        fitted = BinAllocator.fit(name, table, bins, splits.fit_rows)
+    for name, bins in ((ORACLE_BINS, protocol.oracle_bins), (PREDICTED_BINS, protocol.predicted_bins)):
+        fitted = BinAllocator.fit(name, protocol.table, bins, protocol.splits.fit_rows)
         bin_table[name] = {
-            b: {n: fitted.table[b, n].strategy.label for n in budgets} for b in sorted(set(bins.tolist()))
+            b: {n: fitted.table[b, n].strategy.label for n in protocol.budgets} for b in sorted(set(bins.tolist()))
         }
     return AllocatorReport(
-        points(results, estimate.oracle_bins, config.bootstrap, config.seed),
+        points(results, protocol.estimate.oracle_bins, config.bootstrap, config.seed),
         curve,
         efficiency,
         bin_table,
-        estimate,
-        budgets,
-        splits.description,
+        protocol.estimate,
+        protocol.budgets,
+        protocol.splits.description,
     )
+
+
+def evaluate_allocators(
+    pool: RolloutPool, config: BaselinesConfig, train_pool: RolloutPool | None = None
+) -> AllocatorReport:
+    """The baseline allocators on ``pool`` (see the module docstring)."""
+    protocol = Protocol.of(pool, config, train_pool)
+    return allocator_report(protocol, baseline_results(protocol), config)
 
 
 def _view_name(view: int) -> str:

@@ -1,0 +1,209 @@
+"""Outcome tables and the splits allocators are fitted and tested on.
+
+An ``ArmOutcomes`` table holds every arm's result on every question of a rollout pool (expected
+rates for the resampled parallel arms); a ``PerQuestion`` holds one allocator's result at one
+budget; ``Splits`` says which rows a fitted allocator learns from and which it answers
+(cross-validation folds, or a separate training pool). The environment, the trainers and the
+evaluation all read these, so they live here, apart from how a pool is collected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .generation.sampling import derive_seed
+from .pool import PoolConfig, PoolMismatch, RolloutPool
+from .strategies import Arm
+from .strategies.base import Candidate, select
+
+
+@dataclass(frozen=True)
+class ArmOutcomes:
+    """Every arm's result on every question of a pool: ``correct[q, a]`` (the expected rate over
+    resamples for parallel arms), ``generations[q, a]`` and ``flops[q, a]`` (per question)."""
+
+    arms: list[Arm]
+    levels: np.ndarray
+    questions: list[str]
+    correct: np.ndarray
+    generations: np.ndarray
+    flops: np.ndarray
+
+    def column(self, arm: Arm) -> int:
+        return self.arms.index(arm)
+
+    def within_budget(self) -> list[Arm]:
+        """The arms that spend at most their budget in generations on every question: the choices
+        of a fixed budget. Lookahead is left out, as it spends N x (k + 1) at budget N."""
+        return [arm for a, arm in enumerate(self.arms) if (self.generations[:, a] <= arm.budget).all()]
+
+
+def parallel_outcome(
+    samples: pd.DataFrame, how: str, budget: int, resamples: int, seed: int, params: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per question, the expected correctness and FLOPs of ``how`` (majority, weighted, naive)
+    over ``budget`` samples drawn without replacement from its stored samples, ``resamples`` times.
+    The prompt is charged once per run; majority is charged no verifier."""
+    correct, flops = [], []
+    for question, rows in samples.groupby("question", sort=True):
+        rng = np.random.default_rng(derive_seed(seed, int(question), budget) & 0xFFFFFFFF)
+        answers = rows["answer"].tolist()
+        right = dict(zip(answers, rows["correct"].tolist()))
+        scores = rows["score"].to_numpy()
+        generated = rows["generated_tokens"].to_numpy()
+        verifier = rows["verifier_flops"].to_numpy()
+        prompt = int(rows["prompt_tokens"].iloc[0])
+        wins, spent = 0.0, 0.0
+        for _ in range(resamples):
+            picked = rng.choice(len(rows), size=budget, replace=False)
+            chosen = select([Candidate("", (), float(scores[i]), answers[i], True) for i in picked], how)
+            wins += chosen is not None and bool(right[chosen])
+            spent += 2 * params * (prompt + int(generated[picked].sum()))
+            spent += 0 if how == "majority" else int(verifier[picked].sum())
+        correct.append(wins / resamples)
+        flops.append(spent / resamples)
+    return np.array(correct), np.array(flops)
+
+
+def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
+    """The outcome table of a complete pool: run arms as stored, parallel arms resampled."""
+    if not pool.complete():
+        raise ValueError(f"the pool at {pool.directory} is incomplete: collect it first")
+    manifest = pool.manifest()
+    config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
+    questions = pool.questions()
+    samples = pool.samples()
+    runs = pool.runs()
+    arms = config.arms()
+    count = len(questions)
+    correct = np.zeros((count, len(arms)))
+    flops = np.zeros((count, len(arms)))
+    generations = np.zeros((count, len(arms)))
+    for a, arm in enumerate(arms):
+        if arm.strategy.parallel:
+            correct[:, a], flops[:, a] = parallel_outcome(
+                samples,
+                arm.strategy.parallel,
+                arm.budget,
+                config.resamples,
+                config.seed,
+                manifest["proposer_params"],
+            )
+            generations[:, a] = arm.budget
+        else:
+            mine = runs[runs["arm"] == arm.label].set_index("question").reindex(range(count))
+            correct[:, a] = mine["correct"].astype(float).to_numpy()
+            flops[:, a] = mine["flops"].astype(float).to_numpy()
+            generations[:, a] = mine["generations"].astype(float).to_numpy()
+    return ArmOutcomes(arms, questions["level"].to_numpy(), questions["question"].tolist(), correct, generations, flops)
+
+
+@dataclass(frozen=True)
+class PerQuestion:
+    """One allocator at one budget: per pool question, the outcome and its compute."""
+
+    allocator: str
+    budget: int
+    correct: np.ndarray
+    generations: np.ndarray
+    flops: np.ndarray
+
+
+def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
+    """A balanced random fold number per question."""
+    order = np.random.default_rng(derive_seed(seed, count, folds) & 0xFFFFFFFF).permutation(count)
+    assignment = np.empty(count, dtype=int)
+    assignment[order] = np.arange(count) % folds
+    return assignment
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Which rows of an outcome table a fitted allocator learns from and which it answers.
+
+    ``parts`` holds ``(train rows, answered rows)`` pairs whose answered rows cover ``0 ..
+    tested - 1`` (the evaluation questions) once; ``fit_rows`` are the rows a final allocator, the
+    one saved or shown, is fitted on."""
+
+    parts: list[tuple[np.ndarray, np.ndarray]]
+    tested: int
+    fit_rows: np.ndarray
+    description: str
+
+    @classmethod
+    def folds(cls, count: int, folds: int, seed: int) -> Splits:
+        """Cross-validation on one table of ``count`` questions (``folds_of``)."""
+        assignment = folds_of(count, folds, seed)
+        parts = [(np.flatnonzero(assignment != f), np.flatnonzero(assignment == f)) for f in sorted(set(assignment))]
+        return cls(parts, count, np.arange(count), f"{folds}-fold cross-validation on the {count} pool questions")
+
+    @classmethod
+    def training_pool(cls, tested: int, trained: int, split: str) -> Splits:
+        """Rows ``tested ..`` (``trained`` training-pool questions) fit, rows ``0 .. tested - 1`` answer."""
+        train = np.arange(tested, tested + trained)
+        description = (
+            f"fitted on {trained} {split} questions of the training pool, tested on the {tested} pool questions"
+        )
+        return cls([(train, np.arange(tested))], tested, train, description)
+
+
+def with_training_pool(evaluation: ArmOutcomes, training: ArmOutcomes) -> tuple[ArmOutcomes, np.ndarray]:
+    """One table: ``evaluation``'s rows, then those of ``training`` whose question is not an
+    evaluation question; returns it and the kept training rows. The pools must hold the same arms."""
+    if [a.label for a in training.arms] != [a.label for a in evaluation.arms]:
+        raise PoolMismatch(
+            f"the training pool's arms {[a.label for a in training.arms]} are not the evaluation pool's "
+            f"{[a.label for a in evaluation.arms]}"
+        )
+    seen = set(evaluation.questions)
+    kept = np.array([i for i, q in enumerate(training.questions) if q not in seen], dtype=int)
+    if not len(kept):
+        raise ValueError("every question of the training pool is an evaluation question: nothing to train on")
+    combined = ArmOutcomes(
+        evaluation.arms,
+        np.concatenate([evaluation.levels, training.levels[kept]]),
+        evaluation.questions + [training.questions[i] for i in kept],
+        np.vstack([evaluation.correct, training.correct[kept]]),
+        np.vstack([evaluation.generations, training.generations[kept]]),
+        np.vstack([evaluation.flops, training.flops[kept]]),
+    )
+    return combined, kept
+
+
+def outcome_of(
+    outcomes: ArmOutcomes,
+    name: str,
+    budget: int,
+    rows: np.ndarray,
+    arms: Sequence,
+    extra_flops: np.ndarray | None = None,
+) -> PerQuestion:
+    """The outcomes of pool questions ``rows`` under the arms chosen for them, with
+    ``extra_flops`` per pool question (e.g. the features' cost) added to their compute."""
+    columns = np.array([outcomes.column(arm) for arm in arms])
+    flops = outcomes.flops[rows, columns]
+    return PerQuestion(
+        name,
+        budget,
+        outcomes.correct[rows, columns],
+        outcomes.generations[rows, columns],
+        flops if extra_flops is None else flops + extra_flops[rows],
+    )
+
+
+def merge_folds(parts: Sequence[tuple[np.ndarray, PerQuestion]], count: int) -> PerQuestion:
+    """One result over all ``count`` pool questions from per-fold results on their rows."""
+    correct, generations, flops = np.zeros(count), np.zeros(count), np.zeros(count)
+    for rows, part in parts:
+        correct[rows], generations[rows], flops[rows] = part.correct, part.generations, part.flops
+    return PerQuestion(parts[0][1].allocator, parts[0][1].budget, correct, generations, flops)
+
+
+def charged(result: PerQuestion, name: str, flops: np.ndarray, samples: int) -> PerQuestion:
+    """``result`` with a difficulty estimate's cost added to every question."""
+    return PerQuestion(name, result.budget, result.correct, result.generations + samples, result.flops + flops)

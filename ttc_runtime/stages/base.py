@@ -1,0 +1,197 @@
+"""What a stage is, and what every stage runs with.
+
+A ``Stage`` is one step of the pipeline. It names its inputs (its ``key`` is their fingerprint) and
+does its work; the runner (``ttc_runtime.experiment``) does the rest once for every stage:
+skipping a stage whose record holds the fingerprint of the same inputs, forcing it again with
+``--from``, writing the record from the first process only, logging to wandb. A ``RunContext`` is
+what a stage's work reads: the config, where the models are, the task, the engines and the
+fingerprint parts that several stages share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+from ..config import StrictModel
+from ..experiment_config import ExperimentConfig, RunLayout
+from ..generation.base import Generator
+from ..generation.engines import load_generator
+from ..scoring import StepScorer, load_verifier
+from ..strategies import SearchSettings
+from ..tasks import Task
+
+Part = StrictModel | str
+"""One part of a fingerprint: a config section (hashed by its values) or a string."""
+
+
+def fingerprint(*parts: Part) -> str:
+    """A short hash of ``parts``: a stage's record keeps the one of its inputs."""
+    payload = json.dumps([p if isinstance(p, str) else p.model_dump(mode="json") for p in parts], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def identity(model_dir: Path) -> str:
+    """What a model directory is, for fingerprints: its training stamp when this project trained
+    it (a retrained model gets a new one), otherwise its resolved path."""
+    stamp = model_dir / "ttc_stage.json"
+    return stamp.read_text() if stamp.is_file() else str(model_dir.resolve())
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def first_process() -> bool:
+    """Whether this process writes shared outputs: always, unless a launcher started it as another
+    than the first (``RANK``)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class RunContext:
+    """One run's config, models, task and engines, as the stages read them; ``stages`` is the
+    pipeline the run belongs to (the report gathers theirs)."""
+
+    def __init__(self, config: ExperimentConfig, stages: Sequence[Stage] = ()) -> None:
+        self.config = config
+        self.stages = tuple(stages)
+        self.layout = RunLayout(config)
+        self.run_dir = self.layout.run_dir
+        self._engines: dict[tuple[str, str], Generator] = {}
+
+    @cached_property
+    def task(self) -> Task:
+        return self.config.task.build()
+
+    @property
+    def device(self) -> str:
+        """The configured device, else cuda when available; under a launcher (``LOCAL_RANK`` set)
+        each process takes its own GPU."""
+        import torch
+
+        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        local_rank = os.environ.get("LOCAL_RANK")
+        return f"cuda:{local_rank}" if device == "cuda" and local_rank is not None else device
+
+    def generator(self) -> Generator:
+        """The proposer's engine."""
+        return self.load_generator(self.layout.proposer_dir())
+
+    def load_generator(self, model_dir: Path) -> Generator:
+        """The configured engine over ``model_dir``. A transformers model is loaded per stage and
+        freed after it; a vLLM engine is kept for the rest of the process and shared by the stages
+        (per model version), since vLLM does not reliably give its device memory back."""
+        if self.config.generation.backend == "transformers":
+            return load_generator(model_dir, self.config.generation, self.device)
+        key = (str(model_dir), identity(model_dir))
+        if key not in self._engines:
+            self._engines[key] = load_generator(model_dir, self.config.generation, self.device)
+        return self._engines[key]
+
+    def scorer(self) -> StepScorer:
+        return load_verifier(self.config.verifier, self.layout.verifier_dir(), self.config.proposer.prompt, self.device)
+
+    def search_settings(self, reviser: Generator | None = None) -> SearchSettings:
+        """How every strategy formats prompts, samples and aggregates step scores in this run;
+        ``reviser`` is the revision model, for revision chains."""
+        config = self.config
+        return SearchSettings(
+            config.proposer.prompt,
+            config.sampling.params(),
+            config.verifier.aggregation,
+            reviser=reviser,
+            revision_prompt=config.revision.prompt,
+        )
+
+    def sampling_key(self) -> Part:
+        """The sampling settings as fingerprints see them: each engine draws its own samples for a
+        seed, so stages sampled by vLLM are not those sampled by transformers (the default engine
+        keeps the key it always had)."""
+        generation = self.config.generation
+        if generation.backend == "transformers":
+            return self.config.sampling
+        engine = {"backend": generation.backend, "dtype": generation.dtype}
+        return json.dumps({"sampling": self.config.sampling.model_dump(mode="json"), **engine}, sort_keys=True)
+
+    def verifier_key(self, *parts: Part) -> str:
+        """The fingerprint of an evaluation with the verifier, plus its own ``parts``."""
+        config = self.config
+        return fingerprint(
+            config.task,
+            config.proposer.prompt,
+            self.sampling_key(),
+            config.verifier,
+            *parts,
+            identity(self.layout.proposer_dir()),
+            identity(self.layout.verifier_dir()),
+        )
+
+
+class Stage:
+    """One step of the pipeline. A subclass sets the class attributes and implements ``key``
+    and ``run``; the rest has defaults.
+
+    - ``name``: what ``--from``/``--to`` take, the stage's config section and its outputs' stem;
+    - ``record``: the JSON file under the run directory written when the stage does its work, with
+      the fingerprint of its inputs (None: the stage keeps track of its own progress, as the pool
+      does shard by shard, and runs every time to resume or confirm);
+    - ``outputs``: other files under the run directory that the stage writes beside its record;
+      it is up to date only while they exist;
+    - ``trains``: it trains one model and nothing else, so ``ttc train`` may run it alone under
+      a launcher;
+    - ``tracked``: a run of it is logged to wandb;
+    - ``title`` and ``plots``: its section of ``report.md`` (no title: no section).
+    """
+
+    name: ClassVar[str]
+    record: ClassVar[str | None]
+    outputs: ClassVar[tuple[str, ...]] = ()
+    trains: ClassVar[bool] = False
+    tracked: ClassVar[bool] = False
+    title: ClassVar[str | None] = None
+    plots: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, ctx: RunContext) -> None:
+        """Raise before any stage runs when this stage would reject its inputs."""
+
+    def not_needed(self, ctx: RunContext) -> str | None:
+        """Why the stage has nothing to do in this run (a model given instead of trained), or None."""
+        return None
+
+    def needs(self, ctx: RunContext) -> Sequence[Path]:
+        """Files the earlier stages must have written before this one can run alone."""
+        return ()
+
+    def prepare(self, ctx: RunContext) -> None:
+        """Work the stage's inputs come from that ``--from`` never forces, done before its key is
+        taken (the counterpart's larger model, which costs about 14x the proposer to train)."""
+
+    def key(self, ctx: RunContext) -> str:
+        """The fingerprint of what the stage's result depends on (``fingerprint`` of its inputs)."""
+        raise NotImplementedError
+
+    def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
+        """Do the work and return the record's content (the runner adds the fingerprint)."""
+        raise NotImplementedError
+
+    def describe(self, record: dict) -> str:
+        """One line on the console for a finished or up-to-date record."""
+        seconds = record.get("seconds")
+        return f"{seconds:.0f} s of work" if isinstance(seconds, int | float) else "done"
+
+    def report_body(self, ctx: RunContext) -> str:
+        """The stage's section of the report, from the files it wrote (Markdown)."""
+        path = ctx.run_dir / f"{self.name}.md"
+        return path.read_text() if path.is_file() else ""
+
+    def reported(self, ctx: RunContext) -> bool:
+        """Whether the report has a section for this stage in this run."""
+        return self.title is not None
+
+    def record_path(self, ctx: RunContext) -> Path | None:
+        return None if self.record is None else ctx.run_dir / self.record
