@@ -1,18 +1,25 @@
-"""What the trainers share: optimisation settings, trainer arguments, saving, the result record."""
+"""What the trainers share: optimisation settings, trainer arguments, saving, the result record, and
+keeping the libraries' noise off the console."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase, Trainer
+from transformers.utils import logging as transformers_logging
 
 from ttc_runtime.compute import inference_flops, training_flops
 from ttc_runtime.config import StrictModel
@@ -63,6 +70,64 @@ class TrainResult:
             "train_flops": self.train_flops,
             "final_loss": self.final_loss,
         }
+
+
+_SILENCED_WARNINGS = (
+    # TRL's SFTConfig defaults `gradient_checkpointing` to True, a name transformers has since
+    # deprecated for `activation_checkpointing`; these trainers never set it.
+    (FutureWarning, r"`gradient_checkpointing(_kwargs)?` is deprecated", r"transformers\.training_args"),
+    # DeepSpeed's ZeRO collectives call a torch function that torch has deprecated.
+    (FutureWarning, r"`torch\.distributed\.all_gather_into_tensor` is deprecated", r"torch\.distributed"),
+)
+_SILENCED_DEEPSPEED = (
+    # Logged once, when DeepSpeed is first imported (by accelerate, inside the Trainer) on a machine
+    # without CUDA: training then runs on the CPU anyway (`use_cpu` in `trainer_arguments`).
+    "Setting accelerator to CPU",
+    # DeepSpeed's scheduler wrapper, asked for the learning rate before the first step.
+    "Attempting to get learning rate from scheduler before it has started",
+)
+
+
+def _deepspeed_noise(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_SILENCED_DEEPSPEED)
+
+
+@contextmanager
+def library_bars_hidden() -> Iterator[None]:
+    """Hide the progress bars of ``datasets`` (map, filter, save) and of transformers' loading and
+    writing of weights while the block runs, and restore them after. They time steps of a second
+    or two; an environment variable that sets them explicitly is respected."""
+    unset = datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is None
+    hide_datasets = unset and not datasets.are_progress_bars_disabled()
+    hide_transformers = transformers_logging.is_progress_bar_enabled()
+    if hide_datasets:
+        datasets.disable_progress_bars()
+    if hide_transformers:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide_transformers:
+            transformers_logging.enable_progress_bar()
+        if hide_datasets:
+            datasets.enable_progress_bars()
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Around building and running a trainer: drop the library warnings and log lines that tell a
+    user nothing (``_SILENCED_WARNINGS``, ``_SILENCED_DEEPSPEED``) and hide the libraries' short
+    progress bars (``library_bars_hidden``). The Trainer's own progress bar over the training steps
+    and its log lines every ``logging_steps`` stay: they are the progress of the long work."""
+    deepspeed_logger = logging.getLogger("DeepSpeed")  # DeepSpeed configures it when first imported
+    deepspeed_logger.addFilter(_deepspeed_noise)
+    try:
+        with warnings.catch_warnings(), library_bars_hidden():
+            for category, message, module in _SILENCED_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category, module=module)
+            yield
+    finally:
+        deepspeed_logger.removeFilter(_deepspeed_noise)
 
 
 def staging_dir(output_dir: Path) -> Path:

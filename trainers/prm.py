@@ -38,7 +38,7 @@ from ttc_runtime.scoring.margin import MarginPRMForTokenClassification
 from ttc_runtime.scoring.prm import encode_steps
 from ttc_runtime.tasks import DataError
 
-from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
+from .common import TrainResult, TrainSettings, prepare_staging, quiet_libraries, train_and_save, trainer_arguments
 
 IGNORE = -100.0
 """Target value of positions that carry no label."""
@@ -199,10 +199,11 @@ def train_prm(
     proposer_dir, output_dir = Path(proposer_dir), Path(output_dir)
     tokenizer = load_tokenizer(proposer_dir)
     features = prm_features(dataset, tokenizer, prompt, config.targets)
-    model = _build_model(config, proposer_dir, tokenizer)
-    prepare_staging(output_dir, config.training, len(features))
-    args = TrainingArguments(**trainer_arguments(config.training, output_dir), remove_unused_columns=False)
-    trainer = PRMTrainer(
-        model=model, args=args, train_dataset=features, data_collator=_Collator(tokenizer.pad_token_id)
-    )
-    return train_and_save(trainer, tokenizer, output_dir)
+    with quiet_libraries():
+        model = _build_model(config, proposer_dir, tokenizer)
+        prepare_staging(output_dir, config.training, len(features))
+        args = TrainingArguments(**trainer_arguments(config.training, output_dir), remove_unused_columns=False)
+        trainer = PRMTrainer(
+            model=model, args=args, train_dataset=features, data_collator=_Collator(tokenizer.pad_token_id)
+        )
+        return train_and_save(trainer, tokenizer, output_dir)

@@ -36,6 +36,8 @@ from ttc_runtime.generation.sampling import derive_seed
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.tasks import STEP_SEPARATOR, Problem, Task, extract_boxed, split_steps
 
+from .common import library_bars_hidden
+
 
 class LabelConfig(StrictModel):
     """How many solutions and rollouts the labels are estimated from."""
@@ -155,6 +157,7 @@ def label_steps(
     if not saved.is_dir():
         staging = out_dir / "dataset.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        dataset.save_to_disk(str(staging))
+        with library_bars_hidden():
+            dataset.save_to_disk(str(staging))
         staging.rename(saved)
     return dataset, usage

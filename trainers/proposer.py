@@ -26,7 +26,7 @@ from ttc_runtime.models import (
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.tasks import Problem
 
-from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
+from .common import TrainResult, TrainSettings, prepare_staging, quiet_libraries, train_and_save, trainer_arguments
 
 
 class ProposerConfig(StrictModel):
@@ -66,15 +66,15 @@ def train_proposer(config: ProposerConfig, problems: Sequence[Problem], output_d
 
     output_dir = Path(output_dir)
     settings = config.training
-    if config.base_model is None:
-        tokenizer = build_embedded_tokenizer()
-        model = build_tiny_causal_lm(config.architecture, tokenizer, seed=settings.seed)
-    else:
-        tokenizer = load_tokenizer(config.base_model)
-        model = load_causal_lm(config.base_model, dtype="auto").train()
-
     dataset = Dataset.from_list(sft_examples(problems, config.prompt))
-    prepare_staging(output_dir, settings, len(dataset))
-    args = SFTConfig(**trainer_arguments(settings, output_dir), max_length=settings.max_length)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    return train_and_save(trainer, tokenizer, output_dir)
+    with quiet_libraries():
+        if config.base_model is None:
+            tokenizer = build_embedded_tokenizer()
+            model = build_tiny_causal_lm(config.architecture, tokenizer, seed=settings.seed)
+        else:
+            tokenizer = load_tokenizer(config.base_model)
+            model = load_causal_lm(config.base_model, dtype="auto").train()
+        prepare_staging(output_dir, settings, len(dataset))
+        args = SFTConfig(**trainer_arguments(settings, output_dir), max_length=settings.max_length)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        return train_and_save(trainer, tokenizer, output_dir)

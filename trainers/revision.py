@@ -26,7 +26,7 @@ from ttc_runtime.config import StrictModel
 from ttc_runtime.models import load_causal_lm, load_tokenizer
 from ttc_runtime.prompts import PromptConfig, RevisionPromptConfig
 
-from .common import TrainResult, TrainSettings, prepare_staging, train_and_save, trainer_arguments
+from .common import TrainResult, TrainSettings, prepare_staging, quiet_libraries, train_and_save, trainer_arguments
 
 
 class RevisionConfig(StrictModel):
@@ -93,12 +93,13 @@ def train_revision(
     fitted = fit_to_length(dataset, tokenizer, prompt, config.prompt, settings.max_length)
     if len(fitted.dataset) == 0:
         raise ValueError(f"no revision example fits in max_length {settings.max_length} tokens")
-    model = load_causal_lm(proposer_dir, dtype="auto").train()
-    prepare_staging(output_dir, settings, len(fitted.dataset))
-    args = SFTConfig(
-        **trainer_arguments(settings, output_dir),
-        max_length=settings.max_length,
-        train_sampling_strategy="group_by_length",
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=fitted.dataset, processing_class=tokenizer)
-    return train_and_save(trainer, tokenizer, output_dir), fitted
+    with quiet_libraries():
+        model = load_causal_lm(proposer_dir, dtype="auto").train()
+        prepare_staging(output_dir, settings, len(fitted.dataset))
+        args = SFTConfig(
+            **trainer_arguments(settings, output_dir),
+            max_length=settings.max_length,
+            train_sampling_strategy="group_by_length",
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=fitted.dataset, processing_class=tokenizer)
+        return train_and_save(trainer, tokenizer, output_dir), fitted
