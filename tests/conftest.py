@@ -1,5 +1,16 @@
 """Shared fixtures: a tiny randomly initialised model saved the Hugging Face way, and a small
-rollout pool collected with it."""
+rollout pool collected with it; and the hand-made tables and scripted models that more than one
+test file uses.
+
+The tests mirror the package: ``tests/test_<module>.py`` tests one module, named by its short name
+(``test_pool.py`` for ``ttc_runtime/pool.py``, ``test_difficulty.py`` for
+``ttc_runtime/evaluation/difficulty.py``). Where two tested modules share a name, the evaluation
+one is ``test_<name>_eval.py`` and the trainer one ``test_<name>_trainer.py``
+(``test_revision_eval.py`` for ``evaluation/revisions.py`` beside ``test_revisions.py`` for
+``strategies/revisions.py``). A subpackage whose modules implement one interface is tested in
+``test_<subpackage>.py`` (generation, scoring, strategies, tasks), its modules with a file of their
+own aside. The pipeline's runner and stages are tested in ``test_experiment.py``, the revision
+stages beside their data in ``test_revision_data.py``."""
 
 from __future__ import annotations
 
@@ -9,11 +20,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import LlamaForCausalLM
 
+from ttc_runtime.compute import Usage
+from ttc_runtime.generation.base import Completion, GenerationOutput, PromptTooLong, SamplingParams
 from ttc_runtime.models import TinyLMConfig, build_embedded_tokenizer, build_tiny_causal_lm, tiny_llama_config
+from ttc_runtime.outcomes import ArmOutcomes
+from ttc_runtime.prompts import PromptConfig
+from ttc_runtime.scoring import ScoreOutput
+from ttc_runtime.strategies import Arm, StrategyConfig
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +92,126 @@ def full_pool(tiny_model_dir, tmp_path_factory):
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err.decode()
     return directory
+
+
+# Outcome tables written by hand, for the allocators and their evaluation (test_outcomes.py,
+# test_allocators.py, test_allocator_eval.py, test_pool.py).
+
+BON = StrategyConfig(name="best_of_n_weighted")
+BEAM = StrategyConfig(name="beam_search", beam_width=2)
+
+
+def outcomes(correct, flops, arms=None) -> ArmOutcomes:
+    correct = np.asarray(correct, dtype=float)
+    arms = arms or [Arm(BON, 4), Arm(BEAM, 4)]
+    return ArmOutcomes(
+        arms,
+        np.ones(len(correct), dtype=int),
+        [f"q{i}" for i in range(len(correct))],
+        correct,
+        np.full(correct.shape, 4.0),
+        np.asarray(flops, dtype=float),
+    )
+
+
+# The arms of the allocation environment and tables over them (test_actions.py,
+# test_allocation.py, test_allocator_trainer.py, test_learned.py).
+
+BEAM4 = StrategyConfig(name="beam_search", beam_width=4)
+BEAM16 = StrategyConfig(name="beam_search", beam_width=16)
+REV = StrategyConfig(name="revisions", chain_length=4)
+ARMS = [Arm(s, n) for n in (4, 16) for s in (BON, BEAM4, BEAM16, REV) if not (s == BEAM16 and n == 4)]
+
+
+def table(correct: np.ndarray, flops: np.ndarray | None = None) -> ArmOutcomes:
+    count = len(correct)
+    return ArmOutcomes(
+        ARMS,
+        np.ones(count, dtype=int),
+        [f"question {i}" for i in range(count)],
+        correct,
+        np.array([[arm.budget for arm in ARMS]] * count, dtype=float),
+        np.ones_like(correct) if flops is None else flops,
+    )
+
+
+def learnable(count: int = 64, seed: int = 0):
+    """Features where the first coordinate says which strategy is right: beam search on questions
+    with x > 0, revisions otherwise, at both budgets."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(count, 4)).astype(np.float32)
+    correct = np.zeros((count, len(ARMS)))
+    for a, arm in enumerate(ARMS):
+        correct[:, a] = np.where(features[:, 0] > 0, float(arm.strategy == BEAM4), float(arm.strategy == REV))
+    return features, correct
+
+
+# Scripted models for sequential revisions (test_revisions.py, test_revision_eval.py).
+
+
+class Proposer:
+    """Sample j of every prompt answers ``answers[j]``; a prompt costs 1 token, a sample 3."""
+
+    flop_params = 2
+
+    def __init__(self, answers="ab"):
+        self.answers = answers
+
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        rows = [[Completion(f"p\n\n\\boxed{{{self.answers[j]}}}", 3, "eos") for j in range(n)] for _ in prompts]
+        return GenerationOutput(rows, [Usage.inference(self.flop_params, 1, 3 * n)] * len(prompts))
+
+
+class Reviser:
+    """Answers the number k of attempts in its prompt's context: ``\\boxed{k}``. A prompt costs
+    k + 1 tokens, a revision 2. With ``fits``, prompts holding more attempts are refused."""
+
+    flop_params = 7
+
+    def __init__(self, fits=None):
+        self.fits, self.prompts = fits, []
+
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        counts = [p.count("<attempt>") for p in prompts]
+        over = [i for i, count in enumerate(counts) if self.fits is not None and count > self.fits]
+        if over:
+            raise PromptTooLong(over, f"{len(over)} prompts too long")
+        self.prompts.extend(prompts)
+        rows = [[Completion(f"r\n\n\\boxed{{{count}}}", 2, "eos")] * n for count in counts]
+        return GenerationOutput(rows, [Usage.inference(self.flop_params, c + 1, 2 * n) for c in counts])
+
+
+class ByAnswer:
+    """Scores a solution's last step by its answer; each scored solution costs 2 tokens."""
+
+    flop_params = 1
+
+    def __init__(self, values):
+        self.values = values
+
+    def score(self, questions, solutions):
+        return ScoreOutput([[0.5, self.values[s[-1][7]]] for s in solutions], [Usage.inference(1, 2)] * len(solutions))
+
+
+SCORES = ByAnswer({"a": 0.2, "b": 0.6, "1": 0.3, "2": 0.9, "3": 0.1, "4": 0.5})
+
+
+# A scripted proposer for revision data (test_revision_data.py, test_revision_trainer.py).
+
+
+class HalfRight:
+    """Sample j of every prompt is the reference solution when j is even, else a wrong answer."""
+
+    flop_params = 1
+
+    def __init__(self, task):
+        self.by_prompt = {PromptConfig().format(p.question): p for p in task.problems("train")}
+
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        rows = []
+        for prompt in prompts:
+            reference = self.by_prompt[prompt].solution
+            rows.append(
+                [Completion(reference if j % 2 == 0 else f"{j}\n\n\\boxed{{-{j}}}", 3, "eos") for j in range(n)]
+            )
+        return GenerationOutput(rows, [Usage.inference(1, 1, 3 * n)] * len(prompts))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ttc_runtime.compute import inference_flops
-from ttc_runtime.generation.base import Generator, SamplingParams, greedy_continue, sample_next_steps
+from ttc_runtime.generation.base import Generator, PromptTooLong, SamplingParams, greedy_continue, sample_next_steps
 from ttc_runtime.generation.engines import GenerationConfig, load_generator
 from ttc_runtime.generation.hf import TransformersGenerator
 from ttc_runtime.models import (
@@ -257,3 +257,12 @@ def test_biased_model_logits_are_the_biases():
     assert logits[:, one].tolist() == pytest.approx([5.0] * logits.shape[0], abs=1e-4)
     assert logits[:, seven].tolist() == pytest.approx([2.0] * logits.shape[0], abs=1e-4)
     assert math.isclose(logits.abs().max().item(), 5.0, abs_tol=1e-4)
+
+
+def test_the_transformers_generator_refuses_a_prompt_without_room_in_the_context(tiny_model_dir):
+    generator = TransformersGenerator.from_pretrained(tiny_model_dir)  # 256 positions
+    fits, long = "1+1", "1+1" * 200
+    with pytest.raises(PromptTooLong, match="context of 256 tokens") as error:
+        generator.generate([fits, long, fits], params=SamplingParams(max_new_tokens=16))
+    assert error.value.indices == [1]
+    assert len(generator.generate([fits], params=SamplingParams(max_new_tokens=16)).completions) == 1

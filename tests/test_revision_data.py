@@ -1,4 +1,5 @@
-"""Revision training data: edit-distance pairing, the context window, and the builder."""
+"""Revision training data: edit-distance pairing, the examples and their builder, and the
+revision stages that build the data and train on it."""
 
 import random
 
@@ -11,6 +12,7 @@ from ttc_runtime.trainers.revision_data import (
     revision_examples,
 )
 
+from tests.conftest import HalfRight
 from ttc_runtime.compute import Usage
 from ttc_runtime.generation.base import Completion, GenerationOutput, SamplingParams
 from ttc_runtime.prompts import PromptConfig, RevisionPromptConfig
@@ -26,15 +28,6 @@ def test_closest_incorrect_by_character_edit_distance_closest_last():
     assert closest_incorrect("12+3", wrong, 0) == []
 
 
-def test_the_revision_prompt_keeps_the_last_attempts_then_asks_the_question():
-    text = RevisionPromptConfig().format(PromptConfig(), "Q", [f"attempt {i}" for i in range(1, 7)])
-    assert text.endswith("</attempt>\n\n" + PromptConfig().format("Q"))
-    assert "attempt 1\n" not in text and "attempt 2\n" not in text
-    assert [f"attempt {i}" in text for i in range(3, 7)] == [True] * 4
-    assert text.index("attempt 3") < text.index("attempt 6")
-    assert RevisionPromptConfig(max_attempts=0).format(PromptConfig(), "Q", ["a"]) == PromptConfig().format("Q")
-
-
 def test_one_example_per_correct_solution_with_up_to_four_close_attempts():
     problem = SyntheticTask(SyntheticTaskConfig(train_per_level=2)).problems("train")[0]
     solutions = ["good A", "bad 1", "good B", "bad 2", "bad 3", "bad 4", "bad 5"]
@@ -46,24 +39,6 @@ def test_one_example_per_correct_solution_with_up_to_four_close_attempts():
         assert sum(f"bad {i}" in example["prompt"] for i in range(1, 6)) == example["attempts"]
     only_right = revision_examples(problem, ["good"], [True], PROMPT, REVISION, 4, random.Random(0))
     assert only_right[0]["attempts"] == 0
-
-
-class HalfRight:
-    """Sample j of every prompt is the reference solution when j is even, else a wrong answer."""
-
-    flop_params = 1
-
-    def __init__(self, task):
-        self.by_prompt = {PromptConfig().format(p.question): p for p in task.problems("train")}
-
-    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
-        rows = []
-        for prompt in prompts:
-            reference = self.by_prompt[prompt].solution
-            rows.append(
-                [Completion(reference if j % 2 == 0 else f"{j}\n\n\\boxed{{-{j}}}", 3, "eos") for j in range(n)]
-            )
-        return GenerationOutput(rows, [Usage.inference(1, 1, 3 * n)] * len(prompts))
 
 
 def test_build_revision_data_is_seeded_and_independent_of_the_batching():
@@ -121,58 +96,6 @@ def test_the_builder_drops_copies_of_one_correct_solution():
     assert len(copies) == 6 * 4  # four identical correct samples per problem
     assert list(zip(kept["prompt"], kept["completion"])) == list(dict.fromkeys(pairs))
     assert len(set(pairs)) < len(pairs)  # the copies share attempt counts, so some examples repeat
-
-
-def test_fewer_attempts_than_the_window_are_all_kept():
-    text = REVISION.format(PROMPT, "Q", ["first", "second", "third"])
-    assert text.count("<attempt>") == 3 and text.index("first") < text.index("third")
-
-
-def test_examples_over_the_context_lose_their_oldest_attempts_first(tmp_path):
-    from datasets import Dataset
-    from ttc_runtime.trainers.revision import fit_to_length
-
-    from ttc_runtime.models import build_embedded_tokenizer
-
-    tokenizer = build_embedded_tokenizer()  # one token per character here (no digits)
-    prompt = RevisionPromptConfig()
-    row = {"question": "Q", "completion": "xxxx", "attempt_texts": ["aaaaaaaaaa", "bbbbbbbbbb"]}
-    full = len(tokenizer(prompt.format(PROMPT, "Q", row["attempt_texts"]))["input_ids"]) + 4
-    one = len(tokenizer(prompt.format(PROMPT, "Q", ["bbbbbbbbbb"]))["input_ids"]) + 4
-    none = len(tokenizer(prompt.format(PROMPT, "Q", []))["input_ids"]) + 4
-    data = Dataset.from_list([{**row, "prompt": "unused"}])
-    fitted = fit_to_length(data, tokenizer, PROMPT, prompt, full)
-    assert fitted.dataset["prompt"] == [prompt.format(PROMPT, "Q", row["attempt_texts"])]
-    fitted = fit_to_length(data, tokenizer, PROMPT, prompt, one)
-    assert fitted.dataset["prompt"] == [prompt.format(PROMPT, "Q", ["bbbbbbbbbb"])] and fitted.attempts_dropped == 1
-    fitted = fit_to_length(data, tokenizer, PROMPT, prompt, none - 1)
-    assert len(fitted.dataset) == 0 and fitted.examples_dropped == 1 and fitted.attempts_dropped == 2
-
-
-@pytest.mark.slow
-def test_train_revision_fine_tunes_the_proposer(tiny_model_dir, tmp_path):
-    from ttc_runtime.trainers.common import TrainSettings
-    from ttc_runtime.trainers.revision import RevisionConfig, train_revision
-
-    from ttc_runtime.models import load_causal_lm
-
-    task = SyntheticTask(SyntheticTaskConfig(train_per_level=3))
-    problems = task.problems("train")[:6]
-    data = build_revision_data(
-        HalfRight(task),
-        task,
-        problems,
-        PROMPT,
-        REVISION,
-        SamplingParams(),
-        RevisionDataConfig(samples_per_problem=6),
-    )
-    config = RevisionConfig(training=TrainSettings(max_steps=4, batch_size=4, logging_steps=2, max_length=256))
-    result, fitted = train_revision(config, data, tiny_model_dir, tmp_path / "revision")
-    assert result.steps == 4 and result.final_loss is not None and result.train_tokens > 0
-    assert len(fitted.dataset) + fitted.examples_dropped == len(data)
-    load_causal_lm(tmp_path / "revision")
-    assert not (tmp_path / "revision.partial").exists()
 
 
 class AllWrong(HalfRight):

@@ -1,0 +1,92 @@
+"""The revision evaluation: one revision against its controls by level, and the sweep of
+parallel against sequential."""
+
+import pytest
+
+from tests.conftest import SCORES, Proposer, Reviser
+from ttc_runtime.compute import Usage
+from ttc_runtime.evaluation.revisions import (
+    OneRevisionLevel,
+    RevisionEvalConfig,
+    best_lengths,
+    one_revision,
+    revision_ratios,
+)
+from ttc_runtime.generation.base import Completion, GenerationOutput, SamplingParams
+from ttc_runtime.strategies import SearchSettings
+from ttc_runtime.tasks import Problem, Task
+
+
+class Problems(Task):
+    """A task over hand-made problems."""
+
+    name = "hand-made"
+
+    def __init__(self, problems):
+        self.listed = problems
+
+    def problems(self, split):
+        return self.listed
+
+
+def test_one_revision_figures_by_level():
+    problems = [Problem("p1", "Q1", "1", 1), Problem("p2", "Q2", "b", 2)]
+    config = RevisionEvalConfig(attempts_per_problem=2, cases_per_problem=4)
+    settings = SearchSettings(reviser=Reviser())
+    first, second = one_revision(Proposer("ab"), Reviser(), SCORES, Problems(problems), problems, settings, config)
+    # Q1: attempts a, b both wrong; each revised to "1", right. Q2: a wrong, b right; both revised to "1", wrong.
+    # Controls: a fresh proposer sample answers "a" (wrong for both); the reviser with no attempt
+    # answers "0" (wrong); no level has a second problem, so there is no other-problem attempt.
+    assert first == OneRevisionLevel(1, 1, 0.0, 1, 0.0, 2, 1.0, 0.0, 0.0, 0.0, None, 0, None, None, None)
+    assert second == OneRevisionLevel(2, 1, 0.5, 1, 0.5, 1, 0.0, 0.0, 0.0, 0.0, None, 1, 1.0, 1.0, None)
+
+
+class WrongByQuestion(Proposer):
+    """Every sample of question Qi answers "a" for even i, "b" for odd i, which is never right."""
+
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        rows = [[Completion(f"p\n\n\\boxed{{{'ab'[int(p.strip()[1:]) % 2]}}}", 3, "eos")] * n for p in prompts]
+        return GenerationOutput(rows, [Usage.inference(self.flop_params, 1, 3 * n)] * len(prompts))
+
+
+def test_the_one_revision_controls_swap_in_another_problems_attempt_of_the_same_level():
+    problems = [Problem("p1", "Q1", "1", 3), Problem("p2", "Q2", "0", 3), Problem("p3", "Q3", "1", 4)]
+    config = RevisionEvalConfig(attempts_per_problem=1, cases_per_problem=1)
+    reviser = Reviser()
+    settings = SearchSettings(reviser=reviser)
+    three, four = one_revision(WrongByQuestion(), reviser, SCORES, Problems(problems), problems, settings, config)
+    # The reviser answers the number of attempts it sees: "1" with an attempt (right for Q1 and
+    # Q3), "0" without (right for Q2 only); a fresh proposer sample is always wrong.
+    assert (three.incorrect_revised, three.revised_correct, three.fresh_sample_correct) == (2, 0.5, 0.0)
+    assert (three.without_attempt_correct, three.other_attempt_correct) == (0.5, 0.5)
+    assert (four.revised_correct, four.without_attempt_correct, four.other_attempt_correct) == (1.0, 0.0, None)
+    one_attempt = [p for p in reviser.prompts if p.count("<attempt>") == 1]
+    assert sorted((p.strip()[-2:], p[p.index("boxed{") + 6]) for p in one_attempt) == [
+        ("Q1", "a"),  # Q2's attempt, the other problem of level 3
+        ("Q1", "b"),  # its own attempt
+        ("Q2", "a"),
+        ("Q2", "b"),
+        ("Q3", "b"),  # level 4 has no other problem: its own attempt only
+    ]
+
+
+def test_the_parallel_sequential_sweep_resamples_chains_and_shares_compute():
+    problems = [Problem("p1", "Q1", "2", 3)]
+    config = RevisionEvalConfig(budgets=[4, 2], resamples=3, bootstrap=10)
+    assert config.budgets == [2, 4] and config.lengths() == [1, 2, 4]
+    settings = SearchSettings(reviser=Reviser())
+    points = revision_ratios(Proposer("abab"), SCORES, Problems(problems), problems, settings, config)
+    at = {(p.strategy, p.budget): p for p in points if p.level == 3}
+    assert set(at) == {
+        (f"revisions(L={length}{how})", n) for how in ("", ",majority") for n in (2, 4) for length in (1, 2, 4)
+    } - {("revisions(L=4)", 2), ("revisions(L=4,majority)", 2)}
+    # Only the one chain of four reaches the answer 2 (attempts a, 1, 2, 3); shorter ones stop at 1.
+    assert {key: p.accuracy for key, p in at.items() if p.accuracy} == {
+        ("revisions(L=4)", 4): 1.0,
+        ("revisions(L=4,majority)", 4): 1.0,
+    }
+    for length in (1, 2):
+        assert at[f"revisions(L={length})", 2].flops == at[f"revisions(L={length})", 4].flops / 2
+    assert best_lengths(points)[3] == {2: [1, 2], 4: [4]}
+    with pytest.raises(ValueError, match="budget 6 is not a power of 2"):
+        RevisionEvalConfig(budgets=[6])
