@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase, Trainer
-from transformers.utils import logging as transformers_logging
 
 from ttc_runtime.compute import inference_flops, training_flops
 from ttc_runtime.config import StrictModel
+from ttc_runtime.console import library_bars_hidden
 from ttc_runtime.models import flop_params
 
 
@@ -90,27 +89,6 @@ _SILENCED_DEEPSPEED = (
 
 def _deepspeed_noise(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith(_SILENCED_DEEPSPEED)
-
-
-@contextmanager
-def library_bars_hidden() -> Iterator[None]:
-    """Hide the progress bars of ``datasets`` (map, filter, save) and of transformers' loading and
-    writing of weights while the block runs, and restore them after. They time steps of a second
-    or two; an environment variable that sets them explicitly is respected."""
-    unset = datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is None
-    hide_datasets = unset and not datasets.are_progress_bars_disabled()
-    hide_transformers = transformers_logging.is_progress_bar_enabled()
-    if hide_datasets:
-        datasets.disable_progress_bars()
-    if hide_transformers:
-        transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if hide_transformers:
-            transformers_logging.enable_progress_bar()
-        if hide_datasets:
-            datasets.enable_progress_bars()
 
 
 @contextmanager

@@ -30,13 +30,12 @@ from tqdm.auto import tqdm
 
 from ttc_runtime.compute import Usage
 from ttc_runtime.config import StrictModel
+from ttc_runtime.console import library_bars_hidden
 from ttc_runtime.files import write_text_atomic
 from ttc_runtime.generation.base import Generator, SamplingParams
 from ttc_runtime.generation.sampling import derive_seed
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.tasks import STEP_SEPARATOR, Problem, Task, extract_boxed, split_steps
-
-from .common import library_bars_hidden
 
 
 class LabelConfig(StrictModel):

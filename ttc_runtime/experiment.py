@@ -16,11 +16,12 @@ import time
 from collections.abc import Sequence
 
 from .config import ConfigError
+from .console import first_process, library_bars_hidden, say
 from .experiment_config import ExperimentConfig, load_experiment
 from .files import write_text_atomic
 from .pool import Workers
 from .stages import STAGES, RunContext, Stage
-from .stages.base import first_process, read_json
+from .stages.base import read_json
 from .stages.pool import collect_pools
 from .tasks import SPLITS
 from .tracking import log_stage
@@ -63,7 +64,7 @@ class Experiment:
         started = time.perf_counter()
         for number, stage in enumerate(chosen, start=1):
             records[stage.name] = self.run_stage(stage, force=number - 1 >= first, tag=f"[{number}/{len(chosen)}]")
-        print(f"done in {time.perf_counter() - started:.0f} s; outputs in {self.run_dir}", flush=True)
+        say(f"done in {time.perf_counter() - started:.0f} s; outputs in {self.run_dir}")
         return records
 
     def run_stage(self, stage: Stage | str, force: bool = False, tag: str = "") -> dict:
@@ -72,7 +73,7 @@ class Experiment:
         ctx, head = self.context, f"{tag} {stage.name}".strip()
         reason = stage.not_needed(ctx)
         if reason is not None:
-            print(f"{head}: {reason}", flush=True)
+            say(f"{head}: {reason}")
             return {}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         stage.prepare(ctx)
@@ -81,20 +82,21 @@ class Experiment:
         if path is not None and not force:
             done = read_json(path)
             if done.get("fingerprint") == key and all((ctx.run_dir / name).is_file() for name in stage.outputs):
-                print(f"{head}: up to date ({stage.describe(done)})", flush=True)
+                say(f"{head}: up to date ({stage.describe(done)})")
                 return done
-        print(head, flush=True)
+        say(head)
         started = time.perf_counter()
-        record = stage.run(ctx, force)
+        with library_bars_hidden():
+            record = stage.run(ctx, force)
         if path is not None:
             record = {"fingerprint": key, **record}
             if first_process():
                 write_text_atomic(path, json.dumps(record, indent=2) + "\n")
-        print(f"  {stage.describe(record)} ({time.perf_counter() - started:.0f} s)", flush=True)
+        say(f"  {stage.describe(record)} ({time.perf_counter() - started:.0f} s)")
         tracking = self.config.wandb
         if stage.tracked and tracking.enabled and path is not None and first_process():
             where = log_stage(tracking, self.run_dir, stage.name, path, self.config.model_dump(mode="json"))
-            print(f"  logged to wandb: {where}", flush=True)
+            say(f"  logged to wandb: {where}")
         return record
 
     def train(self, name: str, force: bool = False) -> dict:

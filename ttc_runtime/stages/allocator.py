@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from ..console import say
 from ..env.actions import ActionSpace
 from ..evaluation.allocators import (
     Protocol,
@@ -73,10 +74,9 @@ class Allocator(Stage):
         main, main_flops = featurizer(table.questions)
         ablation_features, ablation_flops = ablation(table.questions)
         label, ablation_label = settings.features.kind, settings.ablation_features.kind
-        print(
+        say(
             f"  {splits.description}: fixed budget ({label}, {ablation_label}, supervised), "
-            f"then adaptive at mean compute {settings.adaptive_targets}",
-            flush=True,
+            f"then adaptive at mean compute {settings.adaptive_targets}"
         )
         results = baseline_results(protocol)
         results += cross_validated_fixed(f"learned, fixed budget ({label})", main, main_flops, table, splits, training)

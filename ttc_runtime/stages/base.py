@@ -47,12 +47,6 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def first_process() -> bool:
-    """Whether this process writes shared outputs: always, unless a launcher started it as another
-    than the first (``RANK``)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 class RunContext:
     """One run's config, models, task and engines, as the stages read them; ``stages`` is the
     pipeline the run belongs to (the report gathers theirs)."""

@@ -10,13 +10,14 @@ import time
 import numpy as np
 
 from ..config import ConfigError
+from ..console import first_process, say
 from ..evaluation.counterpart import compare, format_matched, plot_matched
 from ..evaluation.difficulty import difficulty
 from ..files import write_text_atomic
 from ..pool import RolloutPool
 from ..tasks import answers_match, extract_boxed
 from ..trainers.proposer import ProposerConfig
-from .base import RunContext, Stage, fingerprint, first_process, identity, read_json
+from .base import RunContext, Stage, fingerprint, identity, read_json
 from .proposer import train_language_model
 
 
@@ -90,7 +91,7 @@ class Counterpart(Stage):
         questions = pool.questions()
         larger = ctx.load_generator(ctx.layout.counterpart_dir())
         prompts = [config.proposer.prompt.format(q) for q in questions["question"]]
-        print(f"  sampling the larger model: {len(prompts)} pool questions x {settings.samples}", flush=True)
+        say(f"  sampling the larger model: {len(prompts)} pool questions x {settings.samples}")
         output = larger.generate(prompts, n=settings.samples, params=config.sampling.params(), seed=settings.samples)
         large_pass = np.array(
             [

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError
+from ..console import say
 from ..pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, Workers
 from ..tasks import per_level
 from .base import RunContext, Stage, fingerprint, identity
@@ -80,10 +81,9 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
             pool_config.problems_per_level,
         )
         run = len(pool_config.run_arms())
-        print(
+        say(
             f"  {name}: {len(problems)} {pool_config.split} problems: {pool_config.samples} samples each and "
-            f"{run} arms run ({len(pool_config.arms()) - run} more resampled)",
-            flush=True,
+            f"{run} arms run ({len(pool_config.arms()) - run} more resampled)"
         )
         started = time.perf_counter()
         counts = pool.collect(pool_config, pool_inputs(ctx), problems, generator, scorer, settings, workers)

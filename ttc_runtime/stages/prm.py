@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..console import say
 from ..scoring import check_verifier
 from ..trainers.prm import load_stepwise, train_prm
 from .base import RunContext, Stage, fingerprint, identity
@@ -49,10 +50,7 @@ class Prm(Stage):
         prm = ctx.config.prm
         dataset = load_stepwise(training_data(ctx))
         kind = "margin head, proposer frozen" if prm.reads == "margins" else f"hidden states, {prm.init} init"
-        print(
-            f"  training ({kind}, {prm.targets} labels) on {len(dataset)} solutions for {prm.training.max_steps} steps",
-            flush=True,
-        )
+        say(f"  training ({kind}, {prm.targets} labels) on {len(dataset)} solutions for {prm.training.max_steps} steps")
         layout = ctx.layout
         result = train_prm(prm, dataset, layout.proposer_dir(), layout.prm_dir(), ctx.config.proposer.prompt)
         return {"model": str(result.output_dir), "trained": True, **result.summary()}

@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..console import say
 from ..files import write_text_atomic
 from ..tasks import Problem, per_level
 from ..trainers.prm_labels import label_steps
@@ -27,7 +28,7 @@ def label_into(ctx: RunContext, problems: list[Problem], out_dir: Path, key: str
     and starting afresh when they were made from other inputs."""
     key_file = out_dir / "stage-key"
     if out_dir.exists() and (not key_file.is_file() or key_file.read_text() != key):
-        print(f"  {out_dir} holds labels from other inputs; relabelling")
+        say(f"  {out_dir} holds labels from other inputs; relabelling")
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(key_file, key)
@@ -86,10 +87,9 @@ class PrmLabels(Stage):
             shutil.rmtree(out_dir, ignore_errors=True)
         settings = ctx.config.prm_labels
         problems = per_level(ctx.task.problems("train"), settings.problems_per_level)
-        print(
+        say(
             f"  {len(problems)} problems x {settings.samples_per_problem} solutions, "
-            f"K = {settings.rollouts} rollouts per step",
-            flush=True,
+            f"K = {settings.rollouts} rollouts per step"
         )
         return label_into(ctx, problems, out_dir, labels_key(ctx))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..console import say
 from ..trainers.proposer import ProposerConfig, train_proposer
 from .base import RunContext, Stage, fingerprint
 
@@ -12,7 +13,7 @@ def train_language_model(ctx: RunContext, settings: ProposerConfig, directory: P
     """Train a model as ``settings`` says on the task's training split into ``directory`` (the
     proposer, and the larger model of the FLOPs-matched comparison); returns its record."""
     problems = ctx.task.problems("train")
-    print(f"  training {directory} on {len(problems)} problems for {settings.training.max_steps} steps", flush=True)
+    say(f"  training {directory} on {len(problems)} problems for {settings.training.max_steps} steps")
     result = train_proposer(settings, problems, directory)
     return {"model": str(result.output_dir), "trained": True, **result.summary()}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..console import say
 from ..trainers.revision import train_revision
 from .base import RunContext, Stage, fingerprint
 from .revision_data import revision_data_key
@@ -31,7 +32,7 @@ class Revision(Stage):
 
         settings = ctx.config.revision
         dataset = load_from_disk(str(ctx.run_dir / "revision_data" / "dataset"))
-        print(f"  fine-tuning the proposer on {len(dataset)} examples for {settings.training.max_steps} steps")
+        say(f"  fine-tuning the proposer on {len(dataset)} examples for {settings.training.max_steps} steps")
         layout = ctx.layout
         result, fitted = train_revision(
             settings, dataset, layout.proposer_dir(), layout.revision_dir(), ctx.config.proposer.prompt

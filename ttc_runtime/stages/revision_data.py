@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 
+from ..console import say
 from ..tasks import per_level
 from ..trainers.revision_data import build_revision_data
 from .base import RunContext, Stage, fingerprint, identity
@@ -37,7 +38,7 @@ class RevisionData(Stage):
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         config, settings = ctx.config, ctx.config.revision_data
         problems = per_level(ctx.task.problems("train"), settings.problems_per_level)
-        print(f"  {len(problems)} problems x {settings.samples_per_problem} samples", flush=True)
+        say(f"  {len(problems)} problems x {settings.samples_per_problem} samples")
         started = time.perf_counter()
         dataset = build_revision_data(
             ctx.generator(),

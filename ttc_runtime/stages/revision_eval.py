@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from ..console import say
 from ..evaluation.revisions import best_lengths, format_best_lengths, format_one_revision, one_revision, revision_ratios
 from ..evaluation.search import format_budget_table, plot_budgets, points_to_json
 from ..files import write_text_atomic
@@ -40,7 +41,7 @@ class RevisionEval(Stage):
             settings,
         )
         problems = per_level(held_out, settings.ratio_problems_per_level)
-        print(f"  {len(problems)} problems, chain lengths {settings.lengths()} at N = {max(settings.budgets)}")
+        say(f"  {len(problems)} problems, chain lengths {settings.lengths()} at N = {max(settings.budgets)}")
         points = revision_ratios(generator, scorer, ctx.task, problems, search, settings)
         best = best_lengths(points)
         plot_budgets([p for p in points if "majority" not in p.strategy], ctx.run_dir / "revision_eval.png")

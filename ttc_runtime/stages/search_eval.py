@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from ..console import say
 from ..evaluation.search import evaluate_budgets, format_budget_table, plot_budgets, points_to_json
 from ..files import write_text_atomic
 from ..tasks import per_level
@@ -26,7 +27,7 @@ class SearchEval(Stage):
         settings = ctx.config.search_eval
         held_out = [p for p in ctx.task.problems(settings.split) if p.level in settings.levels]
         problems = per_level(held_out, settings.problems_per_level)
-        print(f"  {len(problems)} problems, budgets {settings.budgets()}, {len(settings.strategies)} strategies")
+        say(f"  {len(problems)} problems, budgets {settings.budgets()}, {len(settings.strategies)} strategies")
         started = time.perf_counter()
         points, skipped = evaluate_budgets(
             ctx.generator(), ctx.scorer(), ctx.task, problems, ctx.search_settings(), settings
@@ -34,7 +35,7 @@ class SearchEval(Stage):
         plot_budgets(points, ctx.run_dir / "search_eval.png")
         write_text_atomic(ctx.run_dir / "search_eval.md", format_budget_table(points))
         for name, reason in skipped.items():
-            print(f"  skipped {name}: {reason}")
+            say(f"  skipped {name}: {reason}")
         return {
             "split": settings.split,
             "seconds": time.perf_counter() - started,
