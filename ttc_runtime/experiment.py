@@ -111,10 +111,9 @@ class Experiment:
         stage = self.stages[index]
         self.check_inputs(self.stages[: index + 1])
         if stage.not_needed(self.context) is None:
-            for path in stage.needs(self.context):
+            for path, writer in stage.needs(self.context).items():
                 if not path.exists():
-                    earlier = self.names[index - 1]
-                    raise ConfigError(f"{path} does not exist yet: run `ttc run CONFIG --to {earlier}` first")
+                    raise ConfigError(f"{path} does not exist yet: run `ttc run CONFIG --to {writer}` first")
         return self.run_stage(stage, force)
 
     def collect_pool(self, workers: Workers = Workers()) -> dict[str, object]:

@@ -157,9 +157,10 @@ class Stage:
         """Why the stage has nothing to do in this run (a model given instead of trained), or None."""
         return None
 
-    def needs(self, ctx: RunContext) -> Sequence[Path]:
-        """Files the earlier stages must have written before this one can run alone."""
-        return ()
+    def needs(self, ctx: RunContext) -> dict[Path, str]:
+        """What the earlier stages must have written before this one can run alone: each file and
+        the stage that writes it."""
+        return {}
 
     def prepare(self, ctx: RunContext) -> None:
         """Work the stage's inputs come from that ``--from`` never forces, done before its key is

@@ -3,7 +3,6 @@ given PRM."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from ..console import say
@@ -38,8 +37,8 @@ class Prm(Stage):
             return f"using the PRM at {ctx.config.prm.model} (no training)"
         return None
 
-    def needs(self, ctx: RunContext) -> Sequence[Path]:
-        return (ctx.layout.proposer_dir() / "config.json", training_data(ctx))
+    def needs(self, ctx: RunContext) -> dict[Path, str]:
+        return {ctx.layout.proposer_dir() / "config.json": "proposer", training_data(ctx): "prm_labels"}
 
     def key(self, ctx: RunContext) -> str:
         prm = ctx.config.prm
@@ -56,4 +55,4 @@ class Prm(Stage):
         return {"model": str(result.output_dir), "trained": True, **result.summary()}
 
     def describe(self, record: dict) -> str:
-        return f"trained in {record['seconds']:.0f} s, final loss {record['final_loss']}"
+        return f"{record['model']}, trained in {record['seconds']:.0f} s, final loss {record['final_loss']}"

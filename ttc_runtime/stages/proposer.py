@@ -35,4 +35,4 @@ class Proposer(Stage):
         return train_language_model(ctx, ctx.config.proposer, ctx.layout.proposer_dir())
 
     def describe(self, record: dict) -> str:
-        return f"trained in {record['seconds']:.0f} s, final loss {record['final_loss']}"
+        return f"{record['model']}, trained in {record['seconds']:.0f} s, final loss {record['final_loss']}"

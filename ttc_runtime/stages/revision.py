@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from ..console import say
@@ -21,8 +20,11 @@ class Revision(Stage):
         model = ctx.config.revision.model
         return None if model is None else f"using the revision model at {model} (no training)"
 
-    def needs(self, ctx: RunContext) -> Sequence[Path]:
-        return (ctx.layout.proposer_dir() / "config.json", ctx.run_dir / "revision_data" / "dataset")
+    def needs(self, ctx: RunContext) -> dict[Path, str]:
+        return {
+            ctx.layout.proposer_dir() / "config.json": "proposer",
+            ctx.run_dir / "revision_data" / "dataset": "revision_data",
+        }
 
     def key(self, ctx: RunContext) -> str:
         return fingerprint(ctx.config.revision, revision_data_key(ctx))
@@ -48,7 +50,7 @@ class Revision(Stage):
 
     def describe(self, record: dict) -> str:
         return (
-            f"trained in {record['seconds']:.0f} s, final loss {record['final_loss']}; "
+            f"{record['model']}, trained in {record['seconds']:.0f} s, final loss {record['final_loss']}; "
             f"{record['attempts_dropped_to_fit']} attempts and {record['examples_dropped_to_fit']} examples "
             "dropped to fit the context"
         )
