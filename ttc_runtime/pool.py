@@ -15,7 +15,7 @@ large pool of independent scored samples per question, stored as Parquet shards.
   right, and the compute record (``Compute.to_dict`` columns).
 
 Parallel strategies of the grid (``majority``, ``best_of_n_weighted``, ``best_of_n_naive``) are not
-run: ``arm_outcomes`` resamples them from the samples, as ``budget_eval`` does.
+run: ``outcomes.arm_outcomes`` resamples them from the samples, as the search evaluation (``evaluation.search``) does.
 
 **Shards and resuming.** Work is cut into units: one chunk of ``questions_per_shard`` questions for
 the samples or for one arm. A unit is written to a temporary file and renamed into place, so a

@@ -175,7 +175,7 @@ def plot_matched(rows: Sequence[MatchedRow], scale: float, path: str | Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .files import save_figure
+    from ttc_runtime.files import save_figure
 
     bins = sorted(rows[0].small_by_bin)
     width = 0.8 / (len(rows) + 1)

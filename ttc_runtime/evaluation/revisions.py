@@ -18,7 +18,7 @@ revision strategy selects with the same verifier, and this is where that choice 
 per problem at the largest budget N_max (``strategies.revisions``), each problem with the same seed
 for every L. A smaller budget N uses N/L of the N_max/L chains: its accuracy is the mean over
 ``resamples`` random subsets of chains drawn without replacement, and its compute the N/N_max share
-of the full run's. Accuracy intervals are bootstrap intervals over problems as in ``budget_eval``.
+of the full run's. Accuracy intervals are bootstrap intervals over problems as in ``evaluation.search``.
 """
 
 from __future__ import annotations
