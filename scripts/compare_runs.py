@@ -13,8 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-LEFT_OUT = {"seconds", "fingerprint", "decision_ms_per_question"}
-"""Record keys that differ between two identical runs: wall times and the fingerprints made of them."""
+LEFT_OUT = {"seconds", "fingerprint", "decision_ms_per_question", "hash", "inputs"}
+"""Record keys that differ between two identical runs: wall times, and the fingerprints, the pool's
+hash and the pool's recorded inputs, which are made of the models' training stamps (times included)."""
 
 
 def strip(value):
