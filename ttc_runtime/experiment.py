@@ -56,8 +56,8 @@ class Experiment:
         """Run the stages in order up to ``to_stage`` (all by default), skipping those already done
         with the same inputs; ``from_stage`` and the stages after it run even when up to date.
         Returns each stage's record."""
-        first = self.names.index(self.stage(from_stage).name) if from_stage else len(self.stages)
-        last = self.names.index(self.stage(to_stage).name) if to_stage else len(self.stages) - 1
+        first = self.stages.index(self.stage(from_stage)) if from_stage else len(self.stages)
+        last = self.stages.index(self.stage(to_stage)) if to_stage else len(self.stages) - 1
         chosen = self.stages[: last + 1]
         self.check_inputs(chosen)
         records: dict[str, dict] = {}

@@ -47,6 +47,11 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def trained_line(record: dict) -> str:
+    """The console line of a training stage's record: where the model is, its time and final loss."""
+    return f"{record['model']}, trained in {record['seconds']:.0f} s, final loss {record['final_loss']}"
+
+
 class RunContext:
     """One run's config, models, task and engines, as the stages read them; ``stages`` is the
     pipeline the run belongs to (the report gathers theirs)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..console import say
 from ..scoring import check_verifier
 from ..trainers.prm import load_stepwise, train_prm
-from .base import RunContext, Stage, fingerprint, identity
+from .base import RunContext, Stage, fingerprint, identity, trained_line
 from .prm_labels import labels_key
 
 
@@ -55,4 +55,4 @@ class Prm(Stage):
         return {"model": str(result.output_dir), "trained": True, **result.summary()}
 
     def describe(self, record: dict) -> str:
-        return f"{record['model']}, trained in {record['seconds']:.0f} s, final loss {record['final_loss']}"
+        return trained_line(record)

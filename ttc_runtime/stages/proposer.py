@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..console import say
 from ..trainers.proposer import ProposerConfig, train_proposer
-from .base import RunContext, Stage, fingerprint
+from .base import RunContext, Stage, fingerprint, trained_line
 
 
 def train_language_model(ctx: RunContext, settings: ProposerConfig, directory: Path) -> dict[str, object]:
@@ -35,4 +35,4 @@ class Proposer(Stage):
         return train_language_model(ctx, ctx.config.proposer, ctx.layout.proposer_dir())
 
     def describe(self, record: dict) -> str:
-        return f"{record['model']}, trained in {record['seconds']:.0f} s, final loss {record['final_loss']}"
+        return trained_line(record)

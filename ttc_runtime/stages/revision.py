@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..console import say
 from ..trainers.revision import train_revision
-from .base import RunContext, Stage, fingerprint
+from .base import RunContext, Stage, fingerprint, trained_line
 from .revision_data import revision_data_key
 
 
@@ -50,7 +50,7 @@ class Revision(Stage):
 
     def describe(self, record: dict) -> str:
         return (
-            f"{record['model']}, trained in {record['seconds']:.0f} s, final loss {record['final_loss']}; "
+            f"{trained_line(record)}; "
             f"{record['attempts_dropped_to_fit']} attempts and {record['examples_dropped_to_fit']} examples "
             "dropped to fit the context"
         )
