@@ -100,5 +100,5 @@ def test_generation_engine_is_chosen_in_the_config(tmp_path):
     # The default engine keeps the stage keys runs already have; vLLM's samples are its own.
     assert default.sampling_key() == default.config.sampling
     assert vllm.sampling_key() != default.sampling_key() and "vllm" in vllm.sampling_key()
-    assert default.verifier_key() != vllm.verifier_key()
+    assert default.verifier_key("test") != vllm.verifier_key("test")
     assert SolverConfig.from_run(vllm.config, policy=None).generation.backend == "vllm"

@@ -25,7 +25,7 @@ from .generation.base import SamplingConfig
 from .generation.engines import GenerationConfig
 from .pool import PoolConfig, TrainPoolConfig
 from .scoring import VerifierConfig
-from .tasks import MathJsonlConfig, MathJsonlTask, SyntheticTask, SyntheticTaskConfig, Task
+from .tasks import SPLITS, MathJsonlConfig, MathJsonlTask, SyntheticTask, SyntheticTaskConfig, Task
 from .tracking import WandbConfig
 from .trainers.allocator import AllocatorConfig
 from .trainers.prm import PRMConfig
@@ -44,6 +44,10 @@ class TaskConfig(StrictModel):
 
     def build(self) -> Task:
         return SyntheticTask(self.synthetic) if self.name == "synthetic" else MathJsonlTask(self.math)
+
+    def files(self) -> dict[str, str | None]:
+        """The data file of each split (None: the split is empty); empty for a generated task."""
+        return {} if self.name == "synthetic" else {split: getattr(self.math, split) for split in SPLITS}
 
 
 class ExperimentConfig(StrictModel):

@@ -29,7 +29,7 @@ from ..policies.learned import LearnedAllocator
 from ..pool import RolloutPool
 from ..tracking import training_logger
 from ..trainers.allocator import calibrate_lambda, greedy_columns, scale_of, train_policy
-from .base import RunContext, Stage, fingerprint, identity
+from .base import RunContext, Stage, fingerprint
 from .pool import pools_key, train_pool
 
 
@@ -61,7 +61,7 @@ class Allocator(Stage):
 
     def key(self, ctx: RunContext) -> str:
         config = ctx.config
-        return fingerprint(config.allocator, config.baselines, pools_key(ctx), identity(ctx.layout.proposer_dir()))
+        return fingerprint(config.allocator, config.baselines, pools_key(ctx), ctx.identity(ctx.layout.proposer_dir()))
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         config, settings, run_dir = ctx.config, ctx.config.allocator, ctx.run_dir

@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..config import StrictModel
+from ..console import first_process
+from ..content import ContentHashes
 from ..experiment_config import ExperimentConfig, RunLayout
 from ..generation.base import Generator
 from ..generation.engines import load_generator
 from ..scoring import StepScorer, load_verifier
 from ..strategies import SearchSettings
 from ..tasks import Task
+from ..trainers.common import TrainSettings
 
 Part = StrictModel | str
 """One part of a fingerprint: a config section (hashed by its values) or a string."""
@@ -34,13 +37,6 @@ def fingerprint(*parts: Part) -> str:
     """A short hash of ``parts``: a stage's record keeps the one of its inputs."""
     payload = json.dumps([p if isinstance(p, str) else p.model_dump(mode="json") for p in parts], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def identity(model_dir: Path) -> str:
-    """What a model directory is, for fingerprints: its training stamp when this project trained
-    it (a retrained model gets a new one), otherwise its resolved path."""
-    stamp = model_dir / "ttc_stage.json"
-    return stamp.read_text() if stamp.is_file() else str(model_dir.resolve())
 
 
 def read_json(path: Path) -> dict:
@@ -62,6 +58,40 @@ class RunContext:
         self.layout = RunLayout(config)
         self.run_dir = self.layout.run_dir
         self._engines: dict[tuple[str, str], Generator] = {}
+        self._hashes = ContentHashes(self.run_dir / "content_hashes.json")
+
+    def content(self, path: str | Path) -> str:
+        """The content hash of a file or directory the run reads (``ttc_runtime.content``), cached
+        in the run directory by size and modification time."""
+        digest = self._hashes.of(path)
+        if first_process():
+            self._hashes.save()
+        return digest
+
+    def identity(self, model_dir: Path) -> str:
+        """What a model directory is, for fingerprints: its training stamp when this run trained it
+        (a retrained model gets a new one), otherwise the hash of its content, so that a model
+        replaced at the same path counts as a new input."""
+        stamp = model_dir / "ttc_stage.json"
+        return stamp.read_text() if stamp.is_file() else f"content:{self.content(model_dir)}"
+
+    def data_key(self, *splits: str) -> Part:
+        """The task as the fingerprint of a stage that reads ``splits`` sees it. A generated task is
+        its settings; a task read from files is its settings with, in place of the files' paths,
+        the content of the files of ``splits`` only, so rewriting the test file leaves the stages
+        that read only the training split up to date."""
+        task = self.config.task
+        files = task.files()
+        if not files:
+            return task
+        settings = task.model_dump(mode="json", exclude={task.name: set(files)})
+        data = {split: self.content(files[split]) if files[split] else None for split in splits}
+        return json.dumps({"task": settings, "data": data}, sort_keys=True)
+
+    def training_files(self, settings: TrainSettings) -> tuple[str, ...]:
+        """Fingerprint parts for what a training stage reads besides its config section: the
+        DeepSpeed config's content, when there is one."""
+        return () if settings.deepspeed is None else (f"deepspeed:{self.content(settings.deepspeed)}",)
 
     @cached_property
     def task(self) -> Task:
@@ -87,7 +117,7 @@ class RunContext:
         (per model version), since vLLM does not reliably give its device memory back."""
         if self.config.generation.backend == "transformers":
             return load_generator(model_dir, self.config.generation, self.device)
-        key = (str(model_dir), identity(model_dir))
+        key = (str(model_dir), self.identity(model_dir))
         if key not in self._engines:
             self._engines[key] = load_generator(model_dir, self.config.generation, self.device)
         return self._engines[key]
@@ -117,17 +147,17 @@ class RunContext:
         engine = {"backend": generation.backend, "dtype": generation.dtype}
         return json.dumps({"sampling": self.config.sampling.model_dump(mode="json"), **engine}, sort_keys=True)
 
-    def verifier_key(self, *parts: Part) -> str:
-        """The fingerprint of an evaluation with the verifier, plus its own ``parts``."""
+    def verifier_key(self, split: str, *parts: Part) -> str:
+        """The fingerprint of an evaluation with the verifier on ``split``, plus its own ``parts``."""
         config = self.config
         return fingerprint(
-            config.task,
+            self.data_key(split),
             config.proposer.prompt,
             self.sampling_key(),
             config.verifier,
             *parts,
-            identity(self.layout.proposer_dir()),
-            identity(self.layout.verifier_dir()),
+            self.identity(self.layout.proposer_dir()),
+            self.identity(self.layout.verifier_dir()),
         )
 
 

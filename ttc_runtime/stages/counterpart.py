@@ -17,7 +17,7 @@ from ..files import write_text_atomic
 from ..pool import RolloutPool
 from ..tasks import answers_match, extract_boxed
 from ..trainers.proposer import ProposerConfig
-from .base import RunContext, Stage, fingerprint, identity, read_json
+from .base import RunContext, Stage, fingerprint, read_json
 from .proposer import train_language_model
 
 
@@ -40,7 +40,7 @@ def train_larger_model(ctx: RunContext) -> None:
     settings = larger_model_settings(ctx)
     directory = ctx.layout.counterpart_dir()
     marker = directory / "ttc_stage.json"
-    key = fingerprint(ctx.config.task, settings)
+    key = fingerprint(ctx.data_key("train"), settings, *ctx.training_files(settings.training))
     if read_json(marker).get("fingerprint") == key:
         return
     record = {"fingerprint": key, **train_language_model(ctx, settings, directory)}
@@ -80,8 +80,8 @@ class Counterpart(Stage):
             ctx.sampling_key(),
             config.baselines,
             RolloutPool(ctx.layout.pool_dir()).manifest()["hash"],
-            identity(ctx.layout.counterpart_dir()),
-            identity(ctx.layout.proposer_dir()),
+            ctx.identity(ctx.layout.counterpart_dir()),
+            ctx.identity(ctx.layout.proposer_dir()),
         )
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:

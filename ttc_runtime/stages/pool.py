@@ -13,7 +13,7 @@ from ..config import ConfigError
 from ..console import say
 from ..pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, Workers
 from ..tasks import per_level
-from .base import RunContext, Stage, fingerprint, identity
+from .base import RunContext, Stage, fingerprint
 
 
 def pools(ctx: RunContext) -> list[tuple[str, Path, PoolConfig]]:
@@ -38,14 +38,15 @@ def _needs_reviser(ctx: RunContext) -> bool:
     return any(s.name == "revisions" for s in ctx.config.pool.grid)
 
 
-def pool_inputs(ctx: RunContext) -> PoolInputs:
+def pool_inputs(ctx: RunContext, split: str) -> PoolInputs:
+    """What a pool of ``split``'s questions depends on besides its config."""
     config, layout = ctx.config, ctx.layout
     return PoolInputs(
-        proposer=identity(layout.proposer_dir()),
-        verifier=identity(layout.verifier_dir()),
-        reviser=identity(layout.revision_dir()) if _needs_reviser(ctx) else "",
+        proposer=ctx.identity(layout.proposer_dir()),
+        verifier=ctx.identity(layout.verifier_dir()),
+        reviser=ctx.identity(layout.revision_dir()) if _needs_reviser(ctx) else "",
         settings=fingerprint(
-            config.task, config.proposer.prompt, ctx.sampling_key(), config.verifier, config.revision.prompt
+            ctx.data_key(split), config.proposer.prompt, ctx.sampling_key(), config.verifier, config.revision.prompt
         ),
     )
 
@@ -64,7 +65,7 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
     for name, directory, pool_config in pools(ctx):
         pool = RolloutPool(directory)
         try:
-            done = pool.holds(pool_config, pool_inputs(ctx))
+            done = pool.holds(pool_config, pool_inputs(ctx, pool_config.split))
         except PoolMismatch as error:
             raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
         if done:
@@ -86,7 +87,9 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
             f"{run} arms run ({len(pool_config.arms()) - run} more resampled)"
         )
         started = time.perf_counter()
-        counts = pool.collect(pool_config, pool_inputs(ctx), problems, generator, scorer, settings, workers)
+        counts = pool.collect(
+            pool_config, pool_inputs(ctx, pool_config.split), problems, generator, scorer, settings, workers
+        )
         summary[name] = {**counts, "questions": len(problems), "seconds": time.perf_counter() - started}
     return summary
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..console import say
 from ..scoring import check_verifier
 from ..trainers.prm import load_stepwise, train_prm
-from .base import RunContext, Stage, fingerprint, identity, trained_line
+from .base import RunContext, Stage, fingerprint, trained_line
 from .prm_labels import labels_key
 
 
@@ -42,8 +42,14 @@ class Prm(Stage):
 
     def key(self, ctx: RunContext) -> str:
         prm = ctx.config.prm
-        source = f"dataset:{Path(prm.dataset).resolve()}" if prm.dataset else f"labels:{labels_key(ctx)}"
-        return fingerprint(prm, ctx.config.proposer.prompt, source, identity(ctx.layout.proposer_dir()))
+        source = f"dataset:{ctx.content(prm.dataset)}" if prm.dataset else f"labels:{labels_key(ctx)}"
+        return fingerprint(
+            prm,
+            ctx.config.proposer.prompt,
+            source,
+            ctx.identity(ctx.layout.proposer_dir()),
+            *ctx.training_files(prm.training),
+        )
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         prm = ctx.config.prm

@@ -27,7 +27,8 @@ class PrmEval(Stage):
     title = "Verifier: best-of-N selection and step AUROC"
 
     def key(self, ctx: RunContext) -> str:
-        return ctx.verifier_key(ctx.config.prm_labels, ctx.config.prm_eval)
+        settings = ctx.config.prm_eval
+        return ctx.verifier_key(settings.split, ctx.config.prm_labels, settings)
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         config, settings = ctx.config, ctx.config.prm_eval
@@ -57,7 +58,9 @@ class PrmEval(Stage):
             # The labels depend on the proposer and the problems, not on the PRM: a new PRM reuses them.
             problems = per_level(held_out, settings.label_problems_per_level)
             out_dir = ctx.run_dir / "prm_eval_labels"
-            label_into(ctx, problems, out_dir, fingerprint(labels_key(ctx), ",".join(p.id for p in problems)))
+            label_into(
+                ctx, problems, out_dir, fingerprint(labels_key(ctx, settings.split), ",".join(p.id for p in problems))
+            )
             dataset = load_stepwise(out_dir / "dataset")
             record["mc_labels"] = label_agreement(scorer, dataset, len(problems))
         tables = format_verifier_levels(levels)

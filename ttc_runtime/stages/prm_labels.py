@@ -12,14 +12,18 @@ from ..console import say
 from ..files import write_text_atomic
 from ..tasks import Problem, per_level
 from ..trainers.prm_labels import label_steps
-from .base import RunContext, Stage, fingerprint, identity
+from .base import RunContext, Stage, fingerprint
 
 
-def labels_key(ctx: RunContext) -> str:
-    """What MC labels depend on: the proposer and how it samples, not the PRM."""
+def labels_key(ctx: RunContext, split: str = "train") -> str:
+    """What MC labels of ``split``'s problems depend on: the proposer and how it samples, not the PRM."""
     config = ctx.config
     return fingerprint(
-        config.task, config.proposer.prompt, ctx.sampling_key(), config.prm_labels, identity(ctx.layout.proposer_dir())
+        ctx.data_key(split),
+        config.proposer.prompt,
+        ctx.sampling_key(),
+        config.prm_labels,
+        ctx.identity(ctx.layout.proposer_dir()),
     )
 
 

@@ -29,7 +29,8 @@ class Proposer(Stage):
         return None if model is None else f"using the proposer at {model} (no training)"
 
     def key(self, ctx: RunContext) -> str:
-        return fingerprint(ctx.config.task, ctx.config.proposer)
+        proposer = ctx.config.proposer
+        return fingerprint(ctx.data_key("train"), proposer, *ctx.training_files(proposer.training))
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         return train_language_model(ctx, ctx.config.proposer, ctx.layout.proposer_dir())

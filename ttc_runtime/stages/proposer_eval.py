@@ -6,7 +6,7 @@ import time
 
 from ..evaluation.levels import LevelAccuracy, format_levels, pass_at_1_by_level
 from ..tasks import per_level
-from .base import RunContext, Stage, fingerprint, identity, read_json
+from .base import RunContext, Stage, fingerprint, read_json
 
 
 class ProposerEval(Stage):
@@ -18,11 +18,11 @@ class ProposerEval(Stage):
     def key(self, ctx: RunContext) -> str:
         config = ctx.config
         return fingerprint(
-            config.task,
+            ctx.data_key(config.proposer_eval.split),
             config.proposer,
             ctx.sampling_key(),
             config.proposer_eval,
-            identity(ctx.layout.proposer_dir()),
+            ctx.identity(ctx.layout.proposer_dir()),
         )
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:

@@ -27,7 +27,8 @@ class Revision(Stage):
         }
 
     def key(self, ctx: RunContext) -> str:
-        return fingerprint(ctx.config.revision, revision_data_key(ctx))
+        revision = ctx.config.revision
+        return fingerprint(revision, revision_data_key(ctx), *ctx.training_files(revision.training))
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         from datasets import load_from_disk

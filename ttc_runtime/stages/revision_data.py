@@ -9,18 +9,18 @@ import time
 from ..console import say
 from ..tasks import per_level
 from ..trainers.revision_data import build_revision_data
-from .base import RunContext, Stage, fingerprint, identity
+from .base import RunContext, Stage, fingerprint
 
 
 def revision_data_key(ctx: RunContext) -> str:
     config = ctx.config
     return fingerprint(
-        config.task,
+        ctx.data_key("train"),
         ctx.sampling_key(),
         config.proposer.prompt,
         config.revision.prompt,
         config.revision_data,
-        identity(ctx.layout.proposer_dir()),
+        ctx.identity(ctx.layout.proposer_dir()),
     )
 
 

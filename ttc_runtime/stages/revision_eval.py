@@ -10,7 +10,7 @@ from ..evaluation.revisions import best_lengths, format_best_lengths, format_one
 from ..evaluation.search import format_budget_table, plot_budgets, points_to_json
 from ..files import write_text_atomic
 from ..tasks import per_level
-from .base import RunContext, Stage, identity
+from .base import RunContext, Stage
 
 
 class RevisionEval(Stage):
@@ -23,7 +23,10 @@ class RevisionEval(Stage):
 
     def key(self, ctx: RunContext) -> str:
         config = ctx.config
-        return ctx.verifier_key(config.revision.prompt, config.revision_eval, identity(ctx.layout.revision_dir()))
+        settings = config.revision_eval
+        return ctx.verifier_key(
+            settings.split, config.revision.prompt, settings, ctx.identity(ctx.layout.revision_dir())
+        )
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         settings = ctx.config.revision_eval

@@ -21,7 +21,8 @@ class SearchEval(Stage):
     plots = ("search_eval.png",)
 
     def key(self, ctx: RunContext) -> str:
-        return ctx.verifier_key(ctx.config.search_eval)
+        settings = ctx.config.search_eval
+        return ctx.verifier_key(settings.split, settings)
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         settings = ctx.config.search_eval
