@@ -4,7 +4,8 @@ Published PRMs of this shape (``peiyi9979/math-shepherd-mistral-7b-prm`` and its
 question, then the steps each closed by a step tag (" ки"), joined by newlines. A step's score is
 ``softmax(logit_good, logit_bad)[good]`` read at the tag's last token, so nothing but two rows of
 the output head matters. The layout below is the published one by default and configurable for
-PRMs that use another tag or other label tokens.
+PRMs that use another tag or other label tokens. ``VerdictTokenPRM`` is what every PRM that answers
+with a good or a bad token shares, whatever its layout.
 """
 
 from __future__ import annotations
@@ -22,15 +23,21 @@ from ..prompts import PromptConfig
 from .base import BatchedModelScorer
 
 
-class CausalPRMFormat(StrictModel):
-    """How steps are laid out for a causal-LM PRM and which tokens carry its verdict."""
+class VerdictTokens(StrictModel):
+    """The two tokens a causal-LM PRM chooses between after a step: the step's score is the good
+    token's share of the two. Ids override the texts for tokenizers in which a text is not one token."""
 
-    step_tag: str = Field(" ки", description="Appended to every step; the score is read at its last token.")
-    step_separator: str = Field("\n", description="Between one tagged step and the next.")
     good_token: str = Field("+", description="The token whose probability is the step score.")
     bad_token: str = Field("-", description="The competing token.")
     good_token_id: int | None = Field(None, ge=0, description="Overrides good_token's id when its text is ambiguous.")
     bad_token_id: int | None = Field(None, ge=0, description="Overrides bad_token's id.")
+
+
+class CausalPRMFormat(VerdictTokens):
+    """How steps are laid out for a step-tag PRM and which tokens carry its verdict."""
+
+    step_tag: str = Field(" ки", description="Appended to every step; the score is read at its last token.")
+    step_separator: str = Field("\n", description="Between one tagged step and the next.")
 
 
 def _single_token_id(tokenizer: PreTrainedTokenizerBase, text: str, field: str) -> int:
@@ -40,7 +47,61 @@ def _single_token_id(tokenizer: PreTrainedTokenizerBase, text: str, field: str) 
     return ids[0]
 
 
-class CausalLMPRM(BatchedModelScorer):
+class VerdictTokenPRM(BatchedModelScorer):
+    """A PRM that is a causal LM choosing a good or a bad token after each step: a step's score is
+    ``softmax(logit_good, logit_bad)[good]`` at the position whose next token is the verdict.
+
+    Subclasses define the text layout (``encode`` returns those positions). Only the two verdict
+    rows of the output head are applied, so the (batch, length, vocabulary) logits of a large
+    vocabulary are never built.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt: PromptConfig,
+        tokens: VerdictTokens,
+        batch_size: int = 16,
+    ) -> None:
+        super().__init__(model, tokenizer, prompt, batch_size)
+        good = tokens.good_token_id
+        bad = tokens.bad_token_id
+        good = _single_token_id(tokenizer, tokens.good_token, "good_token") if good is None else good
+        bad = _single_token_id(tokenizer, tokens.bad_token, "bad_token") if bad is None else bad
+        vocab = model.get_output_embeddings().weight.shape[0]
+        for name, value in (("good_token_id", good), ("bad_token_id", bad)):
+            if value >= vocab:
+                raise ValueError(f"{name} {value} is outside the model's vocabulary of {vocab}")
+        if good == bad:
+            raise ValueError(f"good and bad tokens are the same token (id {good})")
+        self.verdict_ids = torch.tensor([good, bad])
+
+    @staticmethod
+    def check_dir(path: str | Path) -> Path:
+        """``path`` if it holds a causal LM (read from its config only)."""
+        path = require_dir(path, "PRM", saved_model=True)
+        architectures = AutoConfig.from_pretrained(str(path)).architectures or []
+        if not any(name.endswith("ForCausalLM") for name in architectures):
+            raise ModelLoadError(
+                f"PRM directory {str(path)!r} holds {architectures or 'an unknown architecture'}; "
+                "expected a causal LM (a ...ForCausalLM model)"
+            )
+        return path
+
+    def probabilities(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, solution_start: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        head = self.model.get_output_embeddings()
+        verdict = head.weight[self.verdict_ids.to(head.weight.device)]  # (2, hidden)
+        logits = hidden @ verdict.T  # only the two verdict rows of the output head: (B, T, 2)
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[self.verdict_ids.to(head.weight.device)]
+        return torch.softmax(logits.float(), dim=-1)[..., 0]
+
+
+class CausalLMPRM(VerdictTokenPRM):
     """``StepScorer`` over a causal LM trained to emit a good or a bad token after each step tag."""
 
     def __init__(
@@ -51,19 +112,8 @@ class CausalLMPRM(BatchedModelScorer):
         layout: CausalPRMFormat = CausalPRMFormat(),
         batch_size: int = 16,
     ) -> None:
-        super().__init__(model, tokenizer, prompt, batch_size)
+        super().__init__(model, tokenizer, prompt, layout, batch_size)
         self.layout = layout
-        good = layout.good_token_id
-        bad = layout.bad_token_id
-        good = _single_token_id(tokenizer, layout.good_token, "good_token") if good is None else good
-        bad = _single_token_id(tokenizer, layout.bad_token, "bad_token") if bad is None else bad
-        vocab = model.get_output_embeddings().weight.shape[0]
-        for name, value in (("good_token_id", good), ("bad_token_id", bad)):
-            if value >= vocab:
-                raise ValueError(f"{name} {value} is outside the model's vocabulary of {vocab}")
-        if good == bad:
-            raise ValueError(f"good and bad tokens are the same token (id {good})")
-        self.verdict_ids = torch.tensor([good, bad])
 
     @classmethod
     def from_pretrained(
@@ -78,18 +128,6 @@ class CausalLMPRM(BatchedModelScorer):
         path = cls.check_dir(path)
         return cls(load_causal_lm(path, device=device), load_tokenizer(path), prompt, layout, batch_size)
 
-    @staticmethod
-    def check_dir(path: str | Path) -> Path:
-        """``path`` if it holds a causal LM (read from its config only)."""
-        path = require_dir(path, "PRM", saved_model=True)
-        architectures = AutoConfig.from_pretrained(str(path)).architectures or []
-        if not any(name.endswith("ForCausalLM") for name in architectures):
-            raise ModelLoadError(
-                f"PRM directory {str(path)!r} holds {architectures or 'an unknown architecture'}; "
-                "expected a causal LM (a ...ForCausalLM model)"
-            )
-        return path
-
     def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
         ids = list(self.tokenizer(prompt)["input_ids"])
         positions = []
@@ -98,14 +136,3 @@ class CausalLMPRM(BatchedModelScorer):
             ids.extend(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             positions.append(len(ids) - 1)
         return ids, positions
-
-    def probabilities(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, solution_start: torch.Tensor
-    ) -> torch.Tensor:
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        head = self.model.get_output_embeddings()
-        verdict = head.weight[self.verdict_ids.to(head.weight.device)]  # (2, hidden)
-        logits = hidden @ verdict.T  # only the two verdict rows of the output head: (B, T, 2)
-        if getattr(head, "bias", None) is not None:
-            logits = logits + head.bias[self.verdict_ids.to(head.weight.device)]
-        return torch.softmax(logits.float(), dim=-1)[..., 0]
