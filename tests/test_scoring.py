@@ -22,6 +22,7 @@ from ttc_runtime.scoring import (
     OutcomeScorer,
     ProposerMarginScorer,
     StepScorer,
+    StepSeparatorFormat,
     TokenClassificationPRM,
     VerifierConfig,
     encode_steps,
@@ -154,6 +155,15 @@ def test_load_verifier_builds_the_configured_scorer(prm_dir, causal_prm_dir):
     assert isinstance(causal, OutcomeScorer) and causal.scorer.prompt.template == "{question} "
     with pytest.raises(ModelLoadError, match="expected a token-classification model"):
         load_verifier(VerifierConfig(), causal_prm_dir, prompt)
+
+
+def test_verifier_config_dump_leaves_default_chat_sections_out():
+    # Stage fingerprints hash the verifier's dump: runs configured before the chat layouts keep theirs.
+    assert set(VerifierConfig().model_dump()) == {"kind", "prompt", "causal_lm", "outcome", "aggregation", "batch_size"}
+    trusted = VerifierConfig(kind="step_separator", step_separator=StepSeparatorFormat(trust_remote_code=True))
+    dump = trusted.model_dump()
+    assert dump["step_separator"]["trust_remote_code"] is True and "chat_turn" not in dump
+    assert VerifierConfig.model_validate_json(trusted.model_dump_json()) == trusted
 
 
 def test_margin_scorer_is_one_until_a_token_against_the_models_preference():

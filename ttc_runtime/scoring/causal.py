@@ -5,7 +5,8 @@ question, then the steps each closed by a step tag (" ки"), joined by newlines
 ``softmax(logit_good, logit_bad)[good]`` read at the tag's last token, so nothing but two rows of
 the output head matters. The layout below is the published one by default and configurable for
 PRMs that use another tag or other label tokens. ``VerdictTokenPRM`` is what every PRM that answers
-with a good or a bad token shares, whatever its layout.
+with a good or a bad token shares, whatever its layout; the chat-turn layout of ``scoring.chat`` is
+another.
 """
 
 from __future__ import annotations
