@@ -102,3 +102,27 @@ def test_generation_engine_is_chosen_in_the_config(tmp_path):
     assert vllm.sampling_key() != default.sampling_key() and "vllm" in vllm.sampling_key()
     assert default.verifier_key("test") != vllm.verifier_key("test")
     assert SolverConfig.from_run(vllm.config, policy=None).generation.backend == "vllm"
+
+
+@pytest.mark.parametrize("kind", ["causal_lm", "chat_turn", "step_separator"])
+def test_a_published_prm_is_given_not_trained(tmp_path, kind):
+    with pytest.raises(ConfigError, match=f"verifier.kind '{kind}' needs prm.model: only token-classification"):
+        load_config(ExperimentConfig, write(tmp_path, f"verifier:\n  kind: {kind}\n"))
+    config = load_config(ExperimentConfig, write(tmp_path, f"prm:\n  model: models/prm\nverifier:\n  kind: {kind}\n"))
+    assert config.verifier.published
+
+
+def test_chat_layouts_are_configured_by_their_own_sections(tmp_path):
+    text = (
+        "prm:\n  model: models/prm\nverifier:\n  kind: chat_turn\n"
+        "  chat_turn:\n    verdict: '+'\n    first_turn: \"{question}\\n\\n{step}\"\n    good_token_id: 10\n"
+        "  step_separator:\n    separator: <extra_0>\n    system_prompt: null\n    good_class: 1\n"
+        "    trust_remote_code: true\n"
+    )
+    verifier = load_config(ExperimentConfig, write(tmp_path, text)).verifier
+    assert verifier.chat_turn.first_turn == "{question}\n\n{step}" and verifier.chat_turn.good_token_id == 10
+    assert verifier.step_separator.system_prompt is None and verifier.step_separator.trust_remote_code
+    with pytest.raises(ConfigError, match="verifier.chat_turn.first_turn: .*'{step}' exactly once"):
+        load_config(ExperimentConfig, write(tmp_path, "verifier:\n  chat_turn:\n    first_turn: '{question}'\n"))
+    with pytest.raises(ConfigError, match="verifier.step_separator.good_class"):
+        load_config(ExperimentConfig, write(tmp_path, "verifier:\n  step_separator:\n    good_class: 2\n"))

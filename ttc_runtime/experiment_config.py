@@ -82,10 +82,10 @@ class ExperimentConfig(StrictModel):
     counterpart: CounterpartConfig = CounterpartConfig()
 
     @model_validator(mode="after")
-    def _causal_prm_is_given(self) -> ExperimentConfig:
-        if self.verifier.kind == "causal_lm" and self.prm.model is None:
+    def _published_prm_is_given(self) -> ExperimentConfig:
+        if self.verifier.published and self.prm.model is None:
             raise ValueError(
-                "verifier.kind 'causal_lm' needs prm.model: only token-classification PRMs are trained here"
+                f"verifier.kind {self.verifier.kind!r} needs prm.model: only token-classification PRMs are trained here"
             )
         return self
 
