@@ -1,6 +1,6 @@
 """Tasks: problems with gold answers and levels, and the grader they share."""
 
-from .base import LEVELS, SPLITS, DataError, Problem, Task, check_levels, jsonl_objects, per_level
+from .base import LEVELS, SPLITS, DataError, DataWarning, Problem, Task, check_levels, jsonl_objects, per_level
 from .grading import STEP_SEPARATOR, answers_match, extract_boxed, normalize_answer, split_steps
 from .math_jsonl import MathJsonlConfig, MathJsonlTask, load_math_jsonl
 from .synthetic import LevelSpec, SyntheticTask, SyntheticTaskConfig
@@ -8,6 +8,7 @@ from .synthetic import LevelSpec, SyntheticTask, SyntheticTaskConfig
 __all__ = [
     "LEVELS",
     "DataError",
+    "DataWarning",
     "jsonl_objects",
     "SPLITS",
     "STEP_SEPARATOR",

@@ -26,6 +26,10 @@ class DataError(ValueError):
     """Input data that cannot be used; the message names the file and the line or row."""
 
 
+class DataWarning(UserWarning):
+    """Input data of which some rows were left out; the message names the file and how many rows."""
+
+
 def jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
     """The JSON objects of a JSONL file with their line numbers; blank lines are skipped, a line
     that is not a JSON object is a ``DataError`` naming ``file:line``."""
