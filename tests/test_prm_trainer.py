@@ -29,19 +29,19 @@ def test_step_targets_put_each_label_at_its_step_end():
     assert len(out["input_ids"]) == len(out["labels"])
 
 
-def test_bad_stepwise_rows_are_errors_naming_the_row(tmp_path):
+def test_bad_stepwise_rows_are_errors_naming_the_row_counted_from_one(tmp_path):
     good = {"prompt": "Q", "completions": ["1"], "labels": [True]}
     mismatched = {"prompt": "Q", "completions": ["1", "2"], "labels": [True]}
-    with pytest.raises(DataError, match="row 1: 2 completions but 1 labels"):
+    with pytest.raises(DataError, match="row 2: 2 completions but 1 labels"):
         check_stepwise(Dataset.from_list([good, mismatched]))
     out_of_range = Dataset.from_list([{**good, "soft_labels": [1.5]}])
-    with pytest.raises(DataError, match=r"row 0: soft_labels must lie in \[0, 1\], got 1.5"):
+    with pytest.raises(DataError, match=r"row 1: soft_labels must lie in \[0, 1\], got 1.5"):
         prm_features(out_of_range, build_embedded_tokenizer(), PromptConfig(), "soft")
     with pytest.raises(DataError, match="lacks column.s. labels"):
         check_stepwise(Dataset.from_list([{"prompt": "Q", "completions": ["1"]}]))
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "labels": [-0.5]}) + "\n")
-    with pytest.raises(DataError, match=r"bad.jsonl: row 1: labels must lie in \[0, 1\], got -0.5"):
+    with pytest.raises(DataError, match=r"bad.jsonl: row 2: labels must lie in \[0, 1\], got -0.5"):
         load_stepwise(path)
     with pytest.raises(DataError, match="no such stepwise dataset"):
         load_stepwise(tmp_path / "absent.jsonl")
@@ -53,6 +53,46 @@ def test_a_stepwise_file_loads_like_the_labeller_output(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     features = prm_features(load_stepwise(path), build_embedded_tokenizer(), PromptConfig(), "soft")
     assert [x for x in features[0]["labels"] if x != IGNORE] == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("completions", [[], None])
+def test_a_row_without_steps_is_an_error(tmp_path, completions):
+    rows = [{"prompt": "Q", "completions": ["1"], "labels": [True]}, {"prompt": "Q", "completions": completions}]
+    path = tmp_path / "steps.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"steps.jsonl: row 2: no completions \(a row needs at least one step\)"):
+        load_stepwise(path)
+
+
+def test_steps_that_are_not_text_are_an_error():
+    with pytest.raises(DataError, match="row 1: completions must be strings, got 3"):
+        check_stepwise(Dataset.from_list([{"prompt": "Q", "completions": [3], "labels": [True]}]))
+
+
+def test_a_dataset_with_nothing_to_train_on_is_an_error():
+    empty = Dataset.from_dict({"prompt": [], "completions": [], "labels": []})
+    with pytest.raises(DataError, match="stepwise dataset has no rows: nothing to train on"):
+        prm_features(empty, build_embedded_tokenizer(), PromptConfig(), "soft")
+
+
+def test_a_conversational_prompt_gives_its_last_user_message_as_the_question(tmp_path):
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "1+2"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "12+3"},
+    ]
+    rows = [{"prompt": messages, "completions": ["15", "\\boxed{15}"], "labels": [True, True]}]
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = build_embedded_tokenizer()
+    loaded = prm_features(load_stepwise(path), tokenizer, PromptConfig(), "hard")
+    plain = Dataset.from_list([{**rows[0], "prompt": "12+3"}])
+    assert loaded == prm_features(plain, tokenizer, PromptConfig(), "hard")
+    no_user = {**rows[0], "prompt": [{"role": "system", "content": "Be brief."}]}
+    path.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], no_user]))
+    with pytest.raises(DataError, match="chat.jsonl: row 2: the conversational prompt has no user message"):
+        load_stepwise(path)
 
 
 def stepwise_rows():

@@ -10,7 +10,9 @@ loss is binary cross-entropy at the step positions (``scoring.encode_steps``), o
 labels by default or on hard labels. Any dataset in TRL's stepwise-supervision layout (``prompt``:
 the question, ``completions``: the steps, ``labels``: one per step) trains through it, from the
 Monte Carlo labeller or from disk (``load_stepwise``); ``soft_labels`` is used when present and
-asked for. The question is formatted with the proposer's prompt template, as the scorer does.
+asked for. The question is formatted with the proposer's prompt template, as the scorer does; a
+conversational prompt (TRL's list of ``{"role", "content"}`` messages) gives its last user message
+as the question (``stepwise_question``). Errors name a bad row by its number counted from 1.
 DeepSpeed comes through ``TrainSettings.deepspeed`` (a JSON config path), as for the SFT trainers.
 """
 
@@ -80,7 +82,8 @@ STEPWISE_COLUMNS = ("prompt", "completions", "labels")
 
 def load_stepwise(path: str | Path) -> Dataset:
     """A checked stepwise-supervision dataset from a ``save_to_disk`` directory or a
-    .jsonl/.json/.parquet file; errors name the file and, for a bad row, the row."""
+    .jsonl/.json/.parquet file; errors name the file and, for a bad row, the row (``row 1`` is the
+    first row: the first record of a JSONL file)."""
     path = Path(path)
     if path.is_dir():
         dataset = load_from_disk(str(path))
@@ -101,16 +104,41 @@ def load_stepwise(path: str | Path) -> Dataset:
     return dataset
 
 
+def stepwise_question(prompt: object, row: int) -> str:
+    """The question of a stepwise row's ``prompt``: the text itself or, for a conversational prompt
+    (a list of ``{"role", "content"}`` messages), the content of its last user message. Other
+    messages (a system prompt, earlier turns) are not used: the PRM is trained and used on the
+    question formatted with the proposer's prompt template. ``row`` (from 1) is named in errors."""
+    if isinstance(prompt, list):
+        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        if not users:
+            raise DataError(f"row {row}: the conversational prompt has no user message")
+        content = users[-1].get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise DataError(f"row {row}: the last user message of the prompt is empty or not text")
+        return content
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise DataError(f"row {row}: empty or missing prompt")
+    return prompt
+
+
 def check_stepwise(dataset: Dataset) -> None:
-    """Every row has a question, one label per step (soft labels too, when present), labels in [0, 1]."""
+    """Every row has a question (``stepwise_question``), at least one step, steps that are text, one
+    label per step (soft labels too, when present) and labels in [0, 1]. A row without steps is an
+    error rather than skipped: it carries no label, so it comes from a fault upstream (the Monte
+    Carlo labeller never writes one). Errors number rows from 1."""
     missing = [column for column in STEPWISE_COLUMNS if column not in dataset.column_names]
     if missing:
         raise DataError(f"stepwise dataset lacks column(s) {', '.join(missing)}")
     label_columns = [c for c in ("labels", "soft_labels") if c in dataset.column_names]
-    for number, row in enumerate(dataset):
-        if not isinstance(row["prompt"], str) or not row["prompt"].strip():
-            raise DataError(f"row {number}: empty or missing prompt")
+    for number, row in enumerate(dataset, start=1):
+        stepwise_question(row["prompt"], number)
         steps = row["completions"]
+        if not steps:
+            raise DataError(f"row {number}: no completions (a row needs at least one step)")
+        wrong = [step for step in steps if not isinstance(step, str)]
+        if wrong:
+            raise DataError(f"row {number}: completions must be strings, got {wrong[0]!r}")
         for column in label_columns:
             labels = row[column]
             if labels is None or len(labels) != len(steps):
@@ -137,10 +165,16 @@ def step_targets(
 def prm_features(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, prompt: PromptConfig, targets: str = "soft"
 ) -> list[dict]:
-    """Training features of a stepwise dataset (checked first: errors name the bad row)."""
+    """Training features of a stepwise dataset. The dataset is checked first (errors name the bad
+    row); a dataset with no row is an error: there would be nothing to train on."""
     check_stepwise(dataset)
+    if len(dataset) == 0:
+        raise DataError("stepwise dataset has no rows: nothing to train on")
     column = "soft_labels" if targets == "soft" and "soft_labels" in dataset.column_names else "labels"
-    return [step_targets(tokenizer, prompt.format(r["prompt"]), r["completions"], r[column]) for r in dataset]
+    return [
+        step_targets(tokenizer, prompt.format(stepwise_question(r["prompt"], number)), r["completions"], r[column])
+        for number, r in enumerate(dataset, start=1)
+    ]
 
 
 class _Collator:
