@@ -24,7 +24,7 @@ config = PRMConfig(
     targets="hard",
     training=TrainSettings(max_steps=6, batch_size=8, learning_rate=3e-3, logging_steps=3, deepspeed=ds_config),
 )
-result = train_prm(config, Dataset.from_list(rows), base_dir, out_dir)
+result, _ = train_prm(config, Dataset.from_list(rows), base_dir, out_dir)
 
 examples = []
 for a in range(1, 9):

@@ -19,6 +19,8 @@ from ttc_runtime.evaluation.verifier import auroc
 from ttc_runtime.models import build_embedded_tokenizer, flop_params, load_causal_lm, load_tokenizer
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.scoring import MarginPRMForTokenClassification, ProposerMarginScorer, TokenClassificationPRM
+from ttc_runtime.scoring.prm import encode_steps
+from ttc_runtime.stages.prm import Prm
 from ttc_runtime.tasks import DataError, SyntheticTask, SyntheticTaskConfig, split_steps
 
 
@@ -36,7 +38,7 @@ def test_bad_stepwise_rows_are_errors_naming_the_row_counted_from_one(tmp_path):
         check_stepwise(Dataset.from_list([good, mismatched]))
     out_of_range = Dataset.from_list([{**good, "soft_labels": [1.5]}])
     with pytest.raises(DataError, match=r"row 1: soft_labels must lie in \[0, 1\], got 1.5"):
-        prm_features(out_of_range, build_embedded_tokenizer(), PromptConfig(), "soft")
+        prm_features(out_of_range, build_embedded_tokenizer(), PromptConfig(), "soft", 256)
     with pytest.raises(DataError, match="lacks column.s. labels"):
         check_stepwise(Dataset.from_list([{"prompt": "Q", "completions": ["1"]}]))
     path = tmp_path / "bad.jsonl"
@@ -51,7 +53,7 @@ def test_a_stepwise_file_loads_like_the_labeller_output(tmp_path):
     rows = [{"prompt": "Q", "completions": ["1", "\\boxed{1}"], "labels": [True, False]}]
     path = tmp_path / "steps.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    features = prm_features(load_stepwise(path), build_embedded_tokenizer(), PromptConfig(), "soft")
+    features = prm_features(load_stepwise(path), build_embedded_tokenizer(), PromptConfig(), "soft", 256).features
     assert [x for x in features[0]["labels"] if x != IGNORE] == [1.0, 0.0]
 
 
@@ -72,7 +74,35 @@ def test_steps_that_are_not_text_are_an_error():
 def test_a_dataset_with_nothing_to_train_on_is_an_error():
     empty = Dataset.from_dict({"prompt": [], "completions": [], "labels": []})
     with pytest.raises(DataError, match="stepwise dataset has no rows: nothing to train on"):
-        prm_features(empty, build_embedded_tokenizer(), PromptConfig(), "soft")
+        prm_features(empty, build_embedded_tokenizer(), PromptConfig(), "soft", 256)
+    long = Dataset.from_list([{"prompt": "Q" * 40, "completions": ["1"], "labels": [True]}] * 2)
+    with pytest.raises(DataError, match="no row fits in max_length 16 tokens: in all 2 rows"):
+        prm_features(long, build_embedded_tokenizer(), PromptConfig(), "soft", 16)
+
+
+def test_rows_longer_than_max_length_keep_the_prompt_and_the_steps_that_fit():
+    tokenizer, prompt = build_embedded_tokenizer(), PromptConfig()
+    steps, labels = ["12+3=15", "15*2=30", "\\boxed{30}"], [1.0, 0.5, 0.0]
+    ids, positions = encode_steps(tokenizer, prompt.format("12+3"), steps)
+    max_length = positions[1] + 1  # the second step ends on the last token allowed, the third runs past it
+    _, short_positions = encode_steps(tokenizer, prompt.format("1+1"), ["2"])
+    assert short_positions[-1] < max_length
+    long_question = "1+" * max_length
+    assert len(tokenizer(prompt.format(long_question))["input_ids"]) > max_length
+    rows = [
+        {"prompt": "12+3", "completions": steps, "labels": labels},
+        {"prompt": "1+1", "completions": ["2"], "labels": [1.0]},
+        {"prompt": long_question, "completions": ["2"], "labels": [1.0]},
+    ]
+    fitted = prm_features(Dataset.from_list(rows), tokenizer, prompt, "hard", max_length)
+    assert (fitted.rows_cut, fitted.rows_dropped, len(fitted.features)) == (1, 1, 2)
+    cut, whole = fitted.features
+    assert len(cut["input_ids"]) == max_length and cut["input_ids"] == ids[:max_length]
+    assert [x for x in cut["labels"] if x != IGNORE] == labels[:2]
+    assert len(whole["input_ids"]) == short_positions[-1] + 1
+    # One token fewer and the second step no longer fits: only the first is kept.
+    shorter = prm_features(Dataset.from_list(rows[:1]), tokenizer, prompt, "hard", max_length - 1)
+    assert len(shorter.features[0]["input_ids"]) == positions[0] + 1 and shorter.rows_cut == 1
 
 
 def test_a_conversational_prompt_gives_its_last_user_message_as_the_question(tmp_path):
@@ -86,13 +116,23 @@ def test_a_conversational_prompt_gives_its_last_user_message_as_the_question(tmp
     path = tmp_path / "chat.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tokenizer = build_embedded_tokenizer()
-    loaded = prm_features(load_stepwise(path), tokenizer, PromptConfig(), "hard")
+    loaded = prm_features(load_stepwise(path), tokenizer, PromptConfig(), "hard", 256).features
     plain = Dataset.from_list([{**rows[0], "prompt": "12+3"}])
-    assert loaded == prm_features(plain, tokenizer, PromptConfig(), "hard")
+    assert loaded == prm_features(plain, tokenizer, PromptConfig(), "hard", 256).features
     no_user = {**rows[0], "prompt": [{"role": "system", "content": "Be brief."}]}
     path.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], no_user]))
     with pytest.raises(DataError, match="chat.jsonl: row 2: the conversational prompt has no user message"):
         load_stepwise(path)
+
+
+def test_the_prm_stage_line_counts_the_solutions_cut_and_dropped():
+    record = {"model": "runs/x/prm", "seconds": 12.3, "final_loss": 0.25}
+    fitted = {**record, "solutions_cut_to_fit": 3, "solutions_dropped_to_fit": 1}
+    assert Prm().describe(fitted) == (
+        "runs/x/prm, trained in 12 s, final loss 0.25; 3 solutions cut to their first steps and 1 dropped to fit "
+        "the context"
+    )
+    assert Prm().describe(record).endswith("; 0 solutions cut to their first steps and 0 dropped to fit the context")
 
 
 def stepwise_rows():
@@ -116,8 +156,9 @@ def test_train_prm_learns_and_saves_a_loadable_scorer(tiny_model_dir, tmp_path, 
         architecture={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
         training=TrainSettings(max_steps=120, batch_size=16, learning_rate=3e-3, logging_steps=20),
     )
-    result = train_prm(config, stepwise_rows(), tiny_model_dir, tmp_path / "prm")
+    result, fitted = train_prm(config, stepwise_rows(), tiny_model_dir, tmp_path / "prm")
     assert result.steps == 120 and result.train_tokens > 0 and result.final_loss is not None
+    assert (fitted.rows_cut, fitted.rows_dropped, len(fitted.features)) == (0, 0, len(stepwise_rows()))
     assert not (tmp_path / "prm.partial").exists()
     prm = TokenClassificationPRM.from_pretrained(tmp_path / "prm")
     rows = stepwise_rows().select(range(20))
@@ -154,7 +195,7 @@ def test_margin_prm_learns_labels_from_the_proposers_margins(tiny_model_dir, tmp
         head_size=8,
         training=TrainSettings(max_steps=1500, batch_size=16, learning_rate=3e-2, logging_steps=500),
     )
-    result = train_prm(config, rows, tiny_model_dir, tmp_path / "prm")
+    result, _ = train_prm(config, rows, tiny_model_dir, tmp_path / "prm")
     prm = TokenClassificationPRM.from_pretrained(tmp_path / "prm")
     assert isinstance(prm.model, MarginPRMForTokenClassification)
     assert all(

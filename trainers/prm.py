@@ -14,11 +14,17 @@ asked for. The question is formatted with the proposer's prompt template, as the
 conversational prompt (TRL's list of ``{"role", "content"}`` messages) gives its last user message
 as the question (``stepwise_question``). Errors name a bad row by its number counted from 1.
 DeepSpeed comes through ``TrainSettings.deepspeed`` (a JSON config path), as for the SFT trainers.
+
+**Context length.** A row longer than ``training.max_length`` tokens keeps its prompt and the
+longest prefix of its steps that fits, and loses the later steps (``cut_to_length``): a step's
+label depends only on the steps up to it, so every kept label stays valid. A row in which not even
+the first step fits is left out. Both counts are reported, so nothing is cut silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -61,7 +67,10 @@ class PRMConfig(StrictModel):
     )
     targets: Literal["soft", "hard"] = Field("soft", description="Soft MC fractions or hard any-correct labels.")
     architecture: TinyLMConfig = Field(TinyLMConfig(), description="Shape when init is scratch.")
-    training: TrainSettings = TrainSettings(max_steps=400, learning_rate=1e-3)
+    training: TrainSettings = Field(
+        TrainSettings(max_steps=400, learning_rate=1e-3),
+        description="max_length bounds the prompt and the steps kept, in tokens (see cut_to_length).",
+    )
     model: str | None = Field(None, description="A trained PRM to use as is: no labelling, no training.")
     dataset: str | None = Field(
         None,
@@ -162,19 +171,54 @@ def step_targets(
     return {"input_ids": ids, "labels": per_token, "solution_start": len(tokenizer(prompt)["input_ids"])}
 
 
+def cut_to_length(example: dict[str, list], max_length: int) -> dict[str, list] | None:
+    """``example`` (from ``step_targets``) ending at the last token of its last step that ends within
+    ``max_length`` tokens, or None when not even its first step does. The prompt and the kept steps
+    are whole: a cut falls only between steps."""
+    inside = [i for i, target in enumerate(example["labels"][:max_length]) if target != IGNORE]
+    if not inside:
+        return None
+    end = inside[-1] + 1
+    return {**example, "input_ids": example["input_ids"][:end], "labels": example["labels"][:end]}
+
+
+@dataclass(frozen=True)
+class StepFeatures:
+    """Training features of a stepwise dataset, and what fitting them to ``max_length`` cost."""
+
+    features: list[dict]
+    rows_cut: int
+    """Rows that kept only their first steps."""
+    rows_dropped: int
+    """Rows left out: not even their first step fits."""
+
+
 def prm_features(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, prompt: PromptConfig, targets: str = "soft"
-) -> list[dict]:
-    """Training features of a stepwise dataset. The dataset is checked first (errors name the bad
-    row); a dataset with no row is an error: there would be nothing to train on."""
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, prompt: PromptConfig, targets: str, max_length: int
+) -> StepFeatures:
+    """Training features of a stepwise dataset, each at most ``max_length`` tokens long
+    (``cut_to_length``). The dataset is checked first (errors name the bad row); a dataset with no
+    row, or with no row whose first step fits, is an error: there would be nothing to train on."""
     check_stepwise(dataset)
     if len(dataset) == 0:
         raise DataError("stepwise dataset has no rows: nothing to train on")
     column = "soft_labels" if targets == "soft" and "soft_labels" in dataset.column_names else "labels"
-    return [
-        step_targets(tokenizer, prompt.format(stepwise_question(r["prompt"], number)), r["completions"], r[column])
-        for number, r in enumerate(dataset, start=1)
-    ]
+    features, cut, dropped = [], 0, 0
+    for number, row in enumerate(dataset, start=1):
+        text = prompt.format(stepwise_question(row["prompt"], number))
+        example = step_targets(tokenizer, text, row["completions"], row[column])
+        fitted = cut_to_length(example, max_length)
+        if fitted is None:
+            dropped += 1
+            continue
+        cut += len(fitted["input_ids"]) < len(example["input_ids"])
+        features.append(fitted)
+    if not features:
+        raise DataError(
+            f"no row fits in max_length {max_length} tokens: in all {dropped} rows the prompt and first step "
+            "are longer; raise training.max_length"
+        )
+    return StepFeatures(features, cut, dropped)
 
 
 class _Collator:
@@ -227,17 +271,19 @@ def train_prm(
     proposer_dir: str | Path,
     output_dir: str | Path,
     prompt: PromptConfig = PromptConfig(),
-) -> TrainResult:
-    """Train a PRM on a stepwise dataset; the proposer's tokenizer is reused, and its weights unless
-    ``init`` is 'scratch'. The model is saved through a staging directory renamed into place."""
+) -> tuple[TrainResult, StepFeatures]:
+    """Train a PRM on a stepwise dataset, each row cut to ``training.max_length`` tokens; the
+    proposer's tokenizer is reused, and its weights unless ``init`` is 'scratch'. The model is saved
+    through a staging directory renamed into place. Returns the run and the features it trained on
+    (with the counts of rows cut and dropped to fit)."""
     proposer_dir, output_dir = Path(proposer_dir), Path(output_dir)
     tokenizer = load_tokenizer(proposer_dir)
-    features = prm_features(dataset, tokenizer, prompt, config.targets)
+    fitted = prm_features(dataset, tokenizer, prompt, config.targets, config.training.max_length)
     with quiet_libraries():
         model = _build_model(config, proposer_dir, tokenizer)
-        prepare_staging(output_dir, config.training, len(features))
+        prepare_staging(output_dir, config.training, len(fitted.features))
         args = TrainingArguments(**trainer_arguments(config.training, output_dir), remove_unused_columns=False)
         trainer = PRMTrainer(
-            model=model, args=args, train_dataset=features, data_collator=_Collator(tokenizer.pad_token_id)
+            model=model, args=args, train_dataset=fitted.features, data_collator=_Collator(tokenizer.pad_token_id)
         )
-        return train_and_save(trainer, tokenizer, output_dir)
+        return train_and_save(trainer, tokenizer, output_dir), fitted

@@ -57,8 +57,20 @@ class Prm(Stage):
         kind = "margin head, proposer frozen" if prm.reads == "margins" else f"hidden states, {prm.init} init"
         say(f"  training ({kind}, {prm.targets} labels) on {len(dataset)} solutions for {prm.training.max_steps} steps")
         layout = ctx.layout
-        result = train_prm(prm, dataset, layout.proposer_dir(), layout.prm_dir(), ctx.config.proposer.prompt)
-        return {"model": str(result.output_dir), "trained": True, **result.summary()}
+        result, fitted = train_prm(prm, dataset, layout.proposer_dir(), layout.prm_dir(), ctx.config.proposer.prompt)
+        return {
+            "model": str(result.output_dir),
+            "trained": True,
+            "solutions": len(fitted.features),
+            "solutions_cut_to_fit": fitted.rows_cut,
+            "solutions_dropped_to_fit": fitted.rows_dropped,
+            **result.summary(),
+        }
 
     def describe(self, record: dict) -> str:
-        return trained_line(record)
+        """The trained model's line and the solutions cut or dropped to fit ``training.max_length``
+        (none in a record written before the PRM trainer applied it)."""
+        cut, dropped = record.get("solutions_cut_to_fit", 0), record.get("solutions_dropped_to_fit", 0)
+        return (
+            f"{trained_line(record)}; {cut} solutions cut to their first steps and {dropped} dropped to fit the context"
+        )
