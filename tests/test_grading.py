@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 
 from ttc_runtime.prompts import PromptConfig
@@ -7,6 +9,7 @@ from ttc_runtime.tasks import (
     SyntheticTaskConfig,
     answers_match,
     extract_boxed,
+    group_answers,
     normalize_answer,
     split_steps,
 )
@@ -173,6 +176,71 @@ def test_canonical_forms_grade_as_the_answers_do(predicted, gold, expected):
     """Candidates carry canonical answers (``Task.extract_answer``), which are graded in turn."""
     assert answers_match(normalize_answer(predicted), gold) is expected
     assert answers_match(normalize_answer(predicted), normalize_answer(gold) or gold) is expected
+
+
+def test_group_answers_merges_what_math_verify_calls_equal():
+    answers = ["0.5", "1", "\\frac12", None, "\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}", "\\sqrt{4}", "2", "x^{2}"]
+    answers += ["x \\cdot x", "2, 1", "\\{1, 2\\}", "(1, 2)", "376, 625", "376625", "376,625", ""]
+    assert group_answers(answers) == [
+        "0.5",
+        "1",
+        "0.5",
+        None,
+        "\\frac{1}{\\sqrt{2}}",
+        "\\frac{1}{\\sqrt{2}}",
+        "\\sqrt{4}",
+        "\\sqrt{4}",
+        "x^{2}",
+        "x^{2}",
+        "2, 1",
+        "2, 1",
+        "(1, 2)",
+        "376, 625",
+        "376625",
+        "376625",
+        None,
+    ]
+
+
+def test_group_answers_needs_both_verdicts():
+    """math-verify calls a prediction 2x+z=1 equal to a gold 1 (it keeps the right-hand side), not
+    the reverse: grouping keeps them apart, so the order of candidates does not decide."""
+    assert answers_match("2x+z=1", "1") and not answers_match("1", "2x+z=1")
+    assert group_answers(["1", "2x+z=1"]) == ["1", "2x+z=1"]
+    assert group_answers(["2x+z=1", "1"]) == ["2x+z=1", "1"]
+
+
+def test_group_answers_of_integers_never_call_math_verify(monkeypatch):
+    from ttc_runtime.tasks import grading
+
+    def refuse(*args):
+        raise AssertionError("math-verify was asked about plain integers")
+
+    monkeypatch.setattr(grading, "_parsed", refuse)
+    monkeypatch.setattr(grading, "_verifies", refuse)
+    answers = [str(i % 1024) for i in range(2048)] + ["3.0", "-0", "1,000"]
+    grouped = group_answers(answers)
+    assert grouped[:2048] == answers[:2048]
+    assert grouped[2048:] == ["3", "0", "1000"]
+
+
+def test_grading_and_grouping_work_in_a_server_thread():
+    """math-verify's time limit uses SIGALRM, which only the main thread may set: elsewhere the
+    grader runs without it rather than failing (these strings are met nowhere else, so nothing is
+    cached)."""
+    results = {}
+
+    def grade():
+        results["match"] = answers_match("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}")
+        results["groups"] = group_answers(["\\frac{2}{\\sqrt{5}}", "\\frac{2\\sqrt{5}}{5}", "\\sqrt{5}"])
+
+    thread = threading.Thread(target=grade)
+    thread.start()
+    thread.join()
+    assert results == {
+        "match": True,
+        "groups": ["\\frac{2}{\\sqrt{5}}", "\\frac{2}{\\sqrt{5}}", "\\sqrt{5}"],
+    }
 
 
 def test_split_steps_drops_empty_steps():

@@ -1,7 +1,7 @@
 """Tasks: problems with gold answers and levels, and the grader they share."""
 
 from .base import LEVELS, SPLITS, DataError, DataWarning, Problem, Task, check_levels, jsonl_objects, per_level
-from .grading import STEP_SEPARATOR, answers_match, extract_boxed, normalize_answer, split_steps
+from .grading import STEP_SEPARATOR, answers_match, extract_boxed, group_answers, normalize_answer, split_steps
 from .math_jsonl import MathJsonlConfig, MathJsonlTask, load_math_jsonl
 from .synthetic import LevelSpec, SyntheticTask, SyntheticTaskConfig
 
@@ -22,6 +22,7 @@ __all__ = [
     "answers_match",
     "check_levels",
     "extract_boxed",
+    "group_answers",
     "load_math_jsonl",
     "normalize_answer",
     "per_level",

@@ -1,4 +1,4 @@
-"""Answer extraction, normalisation and grading, shared by every task.
+"""Answer extraction, normalisation, grading and grouping, shared by every task.
 
 Solutions follow the MATH convention: the final answer stands in the last ``\\boxed{...}``. One
 grader serves the synthetic task and MATH-format data. Answers are first brought to a canonical
@@ -6,6 +6,9 @@ string (``normalize_answer``): plain numbers to their exact value, LaTeX spellin
 form. Equal canonical strings are equal answers; two different plain numbers are different answers;
 collections of different shapes (a set, a tuple or interval, a bare list) are different answers;
 everything else goes to math-verify (the grader the field uses), so that ``\\sqrt{4}`` equals ``2``.
+
+``group_answers`` applies the same equality to a question's candidate answers, so that voting and
+weighted best-of-N count ``\\frac12``, ``0.5`` and ``\\dfrac{1}{2}`` as one answer.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import cmath
 import functools
 import re
 import threading
+from collections.abc import Sequence
 from fractions import Fraction
 
 STEP_SEPARATOR = "\n\n"
@@ -298,6 +302,67 @@ def answers_match(predicted: str | None, gold: str) -> bool:
     if pred_norm == gold_norm:
         return True
     return _matches(gold_norm, pred_norm)
+
+
+def group_answers(answers: Sequence[str | None]) -> list[str | None]:
+    """Each answer replaced by the representative of its group of equal answers; None stays None.
+
+    A group's representative is its first answer (as given), so selecting among the returned
+    strings picks one of the candidates' own answers. Two answers are put together when their
+    canonical forms are equal, or when math-verify calls them equal both ways round (its verdict
+    is not symmetric: ``2x+z=1`` as a prediction matches a gold ``1``, not the reverse). Each new
+    answer is compared with the first answer of each group, oldest first.
+
+    The cost is kept to what real pools need: canonical forms are grouped as strings; two plain
+    numbers are never sent to math-verify (their canonical forms decide), so integer answers need
+    no math-verify call at all; answers that ``answers_match`` tells apart without math-verify
+    (different shapes or kinds, clearly different values) are not sent either; each distinct
+    string is parsed once and each verdict computed once (both cached across calls, so a
+    question's later groupings find them). Call it once per question on all of its candidates,
+    not on every resampled subset.
+    """
+    groups = _Groups()
+    representative: dict[str, str | None] = {}
+    grouped: list[str | None] = []
+    for answer in answers:
+        if answer is not None and answer not in representative:
+            representative[answer] = groups.join(answer)
+        grouped.append(None if answer is None else representative[answer])
+    return grouped
+
+
+class _Groups:
+    """The groups of one call of ``group_answers``."""
+
+    def __init__(self) -> None:
+        self.by_canonical: dict[str, str] = {}
+        self.heads: list[tuple[str, str]] = []
+        """The canonical form and representative of each group's first answer, oldest first."""
+        self.unplain: list[tuple[str, str]] = []
+        """The heads that are not plain numbers: the only ones a plain number can join."""
+
+    def join(self, answer: str) -> str | None:
+        """The representative of the group ``answer`` belongs to, opening a new one if need be."""
+        canonical = normalize_answer(answer)
+        if canonical is None:
+            return None
+        if canonical not in self.by_canonical:
+            plain = _is_plain(canonical)
+            for head, representative in self.unplain if plain else self.heads:
+                if _same_answer(canonical, head):
+                    break
+            else:
+                representative = answer
+                self.heads.append((canonical, answer))
+                if not plain:
+                    self.unplain.append((canonical, answer))
+            self.by_canonical[canonical] = representative
+        return self.by_canonical[canonical]
+
+
+def _same_answer(a: str, b: str) -> bool:
+    """Whether two different canonical forms are equal answers (see ``group_answers``)."""
+    return _matches(a, b) and _verifies(b, a)
 
 
 def _matches(gold: str, predicted: str) -> bool:
