@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tests.conftest import BEAM, BON, outcomes
@@ -12,6 +13,25 @@ from ttc_runtime.evaluation.allocators import cross_validated
 from ttc_runtime.outcomes import ArmOutcomes, Splits, folds_of, parallel_outcome, with_training_pool
 from ttc_runtime.pool import PoolMismatch
 from ttc_runtime.strategies import Arm
+
+
+def test_parallel_outcome_never_picks_a_sample_without_an_answer():
+    """A stored sample without an answer reads back from Parquet as NaN, not None: it must still
+    lose every vote, however many such samples there are and however well they score."""
+    table = pa.table(
+        {
+            "question": [0, 0, 0],
+            "answer": pa.array([None, None, "7"], pa.string()),
+            "correct": [False, False, True],
+            "score": [0.9, 0.9, 0.1],
+            "generated_tokens": [10, 10, 10],
+            "prompt_tokens": [5, 5, 5],
+            "verifier_flops": [7, 7, 7],
+        }
+    )
+    for how in ("majority", "weighted", "naive"):
+        correct, _ = parallel_outcome(table.to_pandas(), how, 3, 4, seed=0, params=100)
+        assert correct.tolist() == [1.0], how
 
 
 def test_folds_are_balanced_and_seeded():

@@ -52,7 +52,7 @@ def parallel_outcome(
     correct, flops = [], []
     for question, rows in samples.groupby("question", sort=True):
         rng = np.random.default_rng(derive_seed(seed, int(question), budget) & 0xFFFFFFFF)
-        answers = rows["answer"].tolist()
+        answers = [answer if isinstance(answer, str) else None for answer in rows["answer"]]  # Parquet's nulls: NaN
         right = dict(zip(answers, rows["correct"].tolist()))
         scores = rows["score"].to_numpy()
         generated = rows["generated_tokens"].to_numpy()
