@@ -34,6 +34,35 @@ def test_parallel_outcome_never_picks_a_sample_without_an_answer():
         assert correct.tolist() == [1.0], how
 
 
+def test_parallel_outcome_merges_equal_answers_once_per_question(monkeypatch):
+    """Three ways of writing 1/sqrt(2) (equal only under math-verify) outvote two 1s; the merge
+    runs once per question, not in each of the resamples."""
+    from ttc_runtime import outcomes as module
+
+    merge, calls = module.group_answers, []
+
+    def counted(answers):
+        calls.append(len(answers))
+        return merge(answers)
+
+    monkeypatch.setattr(module, "group_answers", counted)
+    frame = pd.DataFrame(
+        {
+            "question": [0] * 5,
+            "answer": ["1", "\\frac{\\sqrt{2}}{2}", "1", "\\frac{1}{\\sqrt{2}}", "\\sqrt{\\frac{1}{2}}"],
+            "correct": [False, True, False, True, True],
+            "score": [0.9, 0.7, 0.9, 0.7, 0.7],
+            "generated_tokens": [10] * 5,
+            "prompt_tokens": [5] * 5,
+            "verifier_flops": [7] * 5,
+        }
+    )
+    for how in ("majority", "weighted"):
+        calls.clear()
+        correct, _ = parallel_outcome(frame, how, 5, 8, seed=0, params=100)
+        assert correct.tolist() == [1.0] and len(calls) == 1, how
+
+
 def test_folds_are_balanced_and_seeded():
     folds = folds_of(11, 2, seed=3)
     assert sorted(np.bincount(folds).tolist()) == [5, 6]

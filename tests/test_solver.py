@@ -17,8 +17,8 @@ from ttc_runtime.config import ConfigError
 from ttc_runtime.outcomes import arm_outcomes
 from ttc_runtime.pool import RolloutPool
 from ttc_runtime.prompts import PromptConfig
-from ttc_runtime.solver import BadQuery, Query, Solver, SolverConfig, question_seed
-from ttc_runtime.strategies import Arm, StrategyConfig
+from ttc_runtime.solver import BadQuery, Query, Solver, SolverConfig, best_text, question_seed
+from ttc_runtime.strategies import Arm, Candidate, StrategyConfig
 
 BON = StrategyConfig(name="best_of_n_weighted")
 MAJORITY = StrategyConfig(name="majority")
@@ -73,6 +73,22 @@ def trained_policy(tiny_model_dir, full_pool, tmp_path_factory):
     directory = tmp_path_factory.mktemp("policy") / "fixed"
     policy.save(directory, FeatureConfig())
     return directory
+
+
+def test_the_shown_solution_is_the_best_scored_with_an_answer_equal_to_the_chosen_one():
+    """Selection merges equal answers, and a chain selection (revisions) may have met another
+    member of the group first: the shown text is the best candidate of the whole group."""
+    candidates = [
+        Candidate("a", (), 0.2, "\\frac{\\sqrt{2}}{2}", True),
+        Candidate("b", (), 0.9, "1", True),
+        Candidate("c", (), 0.6, "\\frac{1}{\\sqrt{2}}", True),
+        Candidate("d", (), 0.1, None, True),
+    ]
+    assert best_text(candidates, "\\frac{1}{\\sqrt{2}}") == "c"
+    assert best_text(candidates, "\\sqrt{\\frac{1}{2}}") == "c"
+    assert best_text(candidates, "1") == "b"
+    assert best_text(candidates[3:], None) == "d"
+    assert best_text([], None) == ""
 
 
 def test_the_trained_policy_decides_and_a_batch_answers_as_each_question_alone(tiny_model_dir, trained_policy):

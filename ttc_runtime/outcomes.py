@@ -18,8 +18,9 @@ import pandas as pd
 
 from .generation.sampling import derive_seed
 from .pool import PoolConfig, PoolMismatch, RolloutPool
+from .selection import select_answer
 from .strategies import Arm
-from .strategies.base import Candidate, select
+from .tasks import group_answers
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,18 @@ def parallel_outcome(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per question, the expected correctness and FLOPs of ``how`` (majority, weighted, naive)
     over ``budget`` samples drawn without replacement from its stored samples, ``resamples`` times.
-    The prompt is charged once per run; majority is charged no verifier."""
+    The prompt is charged once per run; majority is charged no verifier.
+
+    A question's answers are merged once (``group_answers``), not in every resample; a chosen
+    group is as right as its representative, the first sample with that answer. Parquet's nulls
+    (samples without an answer) read back as NaN and are None here."""
     correct, flops = [], []
     for question, rows in samples.groupby("question", sort=True):
         rng = np.random.default_rng(derive_seed(seed, int(question), budget) & 0xFFFFFFFF)
-        answers = [answer if isinstance(answer, str) else None for answer in rows["answer"]]  # Parquet's nulls: NaN
-        right = dict(zip(answers, rows["correct"].tolist()))
+        answers = group_answers([answer if isinstance(answer, str) else None for answer in rows["answer"]])
+        right: dict[str | None, bool] = {}
+        for answer, ok in zip(answers, rows["correct"].tolist()):
+            right.setdefault(answer, bool(ok))
         scores = rows["score"].to_numpy()
         generated = rows["generated_tokens"].to_numpy()
         verifier = rows["verifier_flops"].to_numpy()
@@ -61,8 +68,8 @@ def parallel_outcome(
         wins, spent = 0.0, 0.0
         for _ in range(resamples):
             picked = rng.choice(len(rows), size=budget, replace=False)
-            chosen = select([Candidate("", (), float(scores[i]), answers[i], True) for i in picked], how)
-            wins += chosen is not None and bool(right[chosen])
+            chosen = select_answer(how, [answers[i] for i in picked], scores[picked].tolist())
+            wins += chosen is not None and right[chosen]
             spent += 2 * params * (prompt + int(generated[picked].sum()))
             spent += 0 if how == "majority" else int(verifier[picked].sum())
         correct.append(wins / resamples)

@@ -1,13 +1,18 @@
 """Score aggregation and answer selection: the arithmetic the verifier-based strategies share.
 
 A PRM gives one score per step; ``aggregate_steps`` turns them into an answer score ("last", the
-paper's default, or "min", "prod", "mean"). Given N candidates with final answers (normalised with
-``tasks.normalize_answer``, None when a candidate has none) and answer scores, the selectors pick
-one answer:
+paper's default, or "min", "prod", "mean"). Given N candidates with final answers and answer
+scores, the selectors pick one answer:
 
 - ``majority_vote``: the most frequent answer;
 - ``best_of_n_naive``: the answer of the highest-scoring candidate;
 - ``best_of_n_weighted``: answers grouped, scores summed, the largest sum wins.
+
+The selectors count equal strings as one answer, so the answers they get must already be merged:
+each replaced by its group's representative with ``tasks.group_answers``, which puts ``0.5``,
+``\\frac12`` and ``\\frac{1}{\\sqrt{4}}`` together (None when a candidate has no answer).
+Merging is the caller's step, done once per question: an evaluation that resamples many subsets
+of one question's candidates merges them all once and selects within each subset here.
 
 Candidates without an answer never win. Ties go to the answer that appeared first, so selection is
 deterministic given the candidates' order.
@@ -21,6 +26,7 @@ from typing import Literal, get_args
 
 Aggregation = Literal["last", "min", "prod", "mean"]
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+Selection = Literal["weighted", "naive", "majority"]
 
 
 def aggregate_steps(step_scores: Sequence[float], how: Aggregation = "last") -> float:
@@ -79,3 +85,10 @@ def best_of_n_weighted(answers: Sequence[str | None], scores: Sequence[float]) -
         if answer is not None:
             totals[answer] = totals.get(answer, 0.0) + score
     return _argmax_first(totals)
+
+
+def select_answer(how: Selection, answers: Sequence[str | None], scores: Sequence[float]) -> str | None:
+    """The answer ``how`` picks: "majority" (scores unused), "weighted" or "naive" best-of-N."""
+    if how == "majority":
+        return majority_vote(answers)
+    return best_of_n_weighted(answers, scores) if how == "weighted" else best_of_n_naive(answers, scores)

@@ -48,6 +48,7 @@ from .policies.learned import AllocatorPolicy, LearnedAllocator
 from .prompts import PromptConfig, RevisionPromptConfig
 from .scoring import StepScorer, VerifierConfig, load_verifier
 from .strategies import Candidate, SearchSettings, StrategyConfig
+from .tasks import group_answers
 
 if TYPE_CHECKING:
     from .experiment_config import ExperimentConfig
@@ -207,9 +208,11 @@ def question_seed(seed: int, question: str) -> int:
 
 
 def best_text(candidates: Sequence[Candidate], answer: str | None) -> str:
-    """The text of the best-scored candidate with ``answer`` (any candidate when no answer won);
-    "" without candidates."""
-    pool = [c for c in candidates if c.answer == answer] or list(candidates)
+    """The text of the best-scored candidate with ``answer`` or an answer equal to it (selection
+    merges equal answers, so ``1/2`` may win with ``\\frac{1}{\\sqrt{4}}`` among its candidates);
+    any candidate when none has it; "" without candidates."""
+    groups = group_answers([answer, *(c.answer for c in candidates)])
+    pool = [c for c, group in zip(candidates, groups[1:]) if group == groups[0]] or list(candidates)
     return max(pool, key=lambda c: c.score).text if pool else ""
 
 

@@ -33,10 +33,10 @@ from ttc_runtime.generation.base import Generator
 from ttc_runtime.generation.batches import sample_in_batches
 from ttc_runtime.generation.sampling import derive_seed
 from ttc_runtime.scoring import StepScorer
-from ttc_runtime.selection import aggregate_steps
+from ttc_runtime.selection import aggregate_steps, select_answer
 from ttc_runtime.strategies import SearchSettings, StrategyConfig, default_grid
-from ttc_runtime.strategies.base import Candidate, answer_of, select
-from ttc_runtime.tasks import LEVELS, Problem, Task, answers_match, check_levels, split_steps
+from ttc_runtime.strategies.base import answer_of
+from ttc_runtime.tasks import LEVELS, Problem, Task, answers_match, check_levels, group_answers, split_steps
 
 
 def _default_strategies() -> list[StrategyConfig]:
@@ -128,7 +128,7 @@ def evaluate_budgets(
 
 def _parallel(generator, scorer, problems, settings, config, strategies) -> dict[tuple[str, int], list[Outcome]]:
     needs_scores = any(s.name != "majority" for s in strategies)
-    pools: list[tuple[list[Candidate], list[bool], Compute]] = []
+    pools: list[tuple[list[str | None], list[float], dict[str, bool], Compute]] = []
     for batch, output in sample_in_batches(
         generator,
         problems,
@@ -150,32 +150,24 @@ def _parallel(generator, scorer, problems, settings, config, strategies) -> dict
                 scores[i], verifier[i] = values, usage
         for q, problem in enumerate(batch):
             rows = range(q * config.pool, (q + 1) * config.pool)
-            candidates = [
-                Candidate(
-                    texts[i],
-                    tuple(scores[i]),
-                    aggregate_steps(scores[i], settings.aggregation) if scores[i] else 0.0,
-                    answer_of(texts[i]),
-                    output.completions[q][i - q * config.pool].finish_reason == "eos",
-                )
-                for i in rows
-            ]
-            right = [c.answer is not None and answers_match(c.answer, problem.answer) for c in candidates]
+            # One merge of equal answers per question, not one per resampled subset.
+            answers = group_answers([answer_of(texts[i]) for i in rows])
+            values = [aggregate_steps(scores[i], settings.aggregation) if scores[i] else 0.0 for i in rows]
+            right = {a: answers_match(a, problem.answer) for a in dict.fromkeys(answers) if a is not None}
             verifier_usage = sum((verifier[i] for i in rows if verifier[i] is not None), Usage())
-            pools.append((candidates, right, Compute(output.usages[q], verifier_usage, config.pool)))
+            pools.append((answers, values, right, Compute(output.usages[q], verifier_usage, config.pool)))
     outcomes: dict[tuple[str, int], list[Outcome]] = {}
     for strategy in strategies:
         how = strategy.parallel
         for budget in config.budgets():
             rows = []
-            for index, (problem, (candidates, right, compute)) in enumerate(zip(problems, pools)):
+            for index, (problem, (answers, values, right, compute)) in enumerate(zip(problems, pools)):
                 rng = np.random.default_rng(derive_seed(config.seed, index, budget) & 0xFFFFFFFF)
-                by_answer = {c.answer: ok for c, ok in zip(candidates, right)}
                 wins = 0
                 for _ in range(config.resamples):
-                    subset = [candidates[i] for i in rng.choice(len(candidates), size=budget, replace=False)]
-                    chosen = select(subset, how)
-                    wins += chosen is not None and by_answer[chosen]
+                    picked = rng.choice(len(answers), size=budget, replace=False)
+                    chosen = select_answer(how, [answers[i] for i in picked], [values[i] for i in picked])
+                    wins += chosen is not None and right[chosen]
                 per_sample = budget / config.pool
                 flops = compute.proposer.flops + (compute.verifier.flops if how != "majority" else 0)
                 rows.append(

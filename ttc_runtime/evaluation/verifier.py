@@ -19,7 +19,7 @@ from ttc_runtime.generation.batches import sample_in_batches
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.scoring import StepScorer
 from ttc_runtime.selection import Aggregation, aggregate_steps, best_of_n_naive, best_of_n_weighted, majority_vote
-from ttc_runtime.tasks import LEVELS, Problem, Task, answers_match, check_levels, normalize_answer, split_steps
+from ttc_runtime.tasks import LEVELS, Problem, Task, answers_match, check_levels, group_answers, split_steps
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def evaluate_verifier(
         for i, (problem, completions) in enumerate(zip(batch, output.completions, strict=True)):
             step_lists = steps[i * n : (i + 1) * n]
             step_scores = scored.step_scores[i * n : (i + 1) * n]
-            answers = [normalize_answer(task.extract_answer(c.text)) for c in completions]
+            answers = group_answers([task.extract_answer(c.text) for c in completions])
             correct = [task.is_correct(c.text, problem) for c in completions]
             values = [aggregate_steps(s, aggregation) if s else 0.0 for s in step_scores]
 

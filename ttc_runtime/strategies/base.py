@@ -15,7 +15,8 @@ Rules every strategy follows, tested in ``tests/test_strategies.py``:
 - **Scores.** A scorer's step score must be a number in [0, 1]; NaN or anything outside is an
   error naming the question and candidate, never a silent ranking.
 - **Answers.** A candidate's answer is the normalised last ``\\boxed{}`` of its text, or None;
-  candidates without one never win a selection.
+  candidates without one never win a selection, and equal answers written differently are merged
+  (``tasks.group_answers``) before a selection counts them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ..compute import Compute, Usage
 from ..generation.base import Completion, Generator, SamplingParams
@@ -31,10 +31,8 @@ from ..generation.sampling import derive_seed
 from ..prompts import PromptConfig, RevisionPromptConfig
 from ..scoring import StepScorer
 from ..scoring.margin import FusedMarginScorer, MarginState
-from ..selection import Aggregation, aggregate_steps, best_of_n_naive, best_of_n_weighted, majority_vote
-from ..tasks.grading import STEP_SEPARATOR, extract_boxed, normalize_answer, split_steps
-
-Selection = Literal["weighted", "naive", "majority"]
+from ..selection import Aggregation, Selection, aggregate_steps, select_answer
+from ..tasks.grading import STEP_SEPARATOR, extract_boxed, group_answers, normalize_answer, split_steps
 
 
 @dataclass(frozen=True)
@@ -176,12 +174,10 @@ def answer_of(text: str) -> str | None:
 
 
 def select(candidates: Sequence[Candidate], how: Selection) -> str | None:
-    """The answer ``how`` picks among ``candidates`` (see ``selection``)."""
-    answers = [c.answer for c in candidates]
-    if how == "majority":
-        return majority_vote(answers)
-    scores = [c.score for c in candidates]
-    return best_of_n_weighted(answers, scores) if how == "weighted" else best_of_n_naive(answers, scores)
+    """The answer ``how`` picks among ``candidates`` (see ``selection``), equal answers merged
+    first; it is one of the candidates' answers, the first one of its group."""
+    answers = group_answers([c.answer for c in candidates])
+    return select_answer(how, answers, [c.score for c in candidates])
 
 
 def sample(

@@ -88,7 +88,8 @@ class Task(abc.ABC):
         """The problems of ``split`` (one of ``SPLITS``), in a fixed order."""
 
     def extract_answer(self, solution: str) -> str | None:
-        """The final answer of a solution, normalised so equal answers compare equal as strings."""
+        """The final answer of a solution in its canonical form (``normalize_answer``): equal strings
+        are equal answers, and ``group_answers`` merges equal answers written differently."""
         return normalize_answer(extract_boxed(solution))
 
     def is_correct(self, solution: str, problem: Problem) -> bool:
