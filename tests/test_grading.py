@@ -174,7 +174,9 @@ def test_answers_match_hand_checked(predicted, gold, expected):
 @pytest.mark.parametrize(("predicted", "gold", "expected"), HAND_CHECKED)
 def test_canonical_forms_grade_as_the_answers_do(predicted, gold, expected):
     """Candidates carry canonical answers (``Task.extract_answer``), which are graded in turn."""
-    assert answers_match(normalize_answer(predicted), gold) is expected
+    canonical = normalize_answer(predicted)
+    assert normalize_answer(canonical) == canonical
+    assert answers_match(canonical, gold) is expected
     assert answers_match(normalize_answer(predicted), normalize_answer(gold) or gold) is expected
 
 

@@ -65,7 +65,7 @@ that group digits (``1,\\!000``, ``1\\,000``)."""
 
 _BLANK = frozenset(("\\;", "\\:", "\\ ", "~", "\\quad", "\\qquad"))
 _RENAMED = {"\\dfrac": "\\frac", "\\tfrac": "\\frac", "{,}": ","}
-_DEGREES = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ(?![A-Za-z]))")
+_DEGREES = re.compile(r"(?<!\\)\^\s*(?:\{\s*\\circ\s*\}|\\circ(?![A-Za-z]))")
 _THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?!\d|,\d)")
 """A number with thousands separators: 1 to 3 digits, then groups of exactly 3 after commas with no
 space (``1,000``, ``12,345,678``; MATH's ``1,\\!000`` and ``10{,}000`` reach this form first).
@@ -89,7 +89,8 @@ def normalize_answer(answer: str | None) -> str | None:
     """Canonical string form of an answer; None for no answer or an empty one.
 
     Equal canonical forms are equal answers, so grouping by this string never merges different
-    answers, and the form is still LaTeX that math-verify reads as the original. It is idempotent.
+    answers, and the form is still LaTeX that math-verify reads as the original. The canonical form
+    of a canonical form (of well-formed LaTeX) is itself.
 
     - A plain number (integer, decimal, ``a/b``, ``\\frac{a}{b}``, thousands separators) becomes
       its exact value: ``"0.5"``, ``"\\frac12"`` and ``"\\dfrac{1}{2}"`` all become ``"1/2"``.
@@ -211,14 +212,15 @@ def _tidy_arguments(text: str) -> str:
 
 
 def _unwrap(text: str) -> str:
-    """Without braces or a ``\\text{}`` (and its kin) around the whole answer."""
+    """Without braces or a ``\\text{}`` (and its kin) around the whole answer, nor a final period
+    or percent sign inside them."""
     while True:
         if text.startswith("{") and _closing(text, 0) == len(text) - 1:
-            text = text[1:-1]
+            text = _strip_trailing(text[1:-1])
             continue
         wrapper = _WRAPPER.match(text)
         if wrapper and _closing(text, wrapper.end() - 1) == len(text) - 1:
-            text = text[wrapper.end() : -1].strip()
+            text = _strip_trailing(text[wrapper.end() : -1])
             continue
         return text
 
