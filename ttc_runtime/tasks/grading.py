@@ -110,6 +110,7 @@ def normalize_answer(answer: str | None) -> str | None:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _canonical(answer: str) -> str | None:
+    """``normalize_answer``'s work, cached: a pool meets the same few strings in sample after sample."""
     text = _CONTROL.sub(_rewrite_control, answer).replace("$", "")
     text = _DEGREES.sub("", text)
     text = _strip_trailing(text)
@@ -123,6 +124,7 @@ def _canonical(answer: str) -> str | None:
 
 
 def _rewrite_control(match: re.Match[str]) -> str:
+    """A control sequence removed, made a blank, renamed, or kept (see ``_DROPPED``)."""
     token = match.group()
     if token in _DROPPED:
         return ""
