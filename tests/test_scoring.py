@@ -25,6 +25,7 @@ from ttc_runtime.scoring import (
     StepSeparatorFormat,
     TokenClassificationPRM,
     VerifierConfig,
+    check_verifier,
     encode_steps,
     load_verifier,
 )
@@ -137,6 +138,21 @@ def test_causal_prm_rejects_ambiguous_verdict_tokens_and_other_heads(causal_prm_
         CausalLMPRM.from_pretrained(causal_prm_dir, layout=TAGGED.model_copy(update={"bad_token_id": 10**6}))
     with pytest.raises(ModelLoadError, match="expected a causal LM"):
         CausalLMPRM.from_pretrained(prm_dir)
+
+
+def test_the_pre_run_check_finds_what_loading_a_causal_prm_would_reject(causal_prm_dir, prm_dir):
+    check_verifier(VerifierConfig(kind="causal_lm", causal_lm=TAGGED), causal_prm_dir)
+    cases = [
+        ({"good_token": "++"}, r"good_token '\+\+' is 2 tokens .* set good_token_id"),
+        ({"bad_token_id": 10**6}, "outside the model's vocabulary"),
+        ({"bad_token": "+"}, "the same token"),
+    ]
+    for change, message in cases:
+        config = VerifierConfig(kind="causal_lm", causal_lm=TAGGED.model_copy(update=change))
+        with pytest.raises(ValueError, match=message):
+            check_verifier(config, causal_prm_dir)
+    with pytest.raises(ModelLoadError, match="expected a causal LM"):
+        check_verifier(VerifierConfig(kind="causal_lm"), prm_dir)
 
 
 def test_outcome_scorer_keeps_the_last_step_score_only(prm_dir):

@@ -48,6 +48,21 @@ def _single_token_id(tokenizer: PreTrainedTokenizerBase, text: str, field: str) 
     return ids[0]
 
 
+def verdict_ids(tokenizer: PreTrainedTokenizerBase, tokens: VerdictTokens, vocab: int) -> tuple[int, int]:
+    """The ids of ``tokens``' good and bad tokens for ``tokenizer``, checked against a head of
+    ``vocab`` rows: a verdict that is not one token, lies outside the head or is the other one is an
+    error naming the field to set."""
+    good, bad = tokens.good_token_id, tokens.bad_token_id
+    good = _single_token_id(tokenizer, tokens.good_token, "good_token") if good is None else good
+    bad = _single_token_id(tokenizer, tokens.bad_token, "bad_token") if bad is None else bad
+    for name, value in (("good_token_id", good), ("bad_token_id", bad)):
+        if value >= vocab:
+            raise ValueError(f"{name} {value} is outside the model's vocabulary of {vocab}")
+    if good == bad:
+        raise ValueError(f"good and bad tokens are the same token (id {good})")
+    return good, bad
+
+
 class VerdictTokenPRM(BatchedModelScorer):
     """A PRM that is a causal LM choosing a good or a bad token after each step: a step's score is
     ``softmax(logit_good, logit_bad)[good]`` at the position whose next token is the verdict.
@@ -66,28 +81,24 @@ class VerdictTokenPRM(BatchedModelScorer):
         batch_size: int = 16,
     ) -> None:
         super().__init__(model, tokenizer, prompt, batch_size)
-        good = tokens.good_token_id
-        bad = tokens.bad_token_id
-        good = _single_token_id(tokenizer, tokens.good_token, "good_token") if good is None else good
-        bad = _single_token_id(tokenizer, tokens.bad_token, "bad_token") if bad is None else bad
-        vocab = model.get_output_embeddings().weight.shape[0]
-        for name, value in (("good_token_id", good), ("bad_token_id", bad)):
-            if value >= vocab:
-                raise ValueError(f"{name} {value} is outside the model's vocabulary of {vocab}")
-        if good == bad:
-            raise ValueError(f"good and bad tokens are the same token (id {good})")
-        self.verdict_ids = torch.tensor([good, bad])
+        self.verdict_ids = torch.tensor(verdict_ids(tokenizer, tokens, model.get_output_embeddings().weight.shape[0]))
 
     @staticmethod
-    def check_dir(path: str | Path) -> Path:
-        """``path`` if it holds a causal LM (read from its config only)."""
+    def check_dir(path: str | Path, tokens: VerdictTokens | None = None) -> Path:
+        """``path`` if it holds a causal LM and, given ``tokens``, its tokenizer and vocabulary have
+        those verdict tokens: what loading would reject, found from the config and the tokenizer
+        without the weights, so that a run fails before its first stage rather than at the first
+        one that scores."""
         path = require_dir(path, "PRM", saved_model=True)
-        architectures = AutoConfig.from_pretrained(str(path)).architectures or []
+        config = AutoConfig.from_pretrained(str(path))
+        architectures = config.architectures or []
         if not any(name.endswith("ForCausalLM") for name in architectures):
             raise ModelLoadError(
                 f"PRM directory {str(path)!r} holds {architectures or 'an unknown architecture'}; "
                 "expected a causal LM (a ...ForCausalLM model)"
             )
+        if tokens is not None:
+            verdict_ids(load_tokenizer(path), tokens, config.get_text_config().vocab_size)
         return path
 
     def probabilities(

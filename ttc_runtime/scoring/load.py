@@ -58,14 +58,19 @@ class VerifierConfig(StrictModel):
 
 
 def check_verifier(config: VerifierConfig, path: str | Path) -> None:
-    """Fail early, naming the directory, when ``path`` is not the kind of PRM ``config`` asks for
-    (reads its config only, not the weights)."""
+    """Fail early, naming the directory, when ``path`` is not the kind of PRM ``config`` asks for, or
+    (a PRM answering with verdict tokens) its tokenizer lacks the configured ones; reads the model's
+    config and tokenizer, not its weights."""
     if config.kind == "token_classification":
         TokenClassificationPRM.check_dir(path)
     elif config.kind == "step_separator":
         StepSeparatorPRM.check_dir(path, config.step_separator.trust_remote_code)
+    elif config.kind == "chat_turn":
+        ChatTurnPRM.check_dir(path, config.chat_turn)
+    elif config.kind == "causal_lm":
+        CausalLMPRM.check_dir(path, config.causal_lm)
     else:
-        CausalLMPRM.check_dir(path)
+        CausalLMPRM.check_dir(path)  # proposer_margin: the proposer itself, read through its margins
 
 
 def load_verifier(
