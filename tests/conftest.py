@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaForCausalLM
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaForCausalLM, MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 
 from ttc_runtime.compute import Usage
 from ttc_runtime.generation.base import Completion, GenerationOutput, PromptTooLong, SamplingParams
@@ -70,6 +71,39 @@ def biased_model(token_bias: dict[str, float]):
         for token, bias in token_bias.items():
             model.lm_head.weight[tokenizer.convert_tokens_to_ids(token), 0] = bias / scale
     return model.eval(), tokenizer
+
+
+def save_math_shepherd_style_prm(path: Path, corpus: list[str], seed: int = 0) -> None:
+    """Save at ``path`` a tiny random ``MistralForCausalLM`` with a SentencePiece-style tokenizer
+    trained on ``corpus``: the shape of the published Math-Shepherd PRM (a Mistral). Word
+    boundaries are "▁" and a text starts with one, characters outside the vocabulary fall back to
+    byte tokens, BOS is added and there is no pad token; with " ки", "+" and "-" in the corpus they
+    are the single tokens "▁ки", "▁+" and "▁-", as in the published tokenizer. Newlines are kept out
+    of training so that, as in Mistral's vocabulary, a newline is always its own byte token."""
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{byte:02X}>" for byte in range(256)]
+    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    backend.decoder = decoders.Sequence(
+        [decoders.Metaspace(replacement="▁", prepend_scheme="first"), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    trainer = trainers.BpeTrainer(vocab_size=len(specials) + 300, special_tokens=specials, show_progress=False)
+    backend.train_from_iterator([text.replace("\n", " ") for text in corpus], trainer)
+    bos = backend.token_to_id("<s>")
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(seed)
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        bos_token_id=bos,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    MistralForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
 
 
 def collect_pool(model_dir, pool_dir) -> subprocess.Popen:

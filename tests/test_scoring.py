@@ -31,7 +31,7 @@ from ttc_runtime.scoring import (
 )
 from ttc_runtime.scoring.margin import MARGIN_FEATURES, margin_features, token_margins
 
-from .conftest import biased_model
+from .conftest import biased_model, save_math_shepherd_style_prm
 
 QUESTIONS = ["Evaluate left to right:\n3+4*2", "Evaluate left to right:\n9-1"]
 SOLUTIONS = [["7*2", "14", "\\boxed{14}"], ["8", "\\boxed{8}"]]
@@ -129,6 +129,25 @@ def test_causal_prm_reads_good_against_bad_at_each_step_tag(causal_prm_dir):
     for a, b in zip(out.step_scores, one_by_one.step_scores):
         assert a == pytest.approx(b, abs=1e-5)
     assert out.usage.flops == inference_flops(prm.flop_params, out.usage.prompt_tokens)
+
+
+def test_a_sentencepiece_style_prm_reads_the_text_as_one_encoding_as_published(tmp_path):
+    """Math-Shepherd's recipe: encode "question step ки\nstep ки" whole, read softmax(+, -) at every
+    tag token. A Mistral-style tokenizer starts each text it encodes with a word boundary, so
+    encoding the steps apart would add tokens the published PRM never saw."""
+    question, steps = QUESTIONS[0], SOLUTIONS[0]
+    text = f"{question} " + "\n".join(f"{step} ки" for step in steps)
+    save_math_shepherd_style_prm(tmp_path, [text, "+ -"] * 8)
+    prm = CausalLMPRM.from_pretrained(tmp_path)
+    ids, positions = prm.encode(prm.prompt.format(question), steps)
+    assert ids == prm.tokenizer(text)["input_ids"] and ids[0] == prm.tokenizer.bos_token_id
+    tags = [i for i, token in enumerate(ids) if token == prm.tokenizer.convert_tokens_to_ids("▁ки")]
+    assert positions == tags and len(tags) == len(steps)
+    good, bad = prm.tokenizer.convert_tokens_to_ids(["▁+", "▁-"])
+    with torch.no_grad():
+        logits = prm.model(input_ids=torch.tensor([ids])).logits[0]
+    expected = torch.softmax(logits[positions][:, [good, bad]], dim=-1)[:, 0]
+    assert prm.score([question], [steps]).step_scores[0] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
 def test_causal_prm_rejects_ambiguous_verdict_tokens_and_other_heads(causal_prm_dir, prm_dir):

@@ -141,10 +141,18 @@ class CausalLMPRM(VerdictTokenPRM):
         return cls(load_causal_lm(path, device=device), load_tokenizer(path), prompt, layout, batch_size)
 
     def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
-        ids = list(self.tokenizer(prompt)["input_ids"])
-        positions = []
+        """The prompt and the tagged steps encoded as one text, as the published PRMs were trained
+        and are run, and the position of the token holding each tag's last character. Encoding the
+        steps one at a time gives other tokens with a SentencePiece-style tokenizer (Mistral's,
+        Llama 2's: Math-Shepherd's own), which starts every text it encodes with a word boundary:
+        the PRM would read a stray "▁" before the first step and before every separator."""
+        text, ends = prompt, []
         for number, step in enumerate(steps):
-            text = (self.layout.step_separator if number else "") + step + self.layout.step_tag
-            ids.extend(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            positions.append(len(ids) - 1)
-        return ids, positions
+            text += (self.layout.step_separator if number else "") + step + self.layout.step_tag
+            ends.append(len(text))
+        encoded = self.tokenizer(text)
+        positions = [encoded.char_to_token(end - 1) for end in ends]
+        if None in positions:
+            raise ValueError(f"the tokenizer drops the last character of the step tag {self.layout.step_tag!r}")
+        return list(encoded["input_ids"]), positions
+
