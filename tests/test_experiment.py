@@ -164,6 +164,23 @@ def test_the_readme_example_stage_joins_a_pipeline(tmp_path, capsys):
     assert capsys.readouterr().out.count(": up to date") == 2
 
 
+def test_a_missing_deepspeed_config_stops_a_run_before_its_first_stage_unless_nothing_trains_with_it(tmp_path):
+    missing = tmp_path / "zero2.json"
+    base = {
+        "run_dir": str(tmp_path / "run"),
+        "task": {"synthetic": {"train_per_level": 1, "validation_per_level": 1, "test_per_level": 1}},
+    }
+    for section in ("proposer", "prm", "revision"):
+        config = ExperimentConfig.model_validate({**base, section: {"training": {"deepspeed": str(missing)}}})
+        with pytest.raises(ConfigError, match=f"{section}.training.deepspeed: {missing} is not a file"):
+            Experiment(config).run()
+        assert not (tmp_path / "run").exists()
+    given = {"model": str(tmp_path / "revision"), "training": {"deepspeed": str(missing)}}
+    Experiment(ExperimentConfig.model_validate({**base, "revision": given})).check_inputs(STAGES)
+    margins = {**base, "verifier": {"kind": "proposer_margin"}, "prm": {"training": {"deepspeed": str(missing)}}}
+    Experiment(ExperimentConfig.model_validate(margins)).check_inputs(STAGES)
+
+
 def test_renamed_config_keys_name_their_new_key(tmp_path):
     for old, new in (("evaluation", "proposer_eval"), ("labels", "prm_labels"), ("verifier_eval", "prm_eval")):
         path = tmp_path / f"{old}.yaml"

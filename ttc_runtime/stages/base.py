@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
-from ..config import StrictModel
+from ..config import ConfigError, StrictModel
 from ..console import first_process
 from ..content import ContentHashes
 from ..experiment_config import ExperimentConfig, RunLayout
@@ -46,6 +46,15 @@ def read_json(path: Path) -> dict:
 def trained_line(record: dict) -> str:
     """The console line of a training stage's record: where the model is, its time and final loss."""
     return f"{record['model']}, trained in {record['seconds']:.0f} s, final loss {record['final_loss']}"
+
+
+def check_training(stage: Stage, ctx: RunContext, section: str, settings: TrainSettings) -> None:
+    """Fail before any stage runs when ``stage`` will train with a DeepSpeed config that is not a
+    file (a relative path is taken from where ``ttc`` runs); the trainer would find out only when
+    the stage starts, after every stage before it."""
+    path = settings.deepspeed
+    if path is not None and stage.not_needed(ctx) is None and not Path(path).is_file():
+        raise ConfigError(f"{section}.training.deepspeed: {path} is not a file")
 
 
 class RunContext:

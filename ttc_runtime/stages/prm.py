@@ -8,7 +8,7 @@ from pathlib import Path
 from ..console import say
 from ..scoring import check_verifier
 from ..trainers.prm import load_stepwise, train_prm
-from .base import RunContext, Stage, fingerprint, trained_line
+from .base import RunContext, Stage, check_training, fingerprint, trained_line
 from .prm_labels import labels_key
 
 
@@ -29,6 +29,7 @@ class Prm(Stage):
             check_verifier(config.verifier, config.prm.model)
         if config.prm.dataset is not None:
             load_stepwise(config.prm.dataset)
+        check_training(self, ctx, "prm", config.prm.training)
 
     def not_needed(self, ctx: RunContext) -> str | None:
         if ctx.config.verifier.kind == "proposer_margin":

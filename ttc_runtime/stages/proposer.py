@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..console import say
 from ..trainers.proposer import ProposerConfig, train_proposer
-from .base import RunContext, Stage, fingerprint, trained_line
+from .base import RunContext, Stage, check_training, fingerprint, trained_line
 
 
 def train_language_model(ctx: RunContext, settings: ProposerConfig, directory: Path) -> dict[str, object]:
@@ -23,6 +23,9 @@ class Proposer(Stage):
     record = "proposer/ttc_stage.json"
     trains = True
     tracked = True
+
+    def check(self, ctx: RunContext) -> None:
+        check_training(self, ctx, "proposer", ctx.config.proposer.training)
 
     def not_needed(self, ctx: RunContext) -> str | None:
         model = ctx.config.proposer.model

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..console import say
 from ..trainers.revision import train_revision
-from .base import RunContext, Stage, fingerprint, trained_line
+from .base import RunContext, Stage, check_training, fingerprint, trained_line
 from .revision_data import revision_data_key
 
 
@@ -15,6 +15,9 @@ class Revision(Stage):
     record = "revision/ttc_stage.json"
     trains = True
     tracked = True
+
+    def check(self, ctx: RunContext) -> None:
+        check_training(self, ctx, "revision", ctx.config.revision.training)
 
     def not_needed(self, ctx: RunContext) -> str | None:
         model = ctx.config.revision.model
