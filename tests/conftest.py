@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny randomly initialised model saved the Hugging Face way, and a small
-rollout pool collected with it; and the hand-made tables and scripted models that more than one
-test file uses.
+rollout pool collected with it; a Math-Shepherd-style PRM of the published layout; and the
+hand-made tables and scripted models that more than one test file uses.
 
 The tests mirror the package: ``tests/test_<module>.py`` tests one module, named by its short name
 (``test_pool.py`` for ``ttc_runtime/pool.py``, ``test_difficulty.py`` for
@@ -10,7 +10,8 @@ one is ``test_<name>_eval.py`` and the trainer one ``test_<name>_trainer.py``
 ``strategies/revisions.py``). A subpackage whose modules implement one interface is tested in
 ``test_<subpackage>.py`` (generation, scoring, strategies, tasks), its modules with a file of their
 own aside. The pipeline's runner and stages are tested in ``test_experiment.py``, the revision
-stages beside their data in ``test_revision_data.py``."""
+stages beside their data in ``test_revision_data.py``, and the pipeline on real model
+architectures with ``configs/example-real.yaml`` in ``test_example_real.py``."""
 
 from __future__ import annotations
 
