@@ -103,7 +103,7 @@ def test_stepwise_dataset_with_mismatched_labels(tmp_path):
     data = _stepwise_file(tmp_path, {"labels": [True]})
     result = ttc("run", _prm_config(tmp_path, dataset=data))
     assert result.returncode == 2
-    assert f"{data}: row 1: 2 completions but 1 labels" in result.stderr
+    assert f"{data}: row 2: 2 completions but 1 labels" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -111,7 +111,7 @@ def test_stepwise_dataset_with_a_label_outside_the_unit_interval(tmp_path):
     data = _stepwise_file(tmp_path, {"labels": [True, 2]})
     result = ttc("run", _prm_config(tmp_path, dataset=data))
     assert result.returncode == 2
-    assert f"{data}: row 1: labels must lie in [0, 1], got 2" in result.stderr
+    assert f"{data}: row 2: labels must lie in [0, 1], got 2" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
