@@ -42,7 +42,7 @@ from ttc_runtime.experiment import Experiment, load_experiment
 from ttc_runtime.generation.hf import TransformersGenerator
 from ttc_runtime.models import flop_params
 from ttc_runtime.pool import RolloutPool
-from ttc_runtime.server import ServerConfig, create_app
+from ttc_runtime.server import ServerConfig
 from ttc_runtime.solver import Solver
 from ttc_runtime.stages import STAGES
 from ttc_runtime.tasks.grading import extract_boxed, normalize_answer
@@ -392,7 +392,7 @@ def test_a_qwen_proposer_and_a_causal_lm_prm_run_the_pipeline_solve_and_serve(re
     assert solution["decision_flops"] > 0 and len(solution["candidates"]) >= 1
 
     solver = Solver.from_experiment(path)
-    with LiveServer(create_app(solver, ServerConfig(api_key="key"))) as live:
+    with LiveServer(solver, ServerConfig(api_key="key")) as live:
         client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="key", max_retries=0)
         reply = client.chat.completions.create(model="ttc-allocator", messages=[{"role": "user", "content": question}])
     record = reply.model_extra["ttc"]

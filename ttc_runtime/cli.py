@@ -166,21 +166,26 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from .server import ServerConfig, serve
+    from .config import parse_config
+    from .server import ServerConfig, listen, serve
     from .solver import Solver
 
-    solver = Solver.load(_solver_config(args))
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        model_name=args.model_name,
-        api_key=os.environ.get("TTC_API_KEY") or None,
-        max_prompt_tokens=args.max_prompt_tokens,
-        request_timeout_s=args.timeout,
-        max_batch=args.max_batch,
-        batch_wait_ms=args.batch_wait_ms,
-    )
-    serve(solver, config)
+    settings = {
+        "host": args.host,
+        "port": args.port,
+        "model_name": args.model_name,
+        "api_key": os.environ.get("TTC_API_KEY") or None,
+        "max_prompt_tokens": args.max_prompt_tokens,
+        "request_timeout_s": args.timeout,
+        "max_batch": args.max_batch,
+        "batch_wait_ms": args.batch_wait_ms,
+        "max_body_bytes": args.max_body_bytes,
+        "max_queue": args.max_queue,
+        "read_timeout_s": args.read_timeout,
+    }
+    config = parse_config(ServerConfig, settings, "ttc serve")
+    sock = listen(config)
+    serve(Solver.load(_solver_config(args)), config, sock)
     return 0
 
 
@@ -346,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--timeout", type=float, default=600.0, help="seconds a request may wait for its answer")
     serve.add_argument("--max-batch", type=int, default=16, help="requests answered together (1: one at a time)")
     serve.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=1_000_000, help="largest request body, in bytes (more: 413)"
+    )
+    serve.add_argument("--max-queue", type=int, default=256, help="requests waiting for a batch at most (more: 503)")
+    serve.add_argument(
+        "--read-timeout", type=float, default=10.0, help="seconds a client has to send its headers, and its body"
+    )
     serve.set_defaults(func=_cmd_serve)
 
     load = sub.add_parser("loadtest", help="throughput of the server batched against one request at a time")
