@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from tests.test_solver import BEAM2, BON, QUESTIONS, config, forced_policy
 from ttc_runtime.cli import main
 from ttc_runtime.config import ConfigError
-from ttc_runtime.loadtest import free_port, run_load
+from ttc_runtime.loadtest import ProbeLimits, format_probes, free_port, run_load, run_probes
 from ttc_runtime.server import (
     MAX_INT_DIGITS,
     MAX_JSON_DEPTH,
@@ -487,3 +487,17 @@ def test_a_port_in_use_is_a_one_line_error_and_exit_status_2(capsys):
         assert main(["serve", "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ttc: error: cannot listen on 127.0.0.1:{port}: ") and err.count("\n") == 1
+
+
+def test_the_probe_script_gets_every_expected_answer(solver):
+    """``ttc loadtest --probes``' probes against a live server; whether each came within its
+    expected time depends on the machine and is not asserted here."""
+    limits = ProbeLimits(max_body_bytes=100_000, max_queue=2, max_batch=1, read_timeout_s=0.5)
+    settings = ServerConfig(
+        api_key=KEY, max_body_bytes=100_000, max_queue=2, max_batch=1, read_timeout_s=0.5, batch_wait_ms=0
+    )
+    with LiveServer(solver, settings) as live:
+        results = run_probes(live.url, KEY, limits)
+    assert [(r.probe, r.got) for r in results if not r.answered] == []
+    table = format_probes(results)
+    assert table.startswith("| probe | expected | got | seconds | ok |") and "lone surrogate" in table

@@ -190,8 +190,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
-    from .loadtest import benchmark_server, format_benchmark
+    from .loadtest import benchmark_server, format_benchmark, format_probes, probe_server
 
+    if args.probes:
+        source = ["--config", args.config] if args.config else ["--experiment", args.experiment]
+        results = probe_server([*source, "--policy", args.policy])
+        print(format_probes(results))
+        return 0 if all(r.answered for r in results) else 1
+    if args.config:
+        raise ValueError("--config serves no test questions: the load test needs --experiment (or use --probes)")
     task = _run_config(args.experiment, None).task.build()
     by_level: dict[int, list] = {}
     for problem in task.problems("test"):
@@ -361,12 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     load = sub.add_parser("loadtest", help="throughput of the server batched against one request at a time")
-    load.add_argument("--experiment", default="configs/embedded.yaml", help="a finished run's experiment YAML")
+    load_source = load.add_mutually_exclusive_group()
+    load_source.add_argument("--experiment", default="configs/embedded.yaml", help="a finished run's experiment YAML")
+    load_source.add_argument("--config", help="a solver YAML (SolverConfig) instead of an experiment; --probes only")
     load.add_argument("--policy", choices=["fixed", "adaptive", "none"], default="fixed")
     load.add_argument("--requests", type=int, default=200, help="test questions sent, levels interleaved")
     load.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
     load.add_argument("--budget", type=int, help="budget of every request (default: the server's)")
     load.add_argument("--batch-sizes", default="16,1", help="server max batch per run, comma-separated")
+    load.add_argument(
+        "--probes",
+        action="store_true",
+        help="instead of the load: hostile and faulty requests (oversized, slow, malformed, overflow, abandoned, "
+        "half-open), each with the answer expected, in a table; exit 1 if any gets another answer (a right answer "
+        "outside the expected time is marked late)",
+    )
     load.set_defaults(func=_cmd_loadtest)
 
     sample = sub.add_parser("sample", help="sample solutions to one question from a proposer")
