@@ -38,8 +38,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -133,6 +134,31 @@ def wait_healthy(base_url: str, process: subprocess.Popen | None = None, timeout
     raise TimeoutError(f"{base_url}/health did not answer within {timeout:g} s")
 
 
+@contextmanager
+def serving(serve_args: Sequence[str], api_key: str = "") -> Iterator[tuple[str, subprocess.Popen]]:
+    """``ttc serve SERVE_ARGS`` in a child process on a free loopback port with bearer token
+    ``api_key`` ("": none), ready: yields its URL and process, and stops it on leaving. Its log
+    goes to a temporary file, since a pipe nobody reads would fill up with access lines and stall
+    the server; when the server exits before it is ready, the error ends with the log's last lines."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "ttc_runtime.cli", "serve", *serve_args, "--port", str(port)]
+    with tempfile.TemporaryFile() as log:
+        env = {**os.environ, "TTC_API_KEY": api_key}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            try:
+                wait_healthy(base_url, process)
+            except RuntimeError as error:
+                log.seek(0)
+                tail = "\n".join(log.read().decode(errors="replace").splitlines()[-5:])
+                raise RuntimeError(f"{error}:\n{tail}") from None
+            yield base_url, process
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
 @dataclass
 class ServerRun:
     """One batch size's load run and the server's own counts after it."""
@@ -152,20 +178,10 @@ def benchmark_server(
     """Run the load against ``ttc serve SERVE_ARGS --max-batch B`` for every ``B``."""
     runs = []
     for max_batch in batch_sizes:
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "ttc_runtime.cli", "serve", *serve_args, "--port", str(port)]
-        command += ["--max-batch", str(max_batch)]
         print(f"  starting the server with max_batch {max_batch}", flush=True)
-        env = {**os.environ, "TTC_API_KEY": ""}
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_healthy(base_url, process)
+        with serving([*serve_args, "--max-batch", str(max_batch)]) as (base_url, process):
             load = run_load(base_url, questions, concurrency, budget)
             health = wait_healthy(base_url, process, timeout=30)
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
         print(f"  {len(questions)} requests in {load.seconds:.1f} s, {len(load.failures)} failed", flush=True)
         runs.append(ServerRun(max_batch, load, health))
     return runs
@@ -631,24 +647,15 @@ one request at a time and a short read timeout so that overflow and timeouts sho
 def probe_server(serve_args: Sequence[str]) -> list[ProbeResult]:
     """Start ``ttc serve SERVE_ARGS`` with ``PROBE_SERVER``'s settings and a random bearer token
     on a free loopback port, run every probe against it, and try a second server on its port."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
     limits = PROBE_SERVER
-    command = [sys.executable, "-m", "ttc_runtime.cli", "serve", *serve_args, "--port", str(port)]
-    command += ["--max-body-bytes", str(limits.max_body_bytes), "--max-queue", str(limits.max_queue)]
-    command += ["--max-batch", str(limits.max_batch), "--read-timeout", str(limits.read_timeout_s)]
-    command += ["--batch-wait-ms", "0"]
+    settings = ["--max-body-bytes", str(limits.max_body_bytes), "--max-queue", str(limits.max_queue)]
+    settings += ["--max-batch", str(limits.max_batch), "--read-timeout", str(limits.read_timeout_s)]
+    settings += ["--batch-wait-ms", "0"]
     api_key = secrets.token_hex(16)
     print("  starting the server for the probes", flush=True)
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, env={**os.environ, "TTC_API_KEY": api_key}, stdout=log, stderr=log)
-        try:
-            wait_healthy(base_url, process)
-            results = run_probes(base_url, api_key, limits, pid=process.pid)
-            results.append(_probe_port_in_use(serve_args, port))
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+    with serving([*serve_args, *settings], api_key) as (base_url, process):
+        results = run_probes(base_url, api_key, limits, pid=process.pid)
+        results.append(_probe_port_in_use(serve_args, int(base_url.rsplit(":", 1)[1])))
     return results
 
 
