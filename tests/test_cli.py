@@ -66,6 +66,30 @@ def test_unknown_stage(tmp_path):
     assert "unknown stage 'everything'" in result.stderr
 
 
+def test_run_refuses_a_directory_it_did_not_make_and_leaves_it_as_it_was(tmp_path):
+    run_dir = tmp_path / "shared"
+    for name in ("proposer/weights.bin", "prm/config.json", "prm_labels/labels.jsonl", "proposer_eval.json"):
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text(f"someone's {name}")
+    before = {p: p.read_bytes() if p.is_file() else None for p in run_dir.rglob("*")}
+    config = tmp_path / "ok.yaml"
+    config.write_text(f"run_dir: {run_dir}\n")
+    for args in ((), ("--from", "proposer")):
+        result = ttc("run", config, *args)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"ttc: error: run_dir {run_dir} holds files that no run wrote (it has no .ttc-run): give a new or "
+            f"empty run_dir, or create {run_dir / '.ttc-run'} if runs may write and delete there"
+        ]
+    assert {p: p.read_bytes() if p.is_file() else None for p in run_dir.rglob("*")} == before
+
+    result = ttc("run", config, "--run-dir", run_dir / "proposer_eval.json")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"ttc: error: run_dir {run_dir / 'proposer_eval.json'} is a file, not a directory"
+    ]
+
+
 def test_run_with_a_given_model_on_math_jsonl(tmp_path, tiny_model_dir):
     config = tmp_path / "math.yaml"
     config.write_text(

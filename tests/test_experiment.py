@@ -24,7 +24,7 @@ from ttc_runtime.models import flop_params
 from ttc_runtime.pool import RolloutPool
 from ttc_runtime.scoring import TokenClassificationPRM
 from ttc_runtime.stages import STAGES, RunContext, Stage
-from ttc_runtime.stages.base import fingerprint
+from ttc_runtime.stages.base import RUN_MARKER, fingerprint
 from ttc_runtime.stages.report import Report
 
 
@@ -127,6 +127,62 @@ def test_only_the_first_process_writes_records(tmp_path, monkeypatch):
     record = experiment.run_stage("a")
     assert a.runs == 1 and record["runs"] == 1
     assert not (tmp_path / "run" / "a.json").exists() and logged == []
+
+
+def tree(directory: Path) -> dict[str, bytes | None]:
+    """Every path under ``directory`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(directory)): None if p.is_dir() else p.read_bytes() for p in directory.rglob("*")}
+
+
+def test_a_run_marks_the_directory_it_makes_and_works_in_a_marked_or_empty_one(tmp_path, monkeypatch):
+    experiment, (a, _, _), _ = fake_pipeline(tmp_path, monkeypatch)
+    experiment.run()
+    assert (tmp_path / "run" / RUN_MARKER).is_file() and a.runs == 1
+    (tmp_path / "run" / "notes.txt").write_text("mine")  # a marked directory is the run's: other files allowed
+    experiment.run(from_stage="a")
+    assert a.runs == 2
+
+    (tmp_path / "run").rename(tmp_path / "old")
+    (tmp_path / "run").mkdir()
+    fresh, (a, _, _), _ = fake_pipeline(tmp_path, monkeypatch)
+    fresh.run()
+    assert (tmp_path / "run" / RUN_MARKER).is_file() and a.runs == 1
+
+
+def test_a_run_directory_made_before_the_marker_is_taken_as_a_run_and_stays_up_to_date(tmp_path, monkeypatch):
+    experiment, (a, reported, c), _ = fake_pipeline(tmp_path, monkeypatch)
+    experiment.run()
+    (tmp_path / "run" / RUN_MARKER).unlink()
+    again, (a, reported, c), _ = fake_pipeline(tmp_path, monkeypatch)
+    again.run()
+    assert [a.runs, reported.runs, c.runs] == [0, 0, 0]
+    assert (tmp_path / "run" / RUN_MARKER).is_file()
+
+
+def test_a_run_refuses_a_directory_of_other_files_and_touches_none_of_them(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    for name in ("proposer/model.safetensors", "prm/config.json", "prm_labels/shard.jsonl", "pool/data.parquet"):
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text(f"the user's {name}")
+    (run_dir / "a.json").write_text('{"fingerprint": "not a hash"}')
+    before = tree(run_dir)
+    experiment, (a, _, _), _ = fake_pipeline(tmp_path, monkeypatch)
+    refusal = f"run_dir {run_dir} holds files that no run wrote (it has no {RUN_MARKER})"
+    with pytest.raises(ConfigError, match=re.escape(refusal)):
+        experiment.run()
+    with pytest.raises(ConfigError, match=re.escape(refusal)):
+        experiment.run_stage("a", force=True)
+    real = Experiment(experiment.config)
+    for work in (lambda: real.run(from_stage="proposer"), lambda: real.train("proposer"), real.collect_pool):
+        with pytest.raises(ConfigError, match=re.escape(refusal)):
+            work()
+    assert a.runs == 0 and tree(run_dir) == before
+
+    run_dir.rename(tmp_path / "elsewhere")
+    run_dir.write_text("a file")
+    with pytest.raises(ConfigError, match=f"run_dir {run_dir} is a file, not a directory"):
+        experiment.run()
+    assert run_dir.read_text() == "a file"
 
 
 def test_every_pipeline_stage_is_named_once_and_configured_under_its_name():

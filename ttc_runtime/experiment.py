@@ -7,6 +7,10 @@ other outputs exist) is skipped; ``from_stage`` forces it and every stage after 
 under a launcher; a stage that did its work is logged to wandb when tracking is on. A stage that
 fails leaves the records of the stages before it, so the next run resumes at the failed one.
 The console gets one line per stage and the stages' own progress bars for long work.
+
+A run works only in a run directory of its own (``stages.base.check_run_dir``): one it creates,
+an empty one, or one marked by an earlier run; a directory of other files is refused before any
+stage runs, so that no stage replaces or deletes what a run did not write.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class Experiment:
         first = self.stages.index(self.stage(from_stage)) if from_stage else len(self.stages)
         last = self.stages.index(self.stage(to_stage)) if to_stage else len(self.stages) - 1
         chosen = self.stages[: last + 1]
+        self.context.check_run_dir()
         self.check_inputs(chosen)
         records: dict[str, dict] = {}
         started = time.perf_counter()
@@ -75,7 +80,7 @@ class Experiment:
         if reason is not None:
             say(f"{head}: {reason}")
             return {}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ctx.own_run_dir()
         stage.prepare(ctx)
         path = stage.record_path(ctx)
         key = None if path is None else stage.key(ctx)
@@ -109,6 +114,7 @@ class Experiment:
             raise ValueError(f"unknown training stage {name!r}; training stages are {', '.join(training)}")
         index = self.names.index(name)
         stage = self.stages[index]
+        self.context.check_run_dir()
         self.check_inputs(self.stages[: index + 1])
         if stage.not_needed(self.context) is None:
             for path, writer in stage.needs(self.context).items():
@@ -118,4 +124,5 @@ class Experiment:
 
     def collect_pool(self, workers: Workers = Workers()) -> dict[str, object]:
         """Collect this process's share of the rollout pools (``ttc pool`` under a launcher)."""
+        self.context.own_run_dir()
         return collect_pools(self.context, workers)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
@@ -29,6 +30,14 @@ from ..strategies import SearchSettings
 from ..tasks import Task
 from ..trainers.common import TrainSettings
 
+RUN_MARKER = ".ttc-run"
+"""The file that makes a directory a run directory. A run writes it when it creates the directory
+or takes an empty one, and writes (and deletes) only in a directory that holds it."""
+
+_MARKER_TEXT = (
+    "This directory is a run directory of ttc-allocator: `ttc run` writes, replaces and deletes files in it.\n"
+)
+
 Part = StrictModel | str
 """One part of a fingerprint: a config section (hashed by its values) or a string."""
 
@@ -41,6 +50,33 @@ def fingerprint(*parts: Part) -> str:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def is_record(path: Path) -> bool:
+    """Whether ``path`` is a stage record: a JSON object whose ``fingerprint`` is one that
+    ``fingerprint`` makes (16 hex digits), as the runner writes it."""
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and re.fullmatch(r"[0-9a-f]{16}", str(record.get("fingerprint"))) is not None
+
+
+def check_run_dir(run_dir: Path, records: Iterable[Path]) -> None:
+    """Refuse ``run_dir`` unless a run may write and delete in it: it is new, empty, marked with
+    ``RUN_MARKER``, or holds one of ``records`` (the stage records, which a run directory made
+    before the marker existed holds; such a directory is taken as a run directory). A directory of
+    other files is refused, since the stages replace whatever they find under their own names there
+    (``proposer/``, ``prm_labels/``, ``proposer_eval.json``, ...)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run_dir {run_dir} is a file, not a directory")
+    if not run_dir.is_dir() or (run_dir / RUN_MARKER).is_file() or not any(run_dir.iterdir()):
+        return
+    if not any(is_record(path) for path in records):
+        raise ConfigError(
+            f"run_dir {run_dir} holds files that no run wrote (it has no {RUN_MARKER}): give a new or empty "
+            f"run_dir, or create {run_dir / RUN_MARKER} if runs may write and delete there"
+        )
 
 
 def trained_line(record: dict) -> str:
@@ -68,12 +104,33 @@ class RunContext:
         self.run_dir = self.layout.run_dir
         self._engines: dict[tuple[str, str], Generator] = {}
         self._hashes = ContentHashes(self.run_dir / "content_hashes.json")
+        self._owned = False
+
+    def check_run_dir(self) -> None:
+        """Refuse a run directory a run may not write in (``check_run_dir``), before any work."""
+        check_run_dir(self.run_dir, [path for stage in self.stages if (path := stage.record_path(self))])
+
+    def own_run_dir(self) -> None:
+        """Make the run directory this run's before anything is written in it: check it, create it
+        and, from the first process, write its marker when it has none (a run directory made
+        before the marker existed gets it here)."""
+        if self._owned:
+            return
+        self.check_run_dir()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.run_dir / RUN_MARKER
+        if first_process() and not marker.is_file():
+            # Written in place, not renamed into place: another process of a launcher checking the
+            # directory meanwhile sees the marker as soon as the directory holds anything.
+            marker.write_text(_MARKER_TEXT)
+        self._owned = True
 
     def content(self, path: str | Path) -> str:
         """The content hash of a file or directory the run reads (``ttc_runtime.content``), cached
         in the run directory by size and modification time."""
         digest = self._hashes.of(path)
         if first_process():
+            self.own_run_dir()
             self._hashes.save()
         return digest
 
