@@ -61,6 +61,16 @@ def test_bad_choice_and_cross_field_rules(tmp_path):
         load_config(ExperimentConfig, write(tmp_path, "train_pool:\n  problems_per_level: 5\n  split: test\n"))
 
 
+def test_a_config_without_run_dir_runs_in_a_directory_named_after_its_file(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text("proposer:\n  training:\n    max_steps: 7\n")
+    assert load_experiment(path).run_dir == str(Path("runs") / "small")
+    path.write_text(f"run_dir: {tmp_path / 'mine'}\n")
+    assert load_experiment(path).run_dir == str(tmp_path / "mine")
+    assert ExperimentConfig().run_dir == "runs/default"
+    assert load_experiment("configs/embedded.yaml").run_dir == "runs/embedded"
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(ExperimentConfig, tmp_path / "absent.yaml")
@@ -86,6 +96,7 @@ def test_every_shipped_config_validates(path):
 def test_generation_engine_is_chosen_in_the_config(tmp_path):
     from ttc_runtime.solver import SolverConfig
     from ttc_runtime.stages import RunContext
+    from ttc_runtime.stages.base import RUN_MARKER
 
     with pytest.raises(ConfigError, match="generation.backend"):
         load_config(ExperimentConfig, write(tmp_path, "generation:\n  backend: tgi\n"))
@@ -95,6 +106,7 @@ def test_generation_engine_is_chosen_in_the_config(tmp_path):
     run_dir = tmp_path / "b"
     (run_dir / "proposer").mkdir(parents=True)
     (run_dir / "proposer" / "config.json").write_text("{}")  # what solver_config checks for
+    (run_dir / RUN_MARKER).touch()  # a run's directory, in which the stage keys cache content hashes
     text = f"run_dir: {run_dir}\ngeneration:\n  backend: vllm\n"
     vllm = RunContext(load_config(ExperimentConfig, write(tmp_path, text)))
     # The default engine keeps the stage keys runs already have; vLLM's samples are its own.

@@ -59,7 +59,11 @@ class ExperimentConfig(StrictModel):
         "verifier_eval": "prm_eval",
     }
 
-    run_dir: str = Field("runs/embedded", description="Where every stage writes its outputs.")
+    run_dir: str = Field(
+        "runs/default",
+        description="Where every stage writes its outputs. A config file without it runs in runs/<the file's "
+        "stem>, so configs never share a run by default; a config built in code without it, in runs/default.",
+    )
     device: str | None = Field(None, description="torch device for inference; None picks cuda when available.")
     task: TaskConfig = TaskConfig()
     sampling: SamplingConfig = SamplingConfig()
@@ -97,7 +101,13 @@ class ExperimentConfig(StrictModel):
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
-    return load_config(ExperimentConfig, path)
+    """The experiment config in the YAML file at ``path``; without ``run_dir``, it runs in
+    ``runs/<the file's stem>`` (``configs/foo.yaml`` in ``runs/foo``), so that a small config run
+    from the repository root does not work in, and retrain over, another config's run."""
+    config = load_config(ExperimentConfig, path)
+    if "run_dir" in config.model_fields_set:
+        return config
+    return config.model_copy(update={"run_dir": str(Path("runs") / Path(path).stem)})
 
 
 class RunLayout:
