@@ -80,6 +80,24 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(ExperimentConfig, write(tmp_path, "- 1\n- 2\n"))
 
 
+def test_a_key_given_twice_is_an_error_naming_the_key_and_its_lines(tmp_path):
+    path = write(tmp_path, "run_dir: a\nsampling:\n  temperature: 0.5\n  top_p: 0.9\n  temperature: 0.9\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(ExperimentConfig, path)
+    assert str(error.value) == f"{path}: line 5: duplicate key 'temperature' (first given on line 3)"
+    path = write(tmp_path, "run_dir: a\nproposer: {}\nrun_dir: b\n")
+    with pytest.raises(ConfigError, match="line 3: duplicate key 'run_dir' \\(first given on line 1\\)"):
+        load_config(ExperimentConfig, path)
+    # a key merged in with << may be overridden: that is what merging is for
+    path = write(
+        tmp_path,
+        "proposer:\n  training: &short {max_steps: 5, batch_size: 2}\nprm:\n  training:\n"
+        "    <<: *short\n    max_steps: 7\n",
+    )
+    training = load_config(ExperimentConfig, path).prm.training
+    assert (training.max_steps, training.batch_size) == (7, 2)
+
+
 def test_shipped_configs_load():
     from pathlib import Path
 

@@ -58,17 +58,44 @@ def parse_config(model: type[M], data: dict[str, Any] | None, source: str = "<co
         raise ConfigError(_describe(error, source, model.renamed_keys)) from None
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping in a YAML file that gives one key twice."""
+
+    def __init__(self, key: object, line: int, first: int) -> None:
+        super().__init__(f"line {line}: duplicate key {key!r} (first given on line {first})")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: plain YAML keeps the last
+    value silently, so a config that sets a key twice would run with a value the reader may not
+    see. Keys merged in with ``<<`` may still be overridden, which is what merging is for."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKey(key, line, seen[key])
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(model: type[M], path: str | Path) -> M:
     """Load a YAML file into ``model``.
 
-    Raises ``ConfigError`` naming the file for a missing file, invalid YAML, a top level that is
-    not a mapping, an unknown key or a wrong type.
+    Raises ``ConfigError`` naming the file for a missing file, invalid YAML, a key given twice in
+    one mapping, a top level that is not a mapping, an unknown key or a wrong type.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except DuplicateKey as error:
+        raise ConfigError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {error}") from None
     if data is not None and not isinstance(data, dict):
