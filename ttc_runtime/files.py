@@ -10,11 +10,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it into place.
 
     A run killed at any moment leaves either the old file or the new one (and at worst a stray
-    ``.tmp``), never a truncated ``path``.
+    ``.tmp``), never a truncated ``path``. A write that fails (``path`` is a directory, the disk is
+    full) removes its ``.tmp`` before the error goes on.
     """
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_figure(figure, path: str | Path, dpi: int = 120) -> None:

@@ -32,15 +32,20 @@ class DataWarning(UserWarning):
 
 def jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
     """The JSON objects of a JSONL file with their line numbers; blank lines are skipped, a line
-    that is not a JSON object is a ``DataError`` naming ``file:line``."""
+    that is not UTF-8 text or not a JSON object is a ``DataError`` naming ``file:line``. Lines are
+    decoded one at a time so that a bad byte is reported with its line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such data file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{where}: not UTF-8 text (byte {error.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
