@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ttc_runtime.cli import main
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -211,3 +213,41 @@ def test_bench_prints_every_path_against_the_baseline(tiny_model_dir):
     assert rows[0].split(" | ")[3] == "1.00x"  # the baseline against itself
     assert "beam search wall time / best-of-N wall time:" in result.stdout
     assert "same answer on " in result.stdout
+
+
+QUESTION = "Evaluate left to right:\n4-2"
+
+
+@pytest.fixture
+def solver_config(tmp_path, tiny_model_dir, monkeypatch):
+    """A solver YAML over the tiny model, whose models must never load: every refusal tested with
+    it comes before any model does."""
+    config = tmp_path / "solver.yaml"
+    config.write_text(json.dumps({"proposer": str(tiny_model_dir), "verifier": {"kind": "proposer_margin"}}))
+
+    def never(config):
+        raise AssertionError("a model loaded before the input was checked")
+
+    monkeypatch.setattr("ttc_runtime.solver.Solver.load", never)
+    return config
+
+
+def in_process(capsys, *args):
+    """``ttc ARGS`` in this process: its exit status and its lines on stderr."""
+    status = main([str(arg) for arg in args])
+    return status, capsys.readouterr().err.splitlines()
+
+
+def test_a_device_torch_does_not_know_or_this_machine_lacks_is_refused_in_one_line(solver_config, capsys):
+    unknown = "is not a torch device (cpu, cuda, cuda:N, mps, ...)"
+    assert in_process(capsys, "solve", QUESTION, "--device", "bogus", "--config", solver_config) == (
+        2,
+        [f"ttc: error: device 'bogus' {unknown}"],
+    )
+    status, err = in_process(capsys, "solve", QUESTION, "--device", "cuda:99", "--config", solver_config)
+    assert status == 2 and len(err) == 1 and err[0].startswith("ttc: error: device 'cuda:99': this machine has ")
+    solver_config.write_text(solver_config.read_text()[:-1] + ', "device": "gpu"}')
+    assert in_process(capsys, "solve", QUESTION, "--config", solver_config) == (
+        2,
+        [f"ttc: error: device 'gpu' {unknown}"],
+    )

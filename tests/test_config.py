@@ -98,6 +98,12 @@ def test_a_key_given_twice_is_an_error_naming_the_key_and_its_lines(tmp_path):
     assert (training.max_steps, training.batch_size) == (7, 2)
 
 
+def test_a_misspelt_device_is_a_config_error_but_a_missing_gpu_is_not(tmp_path):
+    with pytest.raises(ConfigError, match="device: Value error, device 'gpu' is not a torch device"):
+        load_config(ExperimentConfig, write(tmp_path, "device: gpu\n"))
+    assert load_config(ExperimentConfig, write(tmp_path, "device: cuda:1\n")).device == "cuda:1"
+
+
 def test_shipped_configs_load():
     from pathlib import Path
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import ConfigError
-from .models import ModelLoadError
+from .models import ModelLoadError, check_device
 from .tasks import DataError
 
 EXIT_BAD_INPUT = 2
@@ -71,6 +71,8 @@ def _solver_config(args: argparse.Namespace):
         config = SolverConfig.from_run(run, None if args.policy == "none" else args.policy)
     if args.device:
         config = config.model_copy(update={"device": args.device})
+    if config.device:
+        check_device(config.device)
     return config
 
 
@@ -434,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "device", None):
+            check_device(args.device)
         return args.func(args)
     except (ConfigError, ModelLoadError, DataError, ValueError) as error:
         print(f"ttc: error: {error}", file=sys.stderr)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .config import StrictModel, load_config
 from .evaluation.allocators import BaselinesConfig
@@ -23,6 +23,7 @@ from .evaluation.search import SearchEvalConfig
 from .evaluation.verifier import PrmEvalConfig
 from .generation.base import SamplingConfig
 from .generation.engines import GenerationConfig
+from .models import torch_device
 from .pool import PoolConfig, TrainPoolConfig
 from .scoring import VerifierConfig
 from .tasks import SPLITS, MathJsonlConfig, MathJsonlTask, SyntheticTask, SyntheticTaskConfig, Task
@@ -84,6 +85,15 @@ class ExperimentConfig(StrictModel):
     baselines: BaselinesConfig = BaselinesConfig()
     allocator: AllocatorConfig = AllocatorConfig()
     counterpart: CounterpartConfig = CounterpartConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _a_torch_device(cls, device: str | None) -> str | None:
+        """A misspelt device is a config error; whether the machine has it is checked when a stage
+        loads a model, so that a config naming cuda can be checked on any machine."""
+        if device is not None:
+            torch_device(device)
+        return device
 
     @model_validator(mode="after")
     def _published_prm_is_given(self) -> ExperimentConfig:

@@ -89,6 +89,27 @@ def build_tiny_causal_lm(config: TinyLMConfig, tokenizer: PreTrainedTokenizerBas
     return LlamaForCausalLM(tiny_llama_config(config, tokenizer))
 
 
+def torch_device(name: str) -> torch.device:
+    """``name`` as a torch device, or a one-line ``ValueError`` (torch's own error for a misspelt
+    name lists every device type it knows)."""
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r} is not a torch device (cpu, cuda, cuda:N, mps, ...)") from None
+
+
+def check_device(name: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``name`` is a torch device this machine has (for CUDA,
+    a GPU of that index), before any model loads: loading would fail deep inside torch."""
+    device = torch_device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise ValueError(f"device {name!r}: this machine has no CUDA device")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+
+
 def require_dir(path: str | Path, what: str, saved_model: bool = False) -> Path:
     """``path`` as a ``Path`` if it is a directory (holding a ``config.json`` when ``saved_model``);
     otherwise a ``ModelLoadError`` that names ``what`` and the path."""
