@@ -238,6 +238,67 @@ def in_process(capsys, *args):
     return status, capsys.readouterr().err.splitlines()
 
 
+def test_solve_refuses_to_write_its_answers_over_its_input(tmp_path, solver_config, capsys):
+    source = tmp_path / "questions.jsonl"
+    source.write_text(json.dumps({"question": QUESTION}) + "\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.jsonl").symlink_to(source)
+    for output in (source, tmp_path / "sub" / ".." / "questions.jsonl", tmp_path / "link.jsonl"):
+        assert in_process(capsys, "solve", "--input", source, "--output", output, "--config", solver_config) == (
+            2,
+            [f"ttc: error: --output {output} is the --input file; write the solutions to another file"],
+        )
+    assert source.read_text() == json.dumps({"question": QUESTION}) + "\n"
+
+
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        (json.dumps({"question": QUESTION, "seed": "3"}), "seed must be an integer, got '3'"),
+        (json.dumps({"question": QUESTION, "seed": 3.5}), "seed must be an integer, got 3.5"),
+        (json.dumps({"question": QUESTION, "seed": True}), "seed must be an integer, got True"),
+        (json.dumps({"question": QUESTION, "budget": "4"}), "budget must be an integer, got '4'"),
+        ('{"question": "Evaluate \\ud800"}', "the question is not valid text (a lone surrogate at character 10)"),
+        (b'{"question": "Evaluate\xff"}', "not UTF-8 text (byte 23 of the line)"),
+    ],
+    ids=["seed-string", "seed-float", "seed-bool", "budget-string", "lone-surrogate", "bad-utf8"],
+)
+def test_solve_names_the_line_of_a_bad_question_before_any_model_loads(tmp_path, solver_config, capsys, line, error):
+    source = tmp_path / "questions.jsonl"
+    good = json.dumps({"question": QUESTION}).encode() + b"\n"
+    source.write_bytes(good + (line if isinstance(line, bytes) else line.encode()) + b"\n")
+    output = tmp_path / "out.jsonl"
+    assert in_process(capsys, "solve", "--input", source, "--output", output, "--config", solver_config) == (
+        2,
+        [f"ttc: error: {source}:2: {error}"],
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["questions.jsonl", "solver.yaml"]
+
+
+def test_solve_refuses_an_output_or_a_question_it_cannot_take_before_solving(tmp_path, solver_config, capsys):
+    source = tmp_path / "questions.jsonl"
+    source.write_text(json.dumps({"question": QUESTION}) + "\n")
+    missing = tmp_path / "absent" / "out.jsonl"
+    for output, error in (
+        (missing, f"--output {missing}: {missing.parent} is not an existing folder"),
+        (tmp_path, f"--output {tmp_path} is a directory; give a file path"),
+    ):
+        assert in_process(capsys, "solve", "--input", source, "--output", output, "--config", solver_config) == (
+            2,
+            [f"ttc: error: {error}"],
+        )
+    assert in_process(capsys, "solve", "Evaluate \udcff", "--config", solver_config) == (
+        2,
+        ["ttc: error: the question is not valid text (a lone surrogate at character 10)"],
+    )
+    assert in_process(capsys, "solve", QUESTION, "--output", tmp_path / "one.jsonl", "--config", solver_config) == (
+        2,
+        ["ttc: error: --output is for --input FILE.jsonl; one question's solution goes to stdout"],
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["questions.jsonl", "solver.yaml"]
+    assert not Path(f"{tmp_path}.tmp").exists()
+
+
 def test_a_device_torch_does_not_know_or_this_machine_lacks_is_refused_in_one_line(solver_config, capsys):
     unknown = "is not a torch device (cpu, cuda, cuda:N, mps, ...)"
     assert in_process(capsys, "solve", QUESTION, "--device", "bogus", "--config", solver_config) == (

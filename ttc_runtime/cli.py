@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,13 +90,23 @@ def _requested_strategy(args: argparse.Namespace):
     return parse_config(StrategyConfig, {"name": args.strategy, **knobs}, "--strategy")
 
 
+def _check_text(text: str, where: str) -> None:
+    """Refuse a question that is not valid Unicode (a lone surrogate, from a JSON escape or from
+    bytes that are not UTF-8 on the command line): the tokenizer would fail on it mid-batch."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataError(f"{where} is not valid text (a lone surrogate at character {error.start + 1})") from None
+
+
 def _read_queries(path: str):
     """Queries from a JSONL file: one object per line with ``question`` and optionally ``id``,
-    ``budget``, ``strategy`` (a name or an object) and ``seed``."""
+    ``budget``, ``strategy`` (a name or an object) and ``seed``. Every line is checked here, before
+    any model loads: a wrong type is named with its line, not found mid-solve."""
     from .config import parse_config
     from .solver import Query
     from .strategies import StrategyConfig
-    from .tasks import DataError, jsonl_objects
+    from .tasks import jsonl_objects
 
     rows = []
     for number, row in jsonl_objects(path):
@@ -105,6 +116,11 @@ def _read_queries(path: str):
         unknown = set(row) - {"id", "question", "budget", "strategy", "seed"}
         if unknown:
             raise DataError(f"{where}: unknown field(s) {sorted(unknown)}")
+        _check_text(row["question"], f"{where}: the question")
+        for field in ("budget", "seed"):
+            value = row.get(field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise DataError(f"{where}: {field} must be an integer, got {value!r}")
         strategy = row.get("strategy")
         if strategy is not None:
             fields = {"name": strategy} if isinstance(strategy, str) else strategy
@@ -121,7 +137,15 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
     if (args.question is None) == (args.input is None):
         raise ValueError("give a question, or --input FILE.jsonl (not both)")
+    if args.output and args.input is None:
+        raise ValueError("--output is for --input FILE.jsonl; one question's solution goes to stdout")
     strategy = _requested_strategy(args)
+    if args.question is not None:
+        _check_text(args.question, "the question")
+    else:
+        rows = _read_queries(args.input)
+        if args.output:
+            _check_output(Path(args.output), Path(args.input))
     with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time notices must not mix with the output
         solver = Solver.load(_solver_config(args))
     if args.question is not None:
@@ -139,7 +163,6 @@ def _cmd_solve(args: argparse.Namespace) -> int:
             if solution.note:
                 print(f"note: {solution.note}")
         return 0
-    rows = _read_queries(args.input)
     queries = [
         Query(
             q.question,
@@ -163,6 +186,18 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _check_output(output: Path, source: Path) -> None:
+    """Refuse an ``--output`` the answers could not be written to, before any model loads rather
+    than after every question is solved: the input file itself, a directory, or a path in a
+    folder that does not exist."""
+    if output.exists() and os.path.samefile(output, source):
+        raise ValueError(f"--output {output} is the --input file; write the solutions to another file")
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a directory; give a file path")
+    if not output.parent.is_dir():
+        raise ValueError(f"--output {output}: {output.parent} is not an existing folder")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
