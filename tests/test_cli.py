@@ -1,6 +1,7 @@
 """The ``ttc`` console command: bad input exits 2 with a clear message and writes nothing."""
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -311,4 +312,19 @@ def test_a_device_torch_does_not_know_or_this_machine_lacks_is_refused_in_one_li
     assert in_process(capsys, "solve", QUESTION, "--config", solver_config) == (
         2,
         [f"ttc: error: device 'gpu' {unknown}"],
+    )
+
+
+def test_serve_refuses_a_port_in_use_before_any_model_loads(solver_config, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert in_process(capsys, "serve", "--config", solver_config, "--port", port) == (
+            2,
+            [f"ttc: error: cannot listen on 127.0.0.1:{port}: Address already in use"],
+        )
+    assert in_process(capsys, "serve", "--config", solver_config, "--port", 70000) == (
+        2,
+        ["ttc: error: ttc serve: port: Input should be less than or equal to 65535"],
     )
