@@ -8,7 +8,9 @@ loadtest`` measures the server under concurrent load; ``ttc sample`` draws solut
 proposer; ``ttc bench`` measures the generation paths against plain transformers ``generate``;
 ``ttc bench-engines`` compares the vLLM back end's sampling throughput with the transformers one.
 Bad input (a missing model directory, a malformed data line, an unknown config key, an empty
-question, a budget over the limit) ends with a one-line error on stderr and exit status 2.
+question, a budget over the limit, a run directory of other files, an output path that is the
+input, an unknown device, a port in use) ends with a one-line error on stderr and exit status 2,
+found before any model loads wherever it can be.
 """
 
 from __future__ import annotations
