@@ -117,6 +117,31 @@ def test_every_shipped_config_validates(path):
     assert config.run_dir.startswith("runs/")
 
 
+@pytest.mark.parametrize(
+    "name, sections",
+    [
+        ("embedded", ("proposer", "revision")),
+        ("quick", ("proposer",)),
+        ("embedded-full", ("proposer", "revision")),
+        ("example-real", ("revision",)),
+    ],
+)
+def test_the_shipped_configs_checkpoint_long_training_without_changing_a_stage_key(name, sections):
+    """A run killed while training resumes from its last checkpoint; the interval is left out of
+    the stage keys, so a run trained before it was set stays up to date."""
+    from ttc_runtime.stages.base import fingerprint
+
+    config = load_experiment(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
+    for section in sections:
+        settings = getattr(config, section)
+        assert settings.training.save_steps is not None and settings.training.save_steps <= 100, section
+        plain = settings.model_copy(update={"training": settings.training.model_copy(update={"save_steps": None})})
+        assert fingerprint(settings) == fingerprint(plain), section
+    if name == "embedded-full":  # only the interval was written: the proposer trains with the defaults
+        defaults = ExperimentConfig().proposer
+        assert config.proposer.training.model_copy(update={"save_steps": None}) == defaults.training
+
+
 def test_generation_engine_is_chosen_in_the_config(tmp_path):
     from ttc_runtime.solver import SolverConfig
     from ttc_runtime.stages import RunContext

@@ -245,6 +245,52 @@ def test_renamed_config_keys_name_their_new_key(tmp_path):
             load_experiment(path)
 
 
+def test_a_run_killed_in_training_after_a_checkpoint_resumes_from_it(tmp_path, monkeypatch):
+    """The runner keeps a killed training's checkpoints (``proposer.partial/``) and the next run
+    resumes from the last one, with a checkpoint interval that is not part of the stage's key."""
+    from transformers import Trainer
+
+    tiny = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 256}
+    config = ExperimentConfig.model_validate(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "task": {"synthetic": {"train_per_level": 8, "validation_per_level": 1, "test_per_level": 1}},
+            "proposer": {
+                "architecture": tiny,
+                "training": {"max_steps": 6, "batch_size": 4, "logging_steps": 1, "save_steps": 2},
+            },
+            "wandb": {"enabled": False},
+        }
+    )
+    original, steps = Trainer.training_step, []
+
+    def killed_in_step_5(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        if self.state.global_step == 4:
+            raise KeyboardInterrupt  # as a run stopped in the middle of its fifth step
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", killed_in_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        Experiment(config).run(to_stage="proposer")
+    staged = tmp_path / "run" / "proposer.partial" / "trainer"
+    assert sorted(p.name for p in staged.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+    steps.clear()
+
+    def counted(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", counted)
+    training = config.proposer.training.model_copy(update={"save_steps": 3})  # another interval, same key
+    resumed = config.model_copy(update={"proposer": config.proposer.model_copy(update={"training": training})})
+    record = Experiment(resumed).run(to_stage="proposer")["proposer"]
+    assert steps == [4, 5] and record["steps"] == 6  # only the steps after the last checkpoint ran again
+    assert record["fingerprint"] == STAGES[0].key(RunContext(config, STAGES))
+    assert not (tmp_path / "run" / "proposer.partial").exists()
+
+
 TINY = """
 run_dir: {run_dir}
 task:
