@@ -152,6 +152,12 @@ def test_bad_queries_are_refused_before_any_work(tiny_model_dir):
     for query, message in cases:
         with pytest.raises(BadQuery, match=message):
             solver.solve_batch([Query(QUESTIONS[0]), query])
+    for value in (True, -1, 2**64, 1.5, "3"):
+        with pytest.raises(BadQuery, match=f"seed must be an integer from 0 to 2\\*\\*64 - 1, got {value!r}"):
+            solver.check(Query(QUESTIONS[0], seed=value))
+    for value in (True, 4.0, "4"):
+        with pytest.raises(BadQuery, match=f"budget must be an integer from 1 to 8 generations, got {value!r}"):
+            solver.check(Query(QUESTIONS[0], budget=value))
     with pytest.raises(ValueError, match="budget 16 is above max_budget 8"):
         config(tiny_model_dir, budget=16)
     with pytest.raises(ValueError, match="verifier_model"):

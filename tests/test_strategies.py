@@ -8,12 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ttc_runtime.compute import Compute, Usage
+from ttc_runtime.config import ConfigError, parse_config
 from ttc_runtime.generation.base import Completion, GenerationOutput, SamplingParams
 from ttc_runtime.generation.hf import TransformersGenerator
 from ttc_runtime.prompts import PromptConfig
 from ttc_runtime.scoring import ProposerMarginScorer, ScoreOutput
 from ttc_runtime.selection import best_of_n_weighted, majority_vote
 from ttc_runtime.strategies import (
+    MAX_STEPS,
     STRATEGIES,
     BeamSearch,
     BestOfN,
@@ -23,7 +25,7 @@ from ttc_runtime.strategies import (
     StrategyName,
 )
 from ttc_runtime.strategies.base import Beam
-from ttc_runtime.strategies.beam import _best_distinct
+from ttc_runtime.strategies.beam import _best_distinct, rollout_steps
 from ttc_runtime.tasks.grading import STEP_SEPARATOR, split_steps
 
 PROMPT = PromptConfig()
@@ -140,6 +142,26 @@ def test_lookahead_ranks_by_the_rollout_and_charges_it():
     assert result.compute.generations == 8  # N x (k + 1)
 
 
+def test_lookahead_deeper_than_its_solutions_is_charged_for_the_rollouts_it_ran():
+    # Solutions here are 3 steps: a rollout from a first step takes 2 (1a, then \boxed{}), from a
+    # second step 1. A depth of MAX_STEPS is the search with k = 2, spend and generations alike.
+    deep = BeamSearch(beam_width=2, lookahead=MAX_STEPS, max_rounds=MAX_STEPS).run(
+        ["Q"], TreeGenerator(), PathScorer(), budget=4
+    )
+    assert deep == BeamSearch(beam_width=2, lookahead=2).run(["Q"], TreeGenerator(), PathScorer(), budget=4)
+    assert deep[0].compute.generations == 4 * (2 + 1)
+    wide = BeamSearch(beam_width=2, max_rounds=MAX_STEPS).run(["Q"], TreeGenerator(), PathScorer(), budget=4)
+    assert wide[0].compute.generations == 4  # every candidate finished in 3 of the rounds allowed
+
+
+def test_a_rollout_counts_the_steps_it_took():
+    assert rollout_steps(Completion("1a\n\n2a\n\n3a", 6, "stop"), 3) == 3  # the third separator ended it
+    assert rollout_steps(Completion("1a\n\n\\boxed{a}", 4, "eos"), 3) == 2
+    assert rollout_steps(Completion("1a\n\n", 3, "eos"), 3) == 2  # the end of sequence opened a step
+    assert rollout_steps(Completion("1a", 2, "length"), 3) == 1
+    assert rollout_steps(Completion("a\n\nb\n\nc", 5, "eos"), 2) == 2
+
+
 def test_dvts_keeps_the_best_child_of_each_subtree():
     generator, scorer = TreeGenerator(), PathScorer()
     (result,) = DiverseTreeSearch(beam_width=2).run(["Q"], generator, scorer, budget=4)
@@ -238,11 +260,39 @@ def test_strategy_config_names_the_registry_and_resolves_the_width():
     assert [sqrt.width(n) for n in (1, 2, 4, 8, 16, 32, 64)] == [1, 1, 2, 2, 4, 4, 8]
     assert sqrt.build(64).beam_width == 8 and sqrt.label == "beam_search(M=sqrt)"
     lookahead = StrategyConfig(name="lookahead", beam_width=4, lookahead=3)
-    assert lookahead.label == "lookahead(M=4,k=3)" and lookahead.build(16).generations(16) == 64
+    assert lookahead.label == "lookahead(M=4,k=3)" and lookahead.build(16).lookahead == 3
     assert lookahead.unusable(1) == "beam width 4 is larger than the budget 1"
     assert StrategyConfig(name="majority").unusable(3) is None
     with pytest.raises(ValueError, match="larger than the budget"):
         lookahead.build(2)
+
+
+@pytest.mark.parametrize(
+    "knobs, message",
+    [
+        ({"name": "lookahead", "lookahead": 10**30}, "lookahead: Input should be less than or equal to 1024"),
+        ({"name": "lookahead", "lookahead": MAX_STEPS + 1}, "lookahead: Input should be less than or equal to 1024"),
+        ({"name": "beam_search", "max_rounds": 10**30}, "max_rounds: Input should be less than or equal to 1024"),
+        ({"name": "dvts", "max_rounds": 0}, "max_rounds: Input should be greater than or equal to 1"),
+        ({"name": "beam_search", "beam_width": 0}, "beam_width: Value error, beam_width must be at least 1, got 0"),
+        ({"name": "revisions", "chain_length": -1}, "chain_length: Value error, chain_length must be at least 1"),
+        ({"name": "lookahead", "lookahead": True}, "lookahead: Input should be a valid integer"),
+        ({"name": "dvts", "max_rounds": True}, "max_rounds: Input should be a valid integer"),
+        ({"name": "beam_search", "beam_width": True}, "beam_width.int: Input should be a valid integer"),
+        ({"name": "revisions", "chain_length": True}, "chain_length.int: Input should be a valid integer"),
+        ({"name": "beam_search", "max_rounds": 4.0}, "max_rounds: Input should be a valid integer"),
+    ],
+)
+def test_knobs_beyond_their_bounds_are_refused_naming_the_knob_and_the_limit(knobs, message):
+    with pytest.raises(ConfigError, match=f"^strategy: {message}"):
+        parse_config(StrategyConfig, knobs, "strategy")
+
+
+def test_knobs_bounded_by_the_budget_name_the_knob_and_the_budget():
+    assert StrategyConfig(name="dvts", beam_width=8).unusable(4) == "beam width 8 is larger than the budget 4"
+    assert StrategyConfig(name="lookahead", beam_width=3).unusable(4) == "budget 4 is not divisible by beam width 3"
+    assert StrategyConfig(name="revisions", chain_length=8).unusable(4) == "chain length 8 is larger than the budget 4"
+    assert StrategyConfig(name="revisions", chain_length="all").unusable(4) is None
 
 
 @pytest.mark.parametrize(

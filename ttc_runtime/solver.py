@@ -21,9 +21,11 @@ Rules, tested in ``tests/test_solver.py``:
   (``question_seed``), never from its place in a batch: the same question and seed give the same
   solution alone or batched with others, which is what lets a server batch concurrent requests.
 - **Bad queries** raise ``BadQuery`` naming the problem before any work: an empty question, a
-  budget outside 1 ... ``max_budget``, a strategy that cannot run at the budget, revisions without
-  a revision model, a question whose prompt leaves less than ``sampling.max_new_tokens`` of room in
-  the proposer's context (refused, never truncated).
+  budget outside 1 ... ``max_budget``, a seed outside 0 ... 2**64 - 1 (seeds are mixed modulo
+  2**64, so a larger one would repeat a smaller one's samples), a boolean for either, a strategy
+  that cannot run at the budget, revisions without a revision model, a question whose prompt
+  leaves less than ``sampling.max_new_tokens`` of room in the proposer's context (refused, never
+  truncated).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class SolverConfig(StrictModel):
     revision_prompt: RevisionPromptConfig = RevisionPromptConfig()
     sampling: SamplingConfig = SamplingConfig()
     generation: GenerationConfig = GenerationConfig()
-    seed: int = Field(0, description="Seed of queries that give none.")
+    seed: int = Field(0, ge=0, le=2**64 - 1, description="Seed of queries that give none (a query's seed's range).")
     device: str | None = Field(None, description="torch device; None picks cuda when available.")
 
     @model_validator(mode="after")
@@ -292,6 +294,9 @@ class Solver:
         budget = config.budget if query.budget is None else query.budget
         if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= config.max_budget:
             raise BadQuery(f"budget must be an integer from 1 to {config.max_budget} generations, got {budget!r}")
+        seed = config.seed if query.seed is None else query.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise BadQuery(f"seed must be an integer from 0 to 2**64 - 1, got {seed!r}")
         if query.strategy is not None:
             self._check_strategy(query.strategy, budget)
         context = self.generator.context
@@ -303,7 +308,7 @@ class Solver:
                     f"the question's prompt is {tokens} tokens; the proposer's context of {context} tokens "
                     f"leaves room for {room} next to {config.sampling.max_new_tokens} new tokens"
                 )
-        return replace(query, budget=budget, seed=config.seed if query.seed is None else query.seed)
+        return replace(query, budget=budget, seed=seed)
 
     def _check_strategy(self, strategy: StrategyConfig, budget: int) -> None:
         why = strategy.unusable(budget)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from ..config import StrictModel
 from .base import Candidate, SearchSettings, Strategy, StrategyResult, check_budget
@@ -28,6 +28,12 @@ StrategyName = Literal[
 PARALLEL_SELECTION = {"majority": "majority", "best_of_n_weighted": "weighted", "best_of_n_naive": "naive"}
 """The parallel strategies and the rule each picks an answer by among N independent samples."""
 
+MAX_STEPS = 1024
+"""The most steps a knob counted in steps may ask for (``max_rounds``, ``lookahead``). A step is at
+least one token, and solutions and rollouts end at ``sampling.max_new_tokens`` tokens, so more
+steps than that never run: 1024 covers the longest solutions the shipped configs sample
+(``configs/example-real.yaml``: 1024 tokens), 25 times the paper's 40 rounds."""
+
 
 class StrategyConfig(StrictModel):
     """One strategy and its knobs, as a config file names it."""
@@ -36,18 +42,38 @@ class StrategyConfig(StrictModel):
     beam_width: int | Literal["sqrt"] = Field(
         4,
         description="M for beam_search, lookahead and dvts: a number, or 'sqrt' for the largest divisor of "
-        "the budget not above its square root (the paper's two choices are 4 and sqrt(N)).",
+        "the budget not above its square root (the paper's two choices are 4 and sqrt(N)). At most the budget "
+        "and dividing it (checked against the budget the strategy runs at): N/M beams of M children each.",
     )
-    lookahead: int = Field(2, ge=1, description="Depth k of the greedy rollouts of 'lookahead'.")
-    max_rounds: int = Field(40, ge=1, description="Step rounds before search stops (the paper's 40).")
+    lookahead: int = Field(
+        2,
+        ge=1,
+        le=MAX_STEPS,
+        description="Depth k of the greedy rollouts of 'lookahead', in steps; at most MAX_STEPS (1024): a step is "
+        "a token or more and a rollout ends at sampling.max_new_tokens tokens.",
+    )
+    max_rounds: int = Field(
+        40,
+        ge=1,
+        le=MAX_STEPS,
+        description="Step rounds before search stops (the paper's 40); at most MAX_STEPS (1024): every round "
+        "lengthens each open beam by a token or more, and a beam ends at sampling.max_new_tokens tokens.",
+    )
     chain_length: int | Literal["all"] = Field(
         4,
         description="L for 'revisions': attempts per chain, N/L chains in parallel; 'all' for one chain of N "
-        "(L = 1 is all parallel).",
+        "(L = 1 is all parallel). At most the budget and dividing it (checked against the budget).",
     )
     across_chains: Literal["weighted", "majority"] = Field(
         "weighted", description="How 'revisions' picks among the chains' best attempts."
     )
+
+    @field_validator("beam_width", "chain_length")
+    @classmethod
+    def _at_least_one(cls, value: int | str, info: ValidationInfo) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"{info.field_name} must be at least 1, got {value}")
+        return value
 
     @property
     def parallel(self) -> str | None:
@@ -147,6 +173,7 @@ STRATEGIES: dict[str, Callable[[StrategyConfig, int], Strategy]] = {
 }
 
 __all__ = [
+    "MAX_STEPS",
     "PARALLEL_SELECTION",
     "STRATEGIES",
     "Arm",

@@ -231,10 +231,6 @@ class Strategy(ABC):
     name: str
     needs_scorer: bool = True
 
-    def generations(self, budget: int) -> int:
-        """The compute record's ``generations``: the budget, in the paper's unit."""
-        return budget
-
     @abstractmethod
     def run(
         self,

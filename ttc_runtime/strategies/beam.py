@@ -21,7 +21,12 @@ Bookkeeping, documented because the prior art gets it wrong or leaves it implici
 - **Empty steps.** A candidate whose new step is blank made no progress: it ranks below every
   candidate that did (score 0 for ranking); its text is unchanged otherwise.
 - **Compute.** Every sampled step, every rollout token and every verifier pass is charged to its
-  question; ``generations`` is N x (k + 1), the paper's cost of lookahead.
+  question; ``generations`` is N x (d + 1), the paper's cost of lookahead N x (k + 1) at the depth
+  d actually rolled out: the most steps any rollout of the question took (a rollout stops early
+  where its solution ends, and a search whose rollouts all stopped within d steps is the search
+  with k = d, result and spend alike), so a k beyond the solutions' length is not charged for
+  steps never sampled; N when no rollout ran (beam search, or every candidate finished in the
+  first round).
 - **Fused scoring.** When the verifier is a margin PRM over the generator's own model
   (``scoring.margin.fuse``), steps are sampled with their log-probabilities and each beam carries
   its running margin statistics, so a new step is scored from its own tokens with the PRM's head
@@ -36,10 +41,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..compute import Usage
-from ..generation.base import Generator, greedy_continue, sample_next_steps
+from ..generation.base import Completion, Generator, greedy_continue, sample_next_steps
 from ..generation.sampling import derive_seed
 from ..scoring import StepScorer
 from ..scoring.margin import FusedMarginScorer, fuse
+from ..tasks.grading import STEP_SEPARATOR
 from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, charge, score_texts, select
 
 
@@ -56,9 +62,6 @@ class BeamSearch(Strategy):
         self.max_rounds = max_rounds
         self.name = "lookahead" if lookahead else "beam_search"
 
-    def generations(self, budget: int) -> int:
-        return budget * (self.lookahead + 1)
-
     def run(
         self,
         questions: Sequence[str],
@@ -70,15 +73,16 @@ class BeamSearch(Strategy):
     ) -> list[StrategyResult]:
         seeds, ledgers, prompts = self._start(questions, scorer, budget, self.beam_width, settings, seed)
         pools: list[list[Beam]] = [[] for _ in questions]
+        depths = [0] * len(questions)  # the most steps a rollout of each question took
         width = self.beam_width
         fused = fuse(scorer, generator, settings.prompt) if settings.fused_scoring else None
         frontier = [(q, Beam(), budget) for q in range(len(questions))]  # each root samples N first steps
         for round_ in range(self.max_rounds):
             children = self._expand(generator, prompts, frontier, settings, seeds, round_, ledgers, fused)
             if fused is None:
-                ranks = self._rank(generator, scorer, questions, prompts, children, settings, ledgers)
+                ranks = self._rank(generator, scorer, questions, prompts, children, settings, ledgers, depths)
             else:
-                ranks = self._rank_fused(generator, fused, prompts, children, settings, ledgers)
+                ranks = self._rank_fused(generator, fused, prompts, children, settings, ledgers, depths)
             frontier = []
             by_question: dict[int, list[tuple[float, Beam]]] = {}
             for (q, beam), rank in zip(children, ranks):
@@ -98,10 +102,10 @@ class BeamSearch(Strategy):
         for (q, i), scores in zip(unscored, score_texts(scorer, questions, texts, [q for q, _ in unscored], ledgers)):
             pools[q][i] = replace(pools[q][i], step_scores=scores)
         results = []
-        for pool, ledger in zip(pools, ledgers):
+        for pool, ledger, depth in zip(pools, ledgers, depths):
             candidates = [beam.candidate(settings.aggregation) for beam in pool]
             results.append(
-                StrategyResult(select(candidates, "weighted"), candidates, ledger.record(self.generations(budget)))
+                StrategyResult(select(candidates, "weighted"), candidates, ledger.record(budget * (depth + 1)))
             )
         return results
 
@@ -131,7 +135,7 @@ class BeamSearch(Strategy):
                 rows[i] = [(q, beam.extend(c, limit, fused)) for c in completions]
         return [child for row in rows for child in row]
 
-    def _rank_fused(self, generator, fused, prompts, children, settings, ledgers) -> list[float]:
+    def _rank_fused(self, generator, fused, prompts, children, settings, ledgers, depths) -> list[float]:
         """``_rank`` from the margin statistics the children carry: no verifier forward pass. A
         lookahead rollout is sampled with log-probabilities and read the same way."""
         for i, beam in enumerate(score_fused(fused, children, ledgers)):
@@ -151,14 +155,16 @@ class BeamSearch(Strategy):
         )
         owners = [children[i][0] for i in ahead]
         charge(ledgers, owners, rolled.usages, "proposer")
+        self._record_depths(depths, owners, rolled.completions)
         charge(ledgers, owners, [Usage.inference(fused.head_params, 1)] * len(ahead), "verifier")
         states = [children[i][1].state.extend(row[0], fused.skip) for i, row in zip(ahead, rolled.completions)]
         for i, probability in zip(ahead, fused.probabilities(states)):
             ranks[i] = probability
         return ranks
 
-    def _rank(self, generator, scorer, questions, prompts, children, settings, ledgers) -> list[float]:
-        """Each child's ranking score; children get their own step scores where that is what ranks them."""
+    def _rank(self, generator, scorer, questions, prompts, children, settings, ledgers, depths) -> list[float]:
+        """Each child's ranking score; children get their own step scores where that is what ranks
+        them. Each question's entry of ``depths`` keeps the most steps one of its rollouts took."""
         owners = [q for q, _ in children]
         texts = [beam.text for _, beam in children]
         ahead = (
@@ -172,6 +178,7 @@ class BeamSearch(Strategy):
                 self.lookahead,
             )
             charge(ledgers, [owners[i] for i in ahead], rolled.usages, "proposer")
+            self._record_depths(depths, [owners[i] for i in ahead], rolled.completions)
             for i, row in zip(ahead, rolled.completions, strict=True):
                 texts[i] = Beam(texts[i]).extend(row[0], math.inf).text
         ranked_by_rollout = set(ahead)
@@ -182,6 +189,21 @@ class BeamSearch(Strategy):
                 children[i] = (owners[i], scored)
             ranks.append(scored.rank)
         return ranks
+
+    def _record_depths(self, depths: list[int], owners: Sequence[int], rollouts: list[list[Completion]]) -> None:
+        """Raise each owner's entry of ``depths`` to the steps its rollout took (``rollout_steps``)."""
+        for owner, row in zip(owners, rollouts, strict=True):
+            depths[owner] = max(depths[owner], rollout_steps(row[0], self.lookahead))
+
+
+def rollout_steps(rollout: Completion, lookahead: int) -> int:
+    """Steps a greedy rollout of depth ``lookahead`` took: all of them when the stop string ended it;
+    else it reached the end of the solution or the token limit in the step after its last step
+    separator, so a rollout of that depth gives the same completion. At most ``lookahead`` (the
+    engines count separators token by token, the text decoded whole could show more)."""
+    if rollout.finish_reason == "stop":
+        return lookahead
+    return min(lookahead, rollout.text.count(STEP_SEPARATOR) + 1)
 
 
 def score_fused(fused: FusedMarginScorer, beams: list[tuple[int, Beam]], ledgers: list[Ledger]) -> list[Beam]:
