@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from pydantic import ValidationError
 
-from tests.test_solver import BEAM2, BON, QUESTIONS, config, forced_policy
+from tests.test_solver import BEAM2, BON, EIGHT, QUESTIONS, FailsOn, config, forced_policy
 from ttc_runtime.cli import main
 from ttc_runtime.config import ConfigError
 from ttc_runtime.loadtest import ProbeLimits, format_probes, free_port, run_load, run_probes
@@ -123,6 +123,22 @@ def test_concurrent_requests_are_batched_and_answer_as_alone(server, solver):
         direct = solver.solve(question)
         assert reply.model_extra["ttc"]["answer"] == direct.answer
         assert reply.model_extra["ttc"]["compute"] == direct.compute.to_dict()
+
+
+def test_a_request_that_fails_in_its_batch_fails_alone(tiny_model_dir):
+    solver = Solver.load(config(tiny_model_dir))
+    solver.generator = FailsOn(solver.generator, "poison")
+    batcher = Batcher(solver, max_batch=16, wait_s=0)
+    questions = EIGHT[:4] + ["Evaluate left to right:\npoison"] + EIGHT[4:]
+    futures = [batcher.submit(solver.check(Query(q, budget=2))) for q in questions]  # queued first: one batch
+    batcher.start()
+    try:
+        with pytest.raises(RuntimeError, match="a fault on 'poison'"):
+            futures.pop(4).result(timeout=600)
+        assert [future.result(timeout=600).question for future in futures] == EIGHT
+    finally:
+        batcher.stop()
+    assert (batcher.batches, batcher.largest, batcher.served) == (1, 9, 8)
 
 
 def test_bad_requests_get_a_4xx_that_says_what_is_wrong(server):

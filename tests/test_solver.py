@@ -14,10 +14,11 @@ from ttc_runtime.trainers.allocator import AllocatorTrainConfig, train_policy
 
 from ttc_runtime.cli import main
 from ttc_runtime.config import ConfigError
+from ttc_runtime.generation.base import SamplingParams
 from ttc_runtime.outcomes import arm_outcomes
 from ttc_runtime.pool import RolloutPool
 from ttc_runtime.prompts import PromptConfig
-from ttc_runtime.solver import BadQuery, Query, Solver, SolverConfig, best_text, question_seed
+from ttc_runtime.solver import BadQuery, Query, Solution, Solver, SolverConfig, best_text, question_seed
 from ttc_runtime.strategies import Arm, Candidate, StrategyConfig
 
 BON = StrategyConfig(name="best_of_n_weighted")
@@ -200,3 +201,36 @@ def test_solve_command_answers_one_question_and_a_jsonl_file(tiny_model_dir, tmp
     assert not (tmp_path / "never.jsonl").exists()
     assert main(["solve", QUESTIONS[0], "--config", str(path), "--strategy", "beam_serch"]) == 2
     assert "--strategy: name" in capsys.readouterr().err
+
+
+class FailsOn:
+    """The wrapped generator, except that a call with a prompt holding ``marker`` raises: a fault
+    that one query triggers inside a batched call."""
+
+    def __init__(self, generator, marker: str) -> None:
+        self.generator, self.marker = generator, marker
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+    def generate(self, prompts, n=1, params=SamplingParams(), seed=0):
+        if any(self.marker in prompt for prompt in prompts):
+            raise RuntimeError(f"a fault on {self.marker!r}")
+        return self.generator.generate(prompts, n, params, seed)
+
+
+EIGHT = [f"Evaluate left to right:\n{a}*{a}-{a}" for a in range(1, 9)]
+
+
+def test_a_query_that_fails_inside_a_batched_call_fails_alone(tiny_model_dir):
+    solver = Solver.load(config(tiny_model_dir))
+    solver.generator = FailsOn(solver.generator, "poison")
+    queries = [Query(q, budget=2) for q in EIGHT]
+    queries.insert(5, Query("Evaluate left to right:\npoison", budget=2))
+    outcomes = solver.solve_each(queries)
+    failed = outcomes.pop(5)
+    assert isinstance(failed, RuntimeError) and str(failed) == "a fault on 'poison'"
+    for question, outcome in zip(EIGHT, outcomes, strict=True):
+        assert isinstance(outcome, Solution) and same(outcome, solver.solve(question, budget=2))
+    with pytest.raises(RuntimeError, match="a fault on 'poison'"):
+        solver.solve_batch(queries)

@@ -347,17 +347,22 @@ class Batcher:
                 self._answer(batch)
 
     def _answer(self, batch: list[tuple[Query, Future]]) -> None:
+        """Each request's future gets its solution, or the exception its query alone raised
+        (``Solver.solve_each``): one failing request never fails the others of its batch."""
         try:
-            solutions = self.solver.solve_batch([q for q, _ in batch])
+            outcomes = self.solver.solve_each([q for q, _ in batch])
         except Exception as error:  # noqa: BLE001 - handed to every waiting request, never lost
             for _, future in batch:
                 future.set_exception(error)
             return
         self.batches += 1
         self.largest = max(self.largest, len(batch))
-        self.served += len(batch)
-        for (_, future), solution in zip(batch, solutions, strict=True):
-            future.set_result(solution)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                self.served += 1
+                future.set_result(outcome)
 
 
 def completion_body(solution: Solution, model: str) -> dict[str, Any]:

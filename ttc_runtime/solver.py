@@ -26,6 +26,10 @@ Rules, tested in ``tests/test_solver.py``:
   that cannot run at the budget, revisions without a revision model, a question whose prompt
   leaves less than ``sampling.max_new_tokens`` of room in the proposer's context (refused, never
   truncated).
+- **Failures stay with their query.** ``solve_each`` answers each query with its solution or the
+  exception it raised: when a batched call fails, its queries are solved again in halves until
+  the failing ones are alone, so one query that cannot run (or a fault it triggers) never costs
+  the others their answers, which are the same as in any batch (see Seeds).
 """
 
 from __future__ import annotations
@@ -324,8 +328,44 @@ class Solver:
         return self.solve_batch([Query(question, budget, strategy, seed)])[0]
 
     def solve_batch(self, queries: Sequence[Query]) -> list[Solution]:
-        """Answer every query; questions that share an arm run in one strategy call."""
-        checked = [self.check(q) for q in queries]
+        """Answer every query; questions that share an arm run in one strategy call. The first
+        problem raises for the whole batch: ``BadQuery`` for a bad query, else what the failing
+        call raised (``solve_each`` answers the other queries)."""
+        return self._solve_checked([self.check(q) for q in queries])
+
+    def solve_each(self, queries: Sequence[Query]) -> list[Solution | Exception]:
+        """Answer every query as ``solve_batch`` does, each with its solution or the exception it
+        raised in its place: ``BadQuery`` for a query refused by ``check``; a batched call that
+        fails is made again for each half of its queries, down to the failing queries alone."""
+        outcomes: list[Solution | Exception | None] = [None] * len(queries)
+        checked = []
+        for i, query in enumerate(queries):
+            try:
+                checked.append((i, self.check(query)))
+            except Exception as error:  # noqa: BLE001 - the query's own answer
+                outcomes[i] = error
+        self._solve_isolated(checked, outcomes)
+        return outcomes
+
+    def _solve_isolated(self, checked: list[tuple[int, Query]], outcomes: list[Solution | Exception | None]) -> None:
+        """Fill ``outcomes`` at the positions of ``checked`` (position, checked query), halving on failure."""
+        if not checked:
+            return
+        try:
+            solutions = self._solve_checked([query for _, query in checked])
+        except Exception as error:  # noqa: BLE001 - kept for the query that raised it, or retried by halves
+            if len(checked) == 1:
+                outcomes[checked[0][0]] = error
+                return
+            half = len(checked) // 2
+            self._solve_isolated(checked[:half], outcomes)
+            self._solve_isolated(checked[half:], outcomes)
+            return
+        for (i, _), solution in zip(checked, solutions, strict=True):
+            outcomes[i] = solution
+
+    def _solve_checked(self, checked: list[Query]) -> list[Solution]:
+        """``solve_batch`` of queries ``check`` has passed."""
         arms, decision_flops, decision_seconds = self._decide(checked)
         groups: dict[tuple[StrategyConfig, int], list[int]] = {}
         for i, (strategy, budget, _, _) in enumerate(arms):
