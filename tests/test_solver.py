@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,9 +13,10 @@ from ttc_runtime.policies.features import FeatureConfig, build_featurizer
 from ttc_runtime.policies.learned import AllocatorPolicy, PolicyConfig
 from ttc_runtime.trainers.allocator import AllocatorTrainConfig, train_policy
 
+from tests.conftest import biased_model
 from ttc_runtime.cli import main
 from ttc_runtime.config import ConfigError
-from ttc_runtime.generation.base import SamplingParams
+from ttc_runtime.generation.base import PromptTooLong, SamplingParams
 from ttc_runtime.outcomes import arm_outcomes
 from ttc_runtime.pool import RolloutPool
 from ttc_runtime.prompts import PromptConfig
@@ -138,6 +140,11 @@ def test_budgets_fallback_and_requested_strategies(tiny_model_dir, tmp_path):
     assert asked.compute.generations == 2 and asked.flops == asked.compute.flops
     plain = Solver.load(config(tiny_model_dir))
     assert plain.solve(QUESTIONS[0]).chosen_by == "default"
+    # a question with room for one solution but not for search: the allocator's beam search falls back
+    long = long_question(solver, 240)
+    fallback = solver.solve(long)
+    assert (fallback.strategy, fallback.chosen_by) == (BON, "default")
+    assert "the 23 tokens beam_search(M=2) needs" in fallback.note
 
 
 def test_bad_queries_are_refused_before_any_work(tiny_model_dir):
@@ -203,6 +210,14 @@ def test_solve_command_answers_one_question_and_a_jsonl_file(tiny_model_dir, tmp
     assert "--strategy: name" in capsys.readouterr().err
 
 
+def long_question(solver: Solver, tokens: int) -> str:
+    """A question whose prompt is ``tokens`` tokens (the embedded tokenizer: a space is one token)."""
+    question = "Evaluate left to right:\n" + "1+" * 20 + "1"
+    question = " " * (tokens - solver.prompt_tokens(question)) + question
+    assert solver.prompt_tokens(question) == tokens
+    return question
+
+
 class FailsOn:
     """The wrapped generator, except that a call with a prompt holding ``marker`` raises: a fault
     that one query triggers inside a batched call."""
@@ -222,6 +237,27 @@ class FailsOn:
 EIGHT = [f"Evaluate left to right:\n{a}*{a}-{a}" for a in range(1, 9)]
 
 
+def test_a_question_too_long_for_search_is_refused_alone_and_the_eight_in_its_batch_are_answered(tiny_model_dir):
+    solver = Solver.load(config(tiny_model_dir))  # a context of 256 tokens, solutions of up to 12
+    # Room for one solution (a prompt of 244 tokens at most) but not for search, which may sample a
+    # step of 12 tokens after a partial solution of 11 (233 at most): refused alone, before any work.
+    long = long_question(solver, 240)
+    queries = [Query(q, budget=2, strategy=BEAM2, seed=7) for q in EIGHT]
+    queries.insert(4, Query(long, budget=2, strategy=BEAM2, seed=7))
+    outcomes = solver.solve_each(queries)
+    refused = outcomes.pop(4)
+    assert isinstance(refused, BadQuery)
+    assert str(refused) == (
+        "the question's prompt is 240 tokens; the proposer's context of 256 tokens leaves room for 233 next to "
+        "the 23 tokens beam_search(M=2) needs"
+    )
+    for question, outcome in zip(EIGHT, outcomes, strict=True):
+        assert isinstance(outcome, Solution) and same(outcome, solver.solve(question, 2, BEAM2, seed=7))
+    with pytest.raises(BadQuery, match="leaves room for 233"):
+        solver.check(Query(long, strategy=StrategyConfig(name="dvts", beam_width=2)))
+    assert solver.solve(long).strategy == BON  # one solution's room is enough for best-of-N
+
+
 def test_a_query_that_fails_inside_a_batched_call_fails_alone(tiny_model_dir):
     solver = Solver.load(config(tiny_model_dir))
     solver.generator = FailsOn(solver.generator, "poison")
@@ -234,3 +270,39 @@ def test_a_query_that_fails_inside_a_batched_call_fails_alone(tiny_model_dir):
         assert isinstance(outcome, Solution) and same(outcome, solver.solve(question, budget=2))
     with pytest.raises(RuntimeError, match="a fault on 'poison'"):
         solver.solve_batch(queries)
+
+
+@pytest.fixture(scope="module")
+def stepwise_model_dir(tmp_path_factory):
+    """A proposer of a 256-token context that writes steps of ones and newlines, a step separator
+    every dozen tokens or so: search grows partial solutions over several rounds."""
+    model, tokenizer = biased_model({"1": 8.0, "\n": 7.0})
+    model.config.max_position_embeddings = 256
+    path = tmp_path_factory.mktemp("stepwise")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        StrategyConfig(name="beam_search", beam_width=2),
+        StrategyConfig(name="lookahead", beam_width=2, lookahead=1),
+        StrategyConfig(name="dvts", beam_width=2),
+    ],
+)
+def test_search_runs_at_the_longest_question_it_has_room_for(stepwise_model_dir, strategy):
+    solver = Solver.load(config(stepwise_model_dir, sampling={"max_new_tokens": 24, "temperature": 1.0}))
+    longest = long_question(solver, 256 - (2 * 24 - 1))
+    solution = solver.solve(longest, budget=2, strategy=strategy, seed=2)
+    # a step was sampled after a partial solution: the search needed more than one solution's room
+    tokens = solver.generator.tokenizer
+    assert max(len(tokens(c.text)["input_ids"]) for c in solution.candidates) > 24
+    with pytest.raises(BadQuery, match=re.escape(f"leaves room for 209 next to the 47 tokens {strategy.label} needs")):
+        solver.check(Query(" " + longest, budget=2, strategy=strategy))
+    # With room for one solution only, the second round's prompts overflow the context: what failed
+    # whole batches before search had its own room in the check.
+    crowded = long_question(solver, 256 - 24)
+    with pytest.raises(PromptTooLong, match="leave no room for max_new_tokens 24 in the model's context of 256"):
+        strategy.build(2).run([crowded], solver.generator, solver.scorer, 2, solver.settings, seed=1)

@@ -295,6 +295,19 @@ def test_knobs_bounded_by_the_budget_name_the_knob_and_the_budget():
     assert StrategyConfig(name="revisions", chain_length="all").unusable(4) is None
 
 
+def test_search_needs_context_for_a_step_after_a_partial_solution():
+    rooms = {name: STRATEGIES[name](StrategyConfig(name=name, beam_width=2), 4).context_room(48) for name in STRATEGIES}
+    assert rooms == {
+        "majority": 48,
+        "best_of_n_weighted": 48,
+        "best_of_n_naive": 48,
+        "beam_search": 95,
+        "lookahead": 95,
+        "dvts": 95,
+        "revisions": 48,
+    }
+
+
 @pytest.mark.parametrize(
     "config",
     [

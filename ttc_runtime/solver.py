@@ -16,7 +16,8 @@ Rules, tested in ``tests/test_solver.py``:
   above the query's (its smallest when the query's is below all), and the chosen strategy and knob
   then run at the query's budget. An adaptive policy chooses the budget as well; the query's
   budget is then a ceiling. When the chosen knob cannot run at the budget (a beam width above it
-  or not dividing it), the default ``strategy`` runs instead and ``Solution.note`` says why.
+  or not dividing it) or the question's prompt leaves too little context for it, the default
+  ``strategy`` runs instead and ``Solution.note`` says why.
 - **Seeds.** A question's randomness comes from the query's seed and the question's text only
   (``question_seed``), never from its place in a batch: the same question and seed give the same
   solution alone or batched with others, which is what lets a server batch concurrent requests.
@@ -24,8 +25,11 @@ Rules, tested in ``tests/test_solver.py``:
   budget outside 1 ... ``max_budget``, a seed outside 0 ... 2**64 - 1 (seeds are mixed modulo
   2**64, so a larger one would repeat a smaller one's samples), a boolean for either, a strategy
   that cannot run at the budget, revisions without a revision model, a question whose prompt
-  leaves less than ``sampling.max_new_tokens`` of room in the proposer's context (refused, never
-  truncated).
+  leaves less room in the proposer's context than its strategy needs (refused, never truncated):
+  ``sampling.max_new_tokens`` for a solution sampled whole, ``2 x max_new_tokens - 1`` for
+  search (a step after a partial solution), and for revisions the revision prompt with
+  ``max_new_tokens`` in the revision model's context. A query left to the allocator needs the
+  room of one solution before the decision, and falls back to the default strategy after it.
 - **Failures stay with their query.** ``solve_each`` answers each query with its solution or the
   exception it raised: when a batched call fails, its queries are solved again in halves until
   the failing ones are alone, so one query that cannot run (or a fault it triggers) never costs
@@ -301,18 +305,41 @@ class Solver:
         seed = config.seed if query.seed is None else query.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
             raise BadQuery(f"seed must be an integer from 0 to 2**64 - 1, got {seed!r}")
-        if query.strategy is not None:
-            self._check_strategy(query.strategy, budget)
+        strategy = query.strategy
+        if strategy is None and self.allocator is None:
+            strategy = config.strategy  # what will run; an allocator's choice is checked once made (_runnable)
+        if strategy is not None:
+            self._check_strategy(strategy, budget)
+        problem = self._fit_problem(strategy, budget, query.question)
+        if problem is not None:
+            raise BadQuery(problem)
+        return replace(query, budget=budget, seed=seed)
+
+    def _fit_problem(self, strategy: StrategyConfig | None, budget: int, question: str) -> str | None:
+        """Why ``question`` leaves too little of the proposer's context for ``strategy`` at ``budget``
+        (None: for one solution, what every strategy needs) or of the revision model's context for
+        a revision; None when it fits."""
+        max_new = self.config.sampling.max_new_tokens
         context = self.generator.context
         if context is not None:
-            room = context - config.sampling.max_new_tokens
-            tokens = self.prompt_tokens(query.question)
-            if tokens > room:
-                raise BadQuery(
+            needed = max_new if strategy is None else strategy.build(budget).context_room(max_new)
+            tokens = self.prompt_tokens(question)
+            if tokens + needed > context:
+                what = f"{needed} new tokens" if strategy is None else f"the {needed} tokens {strategy.label} needs"
+                return (
                     f"the question's prompt is {tokens} tokens; the proposer's context of {context} tokens "
-                    f"leaves room for {room} next to {config.sampling.max_new_tokens} new tokens"
+                    f"leaves room for {context - needed} next to {what}"
                 )
-        return replace(query, budget=budget, seed=seed)
+        if strategy is not None and self._needs_reviser(strategy, budget) and self.reviser.context is not None:
+            context = self.reviser.context
+            prompt = self.config.revision_prompt.format(self.config.prompt, question, [])
+            tokens = len(self.reviser.tokenizer(prompt)["input_ids"])
+            if tokens + max_new > context:
+                return (
+                    f"the question's revision prompt is {tokens} tokens; the revision model's context of {context} "
+                    f"tokens leaves room for {context - max_new} next to {max_new} new tokens"
+                )
+        return None
 
     def _check_strategy(self, strategy: StrategyConfig, budget: int) -> None:
         why = strategy.unusable(budget)
@@ -408,7 +435,6 @@ class Solver:
             if query.strategy is not None:
                 decided[i] = (query.strategy, query.budget, "request", None)
             elif self.allocator is None:
-                self._check_strategy(self.config.strategy, query.budget)
                 decided[i] = (self.config.strategy, query.budget, "default", None)
             else:
                 open_rows.append(i)
@@ -424,7 +450,7 @@ class Solver:
                 for row, arm in zip(rows, self.allocator.decide(features[rows], key), strict=True):
                     i = open_rows[row]
                     budget = min(arm.budget, queries[i].budget) if actions.adaptive else queries[i].budget
-                    decided[i] = self._runnable(arm.strategy, budget)
+                    decided[i] = self._runnable(arm.strategy, budget, queries[i].question)
                     flops[i] = cost[row]
             elapsed = time.perf_counter() - started
             seconds[open_rows] = elapsed
@@ -436,11 +462,21 @@ class Solver:
         below = [b for b in trained if b <= budget]
         return max(below) if below else min(trained)
 
-    def _runnable(self, strategy: StrategyConfig, budget: int) -> tuple[StrategyConfig, int, ChosenBy, str | None]:
-        """The policy's strategy at ``budget``, or the default one with the reason."""
+    def _runnable(
+        self, strategy: StrategyConfig, budget: int, question: str
+    ) -> tuple[StrategyConfig, int, ChosenBy, str | None]:
+        """The policy's strategy at ``budget`` for ``question``, or the default one with the reason
+        (``BadQuery`` when the default cannot run either)."""
         why = strategy.unusable(budget)
         if why is None:
-            return strategy, budget, "allocator", None
+            problem = self._fit_problem(strategy, budget, question)
+            if problem is None:
+                return strategy, budget, "allocator", None
+            note = f"the allocator chose {strategy.label}, but {problem}; ran the default"
+        else:
+            note = f"the allocator chose {strategy.label}, which cannot run at budget {budget} ({why}); ran the default"
         self._check_strategy(self.config.strategy, budget)
-        note = f"the allocator chose {strategy.label}, which cannot run at budget {budget} ({why}); ran the default"
+        problem = self._fit_problem(self.config.strategy, budget, question)
+        if problem is not None:
+            raise BadQuery(problem)
         return self.config.strategy, budget, "default", note

@@ -231,6 +231,13 @@ class Strategy(ABC):
     name: str
     needs_scorer: bool = True
 
+    def context_room(self, max_new_tokens: int) -> int:
+        """Tokens of the proposer's context this strategy may need after a question's prompt when
+        solutions are sampled with ``max_new_tokens``: one whole solution, for a strategy that
+        samples solutions in one call. A question whose prompt leaves less room is refused before
+        the strategy runs (``Solver.check``): the generator would refuse it mid-run."""
+        return max_new_tokens
+
     @abstractmethod
     def run(
         self,

@@ -27,6 +27,13 @@ Bookkeeping, documented because the prior art gets it wrong or leaves it implici
   with k = d, result and spend alike), so a k beyond the solutions' length is not charged for
   steps never sampled; N when no rollout ran (beam search, or every candidate finished in the
   first round).
+- **Context.** An open beam's solution is shorter than ``sampling.max_new_tokens`` tokens (it ends
+  on reaching them), and a step or a rollout sampled after it may take ``max_new_tokens`` more, so
+  search needs ``2 x max_new_tokens - 1`` tokens of the proposer's context after the prompt
+  (``context_room``); ``Solver.check`` refuses a question whose prompt leaves less. The count is
+  exact where the prompt followed by the text encodes to no more tokens than were sampled (the
+  embedded tokenizer); a tokenizer that encodes a sampled text longer can still overflow, and
+  then only that question fails (``Solver.solve_each``).
 - **Fused scoring.** When the verifier is a margin PRM over the generator's own model
   (``scoring.margin.fuse``), steps are sampled with their log-probabilities and each beam carries
   its running margin statistics, so a new step is scored from its own tokens with the PRM's head
@@ -61,6 +68,10 @@ class BeamSearch(Strategy):
         self.lookahead = lookahead
         self.max_rounds = max_rounds
         self.name = "lookahead" if lookahead else "beam_search"
+
+    def context_room(self, max_new_tokens: int) -> int:
+        """A step or rollout of up to ``max_new_tokens`` after an open beam of up to ``max_new_tokens - 1``."""
+        return 2 * max_new_tokens - 1
 
     def run(
         self,

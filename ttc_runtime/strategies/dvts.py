@@ -5,8 +5,9 @@ steps (N in all); every later round each open subtree samples M next steps from 
 prefix. A subtree keeps only its best-scored child; it ends when that child has ended (end of
 sequence or the token limit) or after ``max_rounds`` rounds. Best-of-N weighted then selects among
 the N/M subtrees' solutions. Separate subtrees keep the candidates diverse where one beam would
-collapse onto the verifier's favourite prefix. Empty steps rank last and scoring is fused when it
-can be, as in beam search; compute is charged per question; ``generations`` is N.
+collapse onto the verifier's favourite prefix. Empty steps rank last, scoring is fused when it
+can be and a question needs ``2 x max_new_tokens - 1`` tokens of context after its prompt, as in
+beam search; compute is charged per question; ``generations`` is N.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class DiverseTreeSearch(Strategy):
             raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
         self.beam_width = beam_width
         self.max_rounds = max_rounds
+
+    def context_room(self, max_new_tokens: int) -> int:
+        """A step of up to ``max_new_tokens`` after an open subtree of up to ``max_new_tokens - 1``."""
+        return 2 * max_new_tokens - 1
 
     def run(
         self,
