@@ -32,7 +32,7 @@ from ttc_runtime.server import (
     parse_json,
     uvicorn_config,
 )
-from ttc_runtime.solver import Query, Solver
+from ttc_runtime.solver import BadQuery, Query, Solver
 from ttc_runtime.strategies import Arm
 
 KEY = "test-key"
@@ -517,3 +517,26 @@ def test_the_probe_script_gets_every_expected_answer(solver):
     assert [(r.probe, r.got) for r in results if not r.answered] == []
     table = format_probes(results)
     assert table.startswith("| probe | expected | got | seconds | ok |") and "lone surrogate" in table
+
+
+class RefusesOn(FailsOn):
+    """The wrapped generator, except that a call with a prompt holding ``marker`` refuses the query,
+    as a check that only solving can make would."""
+
+    def generate(self, prompts, *args, **kwargs):
+        if any(self.marker in prompt for prompt in prompts):
+            raise BadQuery(f"cannot solve {self.marker!r}")
+        return self.generator.generate(prompts, *args, **kwargs)
+
+
+def test_a_query_refused_while_solving_gets_a_400_alone(tiny_model_dir):
+    solver = Solver.load(config(tiny_model_dir))
+    solver.generator = RefusesOn(solver.generator, "poison")
+    with LiveServer(solver, ServerConfig(max_batch=8, batch_wait_ms=500)) as live:
+        with ThreadPoolExecutor(2) as pool:
+            bad = pool.submit(post, live, "Evaluate left to right:\npoison")
+            good = pool.submit(post, live, EIGHT[0])
+            refused, answered = bad.result(timeout=600), good.result(timeout=600)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_query"
+    assert "cannot solve 'poison'" in refused.json()["error"]["message"]
+    assert answered.status_code == 200

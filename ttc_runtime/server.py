@@ -506,7 +506,10 @@ def create_app(solver: Solver, config: ServerConfig = ServerConfig()):
         finally:
             gone.cancel()
         if solution in done:
-            return solution.result()
+            try:
+                return solution.result()
+            except BadQuery as error:  # found only while solving, for this request alone
+                raise APIError(400, str(error), code="bad_query") from None
         if future.cancel():  # still queued; one being computed finishes unseen
             counts["dropped"] += 1
         solution.cancel()

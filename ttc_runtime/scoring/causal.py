@@ -155,4 +155,3 @@ class CausalLMPRM(VerdictTokenPRM):
         if None in positions:
             raise ValueError(f"the tokenizer drops the last character of the step tag {self.layout.step_tag!r}")
         return list(encoded["input_ids"]), positions
-
