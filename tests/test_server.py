@@ -393,8 +393,9 @@ def test_half_open_connections_are_closed_and_slow_bodies_refused(solver):
 
 
 class GatedSolver:
-    """The test solver, except that ``solve_batch`` records the questions it is given and then
-    waits for ``gate``: the test decides when the batcher is busy and when it is free."""
+    """The test solver, except that ``solve_each`` (what the batcher calls) records the questions it
+    is given and then waits for ``gate``: the test decides when the batcher is busy and when it is
+    free."""
 
     def __init__(self, solver: Solver) -> None:
         self.solver = solver
@@ -405,11 +406,11 @@ class GatedSolver:
     def __getattr__(self, name: str):
         return getattr(self.solver, name)
 
-    def solve_batch(self, queries):
+    def solve_each(self, queries):
         self.asked += [q.question for q in queries]
         self.entered.set()
         assert self.gate.wait(60)
-        return self.solver.solve_batch(queries)
+        return self.solver.solve_each(queries)
 
 
 def health(live: LiveServer) -> dict:
@@ -477,7 +478,7 @@ def test_the_batcher_skips_cancelled_requests_without_giving_them_a_place():
         def __init__(self) -> None:
             self.batches: list[list[str]] = []
 
-        def solve_batch(self, queries):
+        def solve_each(self, queries):
             self.batches.append([q.question for q in queries])
             return [q.question for q in queries]
 
