@@ -41,9 +41,10 @@ class Backend(ABC):
 
 
 class ReplayBackend(Backend):
-    """Outcomes resampled from a rollout pool's outcome table: a run arm's stored result; a parallel
-    arm's correctness drawn with its resampled rate (the chance that N fresh samples select the
-    right answer), at its mean compute."""
+    """Outcomes resampled from a rollout pool's outcome table: one of a run arm's stored runs, drawn
+    uniformly, with its correctness and compute; a parallel arm's correctness drawn with its
+    resampled rate (the chance that N fresh samples select the right answer), at its mean compute.
+    A table without stored runs for a run arm (one made by hand) is drawn like a parallel arm."""
 
     def __init__(self, outcomes: ArmOutcomes) -> None:
         self.outcomes = outcomes
@@ -53,6 +54,14 @@ class ReplayBackend(Backend):
         if arm not in self.columns:
             raise KeyError(f"the pool holds no arm {arm.label}")
         a = self.columns[arm]
+        runs = self.outcomes.stored.get(a)
+        if runs is not None:
+            run = int(rng.integers(runs.correct.shape[1]))
+            return Outcome(
+                bool(runs.correct[question, run]),
+                float(runs.generations[question, run]),
+                float(runs.flops[question, run]),
+            )
         rate = self.outcomes.correct[question, a]
         return Outcome(
             bool(rng.random() < rate),
@@ -63,8 +72,9 @@ class ReplayBackend(Backend):
 
 class LiveBackend(Backend):
     """Outcomes from running the strategy with the generator and the scorer. A run arm uses the seed
-    the pool used for it (so it reproduces the stored run); a parallel arm draws fresh samples
-    with a seed from the episode's generator."""
+    the pool used for one of its stored runs, drawn uniformly (so it reproduces that run, and draws
+    runs as the replay does); a parallel arm draws fresh samples with a seed from the episode's
+    generator."""
 
     def __init__(
         self,
@@ -84,7 +94,7 @@ class LiveBackend(Backend):
         if arm.strategy.parallel:
             seed = derive_seed(int(rng.integers(0, 2**62)), question)
         else:
-            seed = arm_seed(self.pool, question, arm)
+            seed = arm_seed(self.pool, question, arm, int(rng.integers(self.pool.runs_of(arm.budget))))
         problem = self.problems[question]
         (result,) = arm.strategy.build(arm.budget).run(
             [problem.question], self.generator, self.scorer, arm.budget, self.settings, [seed]

@@ -25,6 +25,8 @@ CONFIG = PoolConfig(
     ],
     samples=8,
     resamples=5,
+    runs=3,
+    runs_at_largest=2,
     questions_per_shard=1,
 )
 INPUTS = PoolInputs(proposer="tiny", verifier="tiny-margin", reviser="tiny", settings="test")

@@ -3,6 +3,8 @@ back ends."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from ttc_runtime.env.allocation import ENV_ID, AllocationEnv, LiveBackend, Repla
 
 from tests import pool_worker
 from tests.conftest import ARMS, learnable, table
-from ttc_runtime.outcomes import arm_outcomes
+from ttc_runtime.outcomes import StoredRuns, arm_outcomes
 from ttc_runtime.pool import RolloutPool
 from ttc_runtime.strategies import Arm
 
@@ -46,6 +48,26 @@ def test_replay_draws_parallel_arms_at_their_rate():
     assert np.mean(draws) == pytest.approx(0.3, abs=0.03)
 
 
+def test_replay_draws_one_stored_run_of_a_run_arm_uniformly():
+    beam = ARMS[1]
+    assert not beam.strategy.parallel
+    runs = StoredRuns(
+        correct=np.array([[1.0, 0.0, 0.0, 0.0]]),
+        generations=np.array([[4.0, 4.0, 4.0, 4.0]]),
+        flops=np.array([[10.0, 20.0, 30.0, 40.0]]),
+    )
+    correct = np.full((1, len(ARMS)), 0.25)
+    outcomes = replace(table(correct), stored={1: runs})
+    backend = ReplayBackend(outcomes)
+    seen = [backend.outcome(0, beam, np.random.default_rng(seed)) for seed in range(400)]
+    # Each draw is one whole stored run: its correctness goes with its own compute.
+    assert {(o.correct, o.flops) for o in seen} == {(True, 10.0), (False, 20.0), (False, 30.0), (False, 40.0)}
+    shares = np.bincount([int(o.flops) // 10 - 1 for o in seen], minlength=4) / len(seen)
+    assert shares == pytest.approx([0.25] * 4, abs=0.07)
+    # Seeded: the same generator state draws the same run.
+    assert [backend.outcome(0, beam, np.random.default_rng(7)) for _ in range(3)] == [seen[7]] * 3
+
+
 def test_live_and_replay_back_ends_agree_on_a_pool(tiny_model_dir, full_pool):
     from ttc_runtime.generation.hf import TransformersGenerator
     from ttc_runtime.scoring import ProposerMarginScorer
@@ -61,10 +83,14 @@ def test_live_and_replay_back_ends_agree_on_a_pool(tiny_model_dir, full_pool):
         pool_worker.CONFIG,
     )
     replay = ReplayBackend(outcomes)
-    rng = np.random.default_rng(0)
-    for arm in pool_worker.CONFIG.run_arms():  # runs replayed with the pool's seeds: identical
+    # Both draw the stored run from the episode's generator; the live one reruns it with the seed
+    # the pool used for it: identical outcomes, on every run of the arm.
+    for arm in pool_worker.CONFIG.run_arms():
         for question in (0, 4):
-            assert live.outcome(question, arm, rng) == replay.outcome(question, arm, rng)
+            for seed in range(4):
+                run = np.random.default_rng(seed)
+                assert live.outcome(question, arm, run) == replay.outcome(question, arm, np.random.default_rng(seed))
+    rng = np.random.default_rng(0)
     bon = Arm(pool_worker.CONFIG.grid[0], 4)  # fresh samples: the same distribution of compute
     live_flops = [live.outcome(1, bon, rng).flops for _ in range(12)]
     replay_flops = [replay.outcome(1, bon, rng).flops for _ in range(12)]

@@ -3,6 +3,8 @@ training pool beside the evaluation pool."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -10,7 +12,7 @@ import pytest
 
 from tests.conftest import BEAM, BON, outcomes
 from ttc_runtime.evaluation.allocators import cross_validated
-from ttc_runtime.outcomes import ArmOutcomes, Splits, folds_of, parallel_outcome, with_training_pool
+from ttc_runtime.outcomes import ArmOutcomes, Splits, StoredRuns, folds_of, parallel_outcome, with_training_pool
 from ttc_runtime.pool import PoolMismatch
 from ttc_runtime.strategies import Arm
 
@@ -81,8 +83,12 @@ def test_a_training_pool_fits_the_allocator_and_the_evaluation_pool_only_tests_i
         np.full((3, 2), 4.0),
         np.ones((3, 2)),
     )
+    evaluation = replace(evaluation, stored={1: StoredRuns(*[np.arange(8.0).reshape(4, 2)] * 3)})
+    training = replace(training, stored={1: StoredRuns(*[np.arange(10.0, 16.0).reshape(3, 2)] * 3)})
     table, kept = with_training_pool(evaluation, training)
     assert kept.tolist() == [1, 2]
+    # The stored runs follow their rows: the evaluation's, then the kept training rows'.
+    assert table.stored[1].flops.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7], [12, 13], [14, 15]]
     assert table.questions == ["q0", "q1", "q2", "q3", "t0", "t1"]
     assert table.correct[4:].tolist() == [[0.0, 1.0], [0.0, 1.0]]
     splits = Splits.training_pool(4, 2, "validation")

@@ -60,9 +60,14 @@ def test_pool_layout_and_outcome_table(full_pool):
     runs = pool.runs()
     run_arms = sorted(set(runs["arm"]))
     assert run_arms == ["beam_search(M=2)@2", "beam_search(M=2)@4", "revisions(L=2)@2", "revisions(L=2)@4"]
-    assert (runs.groupby("arm").size() == 6).all()
+    # Three runs per question below the largest budget, two at it; runs of one question differ.
+    assert runs.groupby("arm").size().to_dict() == {arm: 6 * (3 if arm.endswith("@2") else 2) for arm in run_arms}
+    assert sorted(set(runs[runs["budget"] == 2]["run"])) == [0, 1, 2]
     assert (runs["generations"] == runs["budget"]).all()
     assert all(len(c) == 4 for c in runs[runs["arm"] == "revisions(L=2)@4"]["candidates"])
+    beams = runs[runs["arm"] == "beam_search(M=2)@2"]
+    texts = beams.groupby("question")["candidates"].apply(lambda c: len({x[0]["text"] for x in c}))
+    assert (texts > 1).any()
     table = arm_outcomes(pool)
     assert [a.label for a in table.arms] == [
         "best_of_n_weighted@2",
@@ -75,6 +80,14 @@ def test_pool_layout_and_outcome_table(full_pool):
     assert table.correct.shape == (6, 6) and ((table.correct >= 0) & (table.correct <= 1)).all()
     assert (table.flops > 0).all()
     assert table.generations[:, 1].tolist() == [4] * 6
+    # A run arm's outcome is the mean of its stored runs, which the table keeps.
+    assert sorted(table.stored) == [2, 3, 4, 5]
+    assert table.stored[2].correct.shape == (6, 3) and table.stored[3].correct.shape == (6, 2)
+    for a, runs_of_arm in table.stored.items():
+        assert table.correct[:, a].tolist() == pytest.approx(runs_of_arm.correct.mean(axis=1).tolist())
+        assert table.flops[:, a].tolist() == pytest.approx(runs_of_arm.flops.mean(axis=1).tolist())
+    mine = runs[runs["arm"] == "revisions(L=2)@2"]
+    assert table.correct[:, 4].tolist() == pytest.approx(mine.groupby("question")["correct"].mean().tolist())
 
 
 def test_pool_killed_and_restarted_ends_identical(tiny_model_dir, full_pool, tmp_path):

@@ -1,7 +1,8 @@
 """Outcome tables and the splits allocators are fitted and tested on.
 
-An ``ArmOutcomes`` table holds every arm's result on every question of a rollout pool (expected
-rates for the resampled parallel arms); a ``PerQuestion`` holds one allocator's result at one
+An ``ArmOutcomes`` table holds every arm's result on every question of a rollout pool as an
+expected rate: resampled for the parallel arms, the mean over the stored runs for the run arms
+(whose runs it keeps too, for the replay environment to draw from); a ``PerQuestion`` holds one allocator's result at one
 budget; ``Splits`` says which rows a fitted allocator learns from and which it answers
 (cross-validation folds, or a separate training pool). The environment, the trainers and the
 evaluation all read these, so they live here, apart from how a pool is collected.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,9 +25,23 @@ from .tasks import group_answers
 
 
 @dataclass(frozen=True)
+class StoredRuns:
+    """A run arm's independent stored runs: ``(questions, runs)`` arrays of correctness (0/1),
+    generations and FLOPs."""
+
+    correct: np.ndarray
+    generations: np.ndarray
+    flops: np.ndarray
+
+    def rows(self, rows: np.ndarray) -> StoredRuns:
+        return StoredRuns(self.correct[rows], self.generations[rows], self.flops[rows])
+
+
+@dataclass(frozen=True)
 class ArmOutcomes:
-    """Every arm's result on every question of a pool: ``correct[q, a]`` (the expected rate over
-    resamples for parallel arms), ``generations[q, a]`` and ``flops[q, a]`` (per question)."""
+    """Every arm's result on every question of a pool: ``correct[q, a]`` (the expected rate: over
+    resamples for parallel arms, over stored runs for run arms), ``generations[q, a]`` and
+    ``flops[q, a]`` (means per question); ``stored`` maps a run arm's column to its runs."""
 
     arms: list[Arm]
     levels: np.ndarray
@@ -34,6 +49,7 @@ class ArmOutcomes:
     correct: np.ndarray
     generations: np.ndarray
     flops: np.ndarray
+    stored: dict[int, StoredRuns] = field(default_factory=dict)
 
     def column(self, arm: Arm) -> int:
         return self.arms.index(arm)
@@ -77,8 +93,24 @@ def parallel_outcome(
     return np.array(correct), np.array(flops)
 
 
+def stored_runs(runs: pd.DataFrame, arm: Arm, count: int, per_question: int) -> StoredRuns:
+    """``arm``'s ``per_question`` runs on each of the pool's ``count`` questions, from the pool's
+    run rows; a missing run is an error naming the arm (a pool is only read complete)."""
+    mine = runs[runs["arm"] == arm.label]
+
+    def grid(column: str) -> np.ndarray:
+        table = mine.pivot(index="question", columns="run", values=column)
+        return table.reindex(index=range(count), columns=range(per_question)).to_numpy(dtype=float)
+
+    stored = StoredRuns(grid("correct"), grid("generations"), grid("flops"))
+    if np.isnan(stored.correct).any():
+        raise ValueError(f"the pool holds fewer than {per_question} runs of {arm.label} on some question")
+    return stored
+
+
 def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
-    """The outcome table of a complete pool: run arms as stored, parallel arms resampled."""
+    """The outcome table of a complete pool: run arms as the mean of their stored runs, parallel
+    arms resampled."""
     if not pool.complete():
         raise ValueError(f"the pool at {pool.directory} is incomplete: collect it first")
     manifest = pool.manifest()
@@ -91,6 +123,7 @@ def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
     correct = np.zeros((count, len(arms)))
     flops = np.zeros((count, len(arms)))
     generations = np.zeros((count, len(arms)))
+    stored: dict[int, StoredRuns] = {}
     for a, arm in enumerate(arms):
         if arm.strategy.parallel:
             correct[:, a], flops[:, a] = parallel_outcome(
@@ -103,11 +136,12 @@ def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
             )
             generations[:, a] = arm.budget
         else:
-            mine = runs[runs["arm"] == arm.label].set_index("question").reindex(range(count))
-            correct[:, a] = mine["correct"].astype(float).to_numpy()
-            flops[:, a] = mine["flops"].astype(float).to_numpy()
-            generations[:, a] = mine["generations"].astype(float).to_numpy()
-    return ArmOutcomes(arms, questions["level"].to_numpy(), questions["question"].tolist(), correct, generations, flops)
+            stored[a] = stored_runs(runs, arm, count, config.runs_of(arm.budget))
+            correct[:, a] = stored[a].correct.mean(axis=1)
+            flops[:, a] = stored[a].flops.mean(axis=1)
+            generations[:, a] = stored[a].generations.mean(axis=1)
+    levels, texts = questions["level"].to_numpy(), questions["question"].tolist()
+    return ArmOutcomes(arms, levels, texts, correct, generations, flops, stored)
 
 
 @dataclass(frozen=True)
@@ -159,6 +193,9 @@ class Splits:
         return cls([(train, np.arange(tested))], tested, train, description)
 
 
+STORED_FIELDS = ("correct", "generations", "flops")
+
+
 def with_training_pool(evaluation: ArmOutcomes, training: ArmOutcomes) -> tuple[ArmOutcomes, np.ndarray]:
     """One table: ``evaluation``'s rows, then those of ``training`` whose question is not an
     evaluation question; returns it and the kept training rows. The pools must hold the same arms."""
@@ -178,6 +215,13 @@ def with_training_pool(evaluation: ArmOutcomes, training: ArmOutcomes) -> tuple[
         np.vstack([evaluation.correct, training.correct[kept]]),
         np.vstack([evaluation.generations, training.generations[kept]]),
         np.vstack([evaluation.flops, training.flops[kept]]),
+        {
+            a: StoredRuns(
+                *(np.vstack([getattr(runs, f), getattr(training.stored[a].rows(kept), f)]) for f in STORED_FIELDS)
+            )
+            for a, runs in evaluation.stored.items()
+            if a in training.stored
+        },
     )
     return combined, kept
 

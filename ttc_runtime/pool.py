@@ -10,9 +10,12 @@ large pool of independent scored samples per question, stored as Parquet shards.
 - ``samples/NNNNN.parquet``: ``samples`` (K) independent proposer samples per question with their
   answer, correctness, verifier score (steps aggregated as the strategies do), last-step score,
   generated tokens, the question's prompt tokens, and the verifier's tokens and FLOPs.
-- ``runs/<arm>/NNNNN.parquet``: one row per question for each search or revision configuration at
-  each budget (an *arm*): the candidates (text, answer, score), the selected answer, whether it is
-  right, and the compute record (``Compute.to_dict`` columns).
+- ``runs/<arm>/NNNNN.parquet``: for each search or revision configuration at each budget (an
+  *arm*), ``runs`` independent runs per question (``runs_at_largest`` at the largest budget), one
+  row each: the run number, the candidates (text, answer, score), the selected answer, whether it
+  is right, and the compute record (``Compute.to_dict`` columns). Several runs make a run arm's
+  outcome an expected rate, as the parallel arms' are, instead of whichever run happened to be
+  lucky.
 
 Parallel strategies of the grid (``majority``, ``best_of_n_weighted``, ``best_of_n_naive``) are not
 run: ``outcomes.arm_outcomes`` resamples them from the samples, as the search evaluation (``evaluation.search``) does.
@@ -21,8 +24,13 @@ run: ``outcomes.arm_outcomes`` resamples them from the samples, as the search ev
 the samples or for one arm. A unit is written to a temporary file and renamed into place, so a
 shard is either absent or complete. A collection killed at any moment (SIGKILL included) and started
 again skips the shards that exist, removes stray temporary files, and redoes only the unit it was
-in. Each question's seed is derived from the pool seed, its index in the pool and the arm, and a
-unit always holds the same questions, so a resumed pool is identical to an uninterrupted one.
+in. Each run's seed is derived from the pool seed, the question's index in the pool, the arm and
+the run number (``arm_seed``), and a unit always holds the same questions and runs, so a resumed
+pool is identical to an uninterrupted one, with one process or several.
+
+**Questions.** A pool takes the first ``problems_per_level`` questions of each level of its split,
+each question text once (``tasks.per_level`` with ``distinct``): a split that holds a question twice would put it
+in two cross-validation folds, on both sides of the fit.
 """
 
 from __future__ import annotations
@@ -63,12 +71,19 @@ class PoolConfig(StrictModel):
     split: str = Field("test", pattern="^(train|validation|test)$")
     levels: list[int] = Field(list(LEVELS), min_length=1)
     problems_per_level: int = Field(40, ge=1, description="Questions per level: the first ones of the split.")
-    budgets: list[int] = Field([4, 16, 64], min_length=1, description="Budgets N (generations) of every arm.")
+    budgets: list[int] = Field(
+        [1, 2, 4, 8, 16, 32, 64],
+        min_length=1,
+        description="Budgets N (generations) of every arm: from 1, so an allocator can give one sample to a "
+        "question where one is enough or where nothing helps.",
+    )
     grid: list[StrategyConfig] = Field(default_factory=_default_grid, min_length=1)
     samples: int = Field(
         2048, ge=1, description="K: independent scored samples per question (the paper's 2048 for difficulty)."
     )
     resamples: int = Field(200, ge=1, description="N-subsets of the samples drawn per question for parallel arms.")
+    runs: int = Field(4, ge=1, description="Independent stored runs per question of a run arm below the largest budget.")
+    runs_at_largest: int = Field(2, ge=1, description="Independent stored runs per question at the largest budget.")
     questions_per_shard: int = Field(8, ge=1, description="Questions per unit of work and per shard file.")
     batch_rows: int = Field(1024, ge=1, description="Most samples per generator call.")
     seed: int = 0
@@ -97,6 +112,10 @@ class PoolConfig(StrictModel):
     def run_arms(self) -> list[Arm]:
         """The arms that are run and stored (parallel ones are resampled from the samples)."""
         return [arm for arm in self.arms() if not arm.strategy.parallel]
+
+    def runs_of(self, budget: int) -> int:
+        """Stored runs per question of a run arm at ``budget``."""
+        return self.runs_at_largest if budget == max(self.budgets) else self.runs
 
 
 class TrainPoolConfig(StrictModel):
@@ -186,6 +205,7 @@ CANDIDATE = pa.struct([("text", pa.string()), ("answer", pa.string()), ("score",
 RUN_SCHEMA = pa.schema(
     [
         ("question", pa.int32()),
+        ("run", pa.int32()),
         ("arm", pa.string()),
         ("strategy", pa.string()),
         ("budget", pa.int32()),
@@ -344,8 +364,8 @@ class RolloutPool:
         return _read(sorted((self.directory / "samples").glob("*.parquet")), ["question", "sample"])
 
     def runs(self) -> pd.DataFrame:
-        """Every arm run, ordered by arm label and question."""
-        return _read(sorted((self.directory / "runs").glob("*/*.parquet")), ["arm", "question"])
+        """Every arm run, ordered by arm label, question and run number."""
+        return _read(sorted((self.directory / "runs").glob("*/*.parquet")), ["arm", "question", "run"])
 
     def complete(self) -> bool:
         """Whether every shard of the stored config exists."""
@@ -422,10 +442,10 @@ def _verifier_costs(
     return [(s, (ledger.verifier.tokens, ledger.verifier.flops)) for s, ledger in zip(scores, ledgers, strict=True)]
 
 
-def arm_seed(config: PoolConfig, question: int, arm: Arm) -> int:
-    """The seed of ``arm``'s run on the pool's question number ``question``: a live run with it
-    reproduces the stored one."""
-    return derive_seed(config.seed, question, arm.budget, config.grid.index(arm.strategy))
+def arm_seed(config: PoolConfig, question: int, arm: Arm, run: int = 0) -> int:
+    """The seed of ``arm``'s run number ``run`` on the pool's question number ``question``: a live
+    run with it reproduces the stored one."""
+    return derive_seed(config.seed, question, arm.budget, config.grid.index(arm.strategy), run)
 
 
 def _runs(
@@ -437,16 +457,19 @@ def _runs(
     settings: SearchSettings,
     config: PoolConfig,
 ) -> list[dict]:
-    """One run of ``arm`` on each question of ``batch``."""
-    seeds = [arm_seed(config, first + q, arm) for q in range(len(batch))]
+    """``config.runs_of(arm.budget)`` runs of ``arm`` on each question of ``batch``, in one call."""
+    jobs = [(q, run) for run in range(config.runs_of(arm.budget)) for q in range(len(batch))]
+    seeds = [arm_seed(config, first + q, arm, run) for q, run in jobs]
     results = arm.strategy.build(arm.budget).run(
-        [p.question for p in batch], generator, scorer, arm.budget, settings, seeds
+        [batch[q].question for q, _ in jobs], generator, scorer, arm.budget, settings, seeds
     )
     rows = []
-    for q, (problem, result) in enumerate(zip(batch, results, strict=True)):
+    for (q, run), result in zip(jobs, results, strict=True):
+        problem = batch[q]
         rows.append(
             {
                 "question": first + q,
+                "run": run,
                 "arm": arm.label,
                 "strategy": arm.strategy.label,
                 "budget": arm.budget,

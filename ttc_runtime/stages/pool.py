@@ -80,6 +80,7 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
         problems = per_level(
             [p for p in ctx.task.problems(pool_config.split) if p.level in pool_config.levels],
             pool_config.problems_per_level,
+            distinct=True,
         )
         run = len(pool_config.run_arms())
         say(

@@ -109,12 +109,15 @@ class Task(abc.ABC):
         return None
 
 
-def per_level(problems: Sequence[Problem], limit: int) -> list[Problem]:
-    """The first ``limit`` problems of each level, in order."""
+def per_level(problems: Sequence[Problem], limit: int, distinct: bool = False) -> list[Problem]:
+    """The first ``limit`` problems of each level, in order; with ``distinct``, a question text
+    already taken is passed over (a level with fewer distinct questions gives what it has)."""
     taken: dict[int, int] = defaultdict(int)
+    seen: set[str] = set()
     chosen = []
     for problem in problems:
-        if taken[problem.level] < limit:
+        if taken[problem.level] < limit and not (distinct and problem.question in seen):
             taken[problem.level] += 1
+            seen.add(problem.question)
             chosen.append(problem)
     return chosen
