@@ -1,14 +1,23 @@
-"""The learned allocator: a small network with one head per action factor.
+"""The learned allocator, in two forms that answer alike (``greedy_arms``):
 
-A trunk (``layers`` x ``hidden`` ReLU layers) reads the standardised observation. The strategy
-head picks a strategy; the knob head sees the trunk and the chosen strategy (one-hot) and picks
-among that strategy's knobs only (the others are masked); in the adaptive mode the budget head
-sees the trunk, the strategy and the knob. A value head (the learned baseline of REINFORCE) reads
-the trunk.
+- ``AllocatorPolicy`` (REINFORCE's): a small network with one head per action factor. A trunk
+  (``layers`` x ``hidden`` ReLU layers) reads the standardised observation. The strategy head
+  picks a strategy; the knob head sees the trunk and the chosen strategy (one-hot) and picks among
+  that strategy's knobs only (the others are masked); in the adaptive mode the budget head sees
+  the trunk, the strategy and the knob. A value head (the learned baseline of REINFORCE) reads the
+  trunk.
+- ``OutcomePolicy``: the same trunk with one output per arm, each arm's predicted expected
+  correctness on the question. It chooses the arm with the highest prediction within the budget
+  (fixed mode), or the highest prediction minus ``lam`` times the arm's mean compute (adaptive
+  mode): the Lagrangian choice of the expected-rate oracle, with predictions in place of the
+  rates. Fitted to every arm's rate at once (``trainers.allocator.fit_outcomes``), it learns from
+  full information instead of one sampled reward per episode, and one fit serves every budget and
+  every ``lam``.
 
-Saved as one directory: ``policy.json`` (the action space, the feature config, the observation
-mean and scale, the network sizes) and ``model.safetensors``. Loading checks the action space
-against the one expected and refuses another.
+Saved as one directory: ``policy.json`` (the kind, the action space, the feature config, the
+network sizes, and for an outcome policy its ``lam`` and arm costs) and ``model.safetensors``
+(the weights and the observation mean and scale). Loading (``load_policy``) checks the action
+space against the one expected and refuses another.
 """
 
 from __future__ import annotations
@@ -53,12 +62,7 @@ class AllocatorPolicy(nn.Module):
         self.actions = actions
         self.config = config
         self.obs_dim = obs_dim
-        layers: list[nn.Module] = []
-        width = obs_dim
-        for _ in range(config.layers):
-            layers += [nn.Linear(width, config.hidden), nn.ReLU()]
-            width = config.hidden
-        self.trunk = nn.Sequential(*layers)
+        self.trunk, width = _trunk(obs_dim, config)
         strategies, knobs = actions.nvec[0], actions.nvec[1]
         self.strategy_head = nn.Linear(width, strategies)
         self.knob_head = nn.Linear(width + strategies, knobs)
@@ -118,41 +122,126 @@ class AllocatorPolicy(nn.Module):
 
     def save(self, directory: str | Path, features: FeatureConfig) -> None:
         """Write the policy directory (files renamed into place)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(directory / "model.safetensors.tmp"))
-        (directory / "model.safetensors.tmp").replace(directory / "model.safetensors")
-        meta = {
-            "actions": json.loads(self.actions.to_json()),
-            "action_space": self.actions.to_dict(),
-            "features": features.model_dump(mode="json"),
-            "policy": self.config.model_dump(mode="json"),
-            "obs_dim": self.obs_dim,
-        }
-        write_text_atomic(directory / "policy.json", json.dumps(meta, indent=1) + "\n")
+        _save(self, directory, features, {"kind": "factored"})
 
     @classmethod
     def load(cls, directory: str | Path, actions: ActionSpace | None = None) -> tuple[AllocatorPolicy, FeatureConfig]:
-        """Load a policy directory; with ``actions``, refuse a policy trained for another action
-        space; without, use the space saved with it (what the runtime does)."""
-        directory = Path(directory)
-        meta_path = directory / "policy.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{directory} holds no policy (no policy.json)")
-        meta = json.loads(meta_path.read_text())
-        if actions is None:
-            if "action_space" not in meta:
-                raise PolicyMismatch(f"{meta_path} does not describe its action space; train the policy again")
-            actions = ActionSpace.from_dict(meta["action_space"])
-        if meta["actions"] != json.loads(actions.to_json()):
-            raise PolicyMismatch(
-                f"the policy at {directory} was trained for another action space: {meta['actions']} "
-                f"(expected {json.loads(actions.to_json())})"
-            )
-        policy = cls(meta["obs_dim"], actions, PolicyConfig.model_validate_json(json.dumps(meta["policy"])))
-        policy.load_state_dict(load_file(str(directory / "model.safetensors")))
-        return policy.eval(), FeatureConfig.model_validate_json(json.dumps(meta["features"]))
+        """Load a policy directory of this kind (``load_policy`` for either kind)."""
+        policy, features = load_policy(directory, actions)
+        if not isinstance(policy, cls):
+            raise PolicyMismatch(f"the policy at {directory} is an outcome policy, not a factored one")
+        return policy, features
+
+
+def _trunk(obs_dim: int, config: PolicyConfig) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    width = obs_dim
+    for _ in range(config.layers):
+        layers += [nn.Linear(width, config.hidden), nn.ReLU()]
+        width = config.hidden
+    return nn.Sequential(*layers), width
+
+
+class OutcomePolicy(nn.Module):
+    """Per-arm predicted correctness and the Lagrangian choice (see the module docstring).
+    ``costs`` are the arms' mean compute (the training unit, divided by the reward's scale), in
+    ``actions.arms()`` order; ``lam`` prices them in the adaptive mode."""
+
+    def __init__(
+        self, obs_dim: int, actions: ActionSpace, config: PolicyConfig, costs: Sequence[float], lam: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.actions = actions
+        self.config = config
+        self.obs_dim = obs_dim
+        self.arms = actions.arms()
+        if len(costs) != len(self.arms):
+            raise ValueError(f"got {len(costs)} costs for {len(self.arms)} arms")
+        self.costs = np.asarray(costs, dtype=float)
+        self.lam = float(lam)
+        self.trunk, width = _trunk(obs_dim, config)
+        self.head = nn.Linear(width, len(self.arms))
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_scale", torch.ones(obs_dim))
+
+    set_normalisation = AllocatorPolicy.set_normalisation
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(rows, arms) logits of each arm's expected correctness."""
+        return self.head(self.trunk((features - self.obs_mean) / self.obs_scale))
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """(rows, arms) predicted expected correctness, arms in ``actions.arms()`` order."""
+        with torch.inference_mode():
+            return torch.sigmoid(self.logits(torch.as_tensor(features, dtype=torch.float32))).double().numpy()
+
+    def choose_columns(self, predicted: np.ndarray, budget: int | None, lam: float | None = None) -> np.ndarray:
+        """Per row of ``predicted``, the index (into ``arms``) of the chosen arm: in the fixed mode
+        the best prediction among the arms at ``budget``, in the adaptive mode the best prediction
+        minus ``lam`` (default: the policy's) times the cost; the cheaper arm wins a tie."""
+        if self.actions.adaptive:
+            value = predicted - (self.lam if lam is None else lam) * self.costs
+        else:
+            value = np.where([arm.budget == budget for arm in self.arms], predicted, -np.inf)
+        value = value - 1e-9 * self.costs
+        return value.argmax(axis=1)
+
+    def greedy_arms(self, features: np.ndarray, budget: int | None) -> list[Arm]:
+        """The chosen arm for each feature row (``budget`` in the fixed mode)."""
+        if not self.actions.adaptive and budget not in self.actions.budgets:
+            raise ValueError(f"budget {budget} is not one of the policy's budgets {list(self.actions.budgets)}")
+        return [self.arms[c] for c in self.choose_columns(self.predict(features), budget)]
+
+    def save(self, directory: str | Path, features: FeatureConfig) -> None:
+        """Write the policy directory (files renamed into place)."""
+        _save(self, directory, features, {"kind": "outcome", "lam": self.lam, "costs": self.costs.tolist()})
+
+
+def _save(policy: nn.Module, directory: str | Path, features: FeatureConfig, extra: dict) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in policy.state_dict().items()}
+    save_file(tensors, str(directory / "model.safetensors.tmp"))
+    (directory / "model.safetensors.tmp").replace(directory / "model.safetensors")
+    meta = {
+        **extra,
+        "actions": json.loads(policy.actions.to_json()),
+        "action_space": policy.actions.to_dict(),
+        "features": features.model_dump(mode="json"),
+        "policy": policy.config.model_dump(mode="json"),
+        "obs_dim": policy.obs_dim,
+    }
+    write_text_atomic(directory / "policy.json", json.dumps(meta, indent=1) + "\n")
+
+
+def load_policy(
+    directory: str | Path, actions: ActionSpace | None = None
+) -> tuple[AllocatorPolicy | OutcomePolicy, FeatureConfig]:
+    """Load a policy directory of either kind; with ``actions``, refuse a policy trained for
+    another action space; without, use the space saved with it (what the runtime does)."""
+    directory = Path(directory)
+    meta_path = directory / "policy.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{directory} holds no policy (no policy.json)")
+    meta = json.loads(meta_path.read_text())
+    if actions is None:
+        if "action_space" not in meta:
+            raise PolicyMismatch(f"{meta_path} does not describe its action space; train the policy again")
+        actions = ActionSpace.from_dict(meta["action_space"])
+    if meta["actions"] != json.loads(actions.to_json()):
+        raise PolicyMismatch(
+            f"the policy at {directory} was trained for another action space: {meta['actions']} "
+            f"(expected {json.loads(actions.to_json())})"
+        )
+    config = PolicyConfig.model_validate_json(json.dumps(meta["policy"]))
+    if meta.get("kind", "factored") == "outcome":
+        policy: AllocatorPolicy | OutcomePolicy = OutcomePolicy(
+            meta["obs_dim"], actions, config, meta["costs"], meta["lam"]
+        )
+    else:
+        policy = AllocatorPolicy(meta["obs_dim"], actions, config)
+    policy.load_state_dict(load_file(str(directory / "model.safetensors")))
+    return policy.eval(), FeatureConfig.model_validate_json(json.dumps(meta["features"]))
 
 
 class LearnedAllocator(Allocator):
@@ -160,7 +249,7 @@ class LearnedAllocator(Allocator):
     greedy action. ``last_decision_seconds`` is the wall time of the last ``choose`` call's
     decision, features included."""
 
-    def __init__(self, name: str, policy: AllocatorPolicy, featurizer: Featurizer) -> None:
+    def __init__(self, name: str, policy: AllocatorPolicy | OutcomePolicy, featurizer: Featurizer) -> None:
         self.name = name
         self.policy = policy.eval()
         self.featurizer = featurizer

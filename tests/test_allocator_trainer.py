@@ -7,9 +7,11 @@ from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.trainers.allocator import (
     AllocatorTrainConfig,
     calibrate_lambda,
+    fit_outcomes,
     fit_supervised,
     greedy_columns,
     mean_compute,
+    outcome_lambda,
     train_policy,
 )
 
@@ -43,3 +45,28 @@ def test_lambda_prices_compute_and_calibration_hits_a_target():
     assert mean_compute(free, features, rows, outcomes, "generations") == 16
     lam, policy = calibrate_lambda(features, outcomes, rows, space, config, 16.0, target=4.0, steps=4)
     assert mean_compute(policy, features, rows, outcomes, "generations") == 4 and lam > 0
+
+
+def test_outcome_policy_learns_every_arms_rate_and_prices_compute_without_refitting():
+    features, correct = learnable(64)
+    outcomes = table(correct)
+    rows = np.arange(64)
+    fixed = fit_outcomes(features, outcomes, rows, ActionSpace.from_arms(ARMS, adaptive=False), AllocatorTrainConfig(), 16.0)
+    for budget in (4, 16):
+        arms = fixed.greedy_arms(features, budget)
+        assert all(arm.budget == budget for arm in arms)
+        assert correct[rows, [outcomes.column(arm) for arm in arms]].mean() >= 0.9
+    # Adaptive: the right strategy is as good at 4 as at 16, so a small price picks budget 4.
+    space = ActionSpace.from_arms(ARMS, adaptive=True)
+    adaptive = fit_outcomes(features, outcomes, rows, space, AllocatorTrainConfig(), 16.0)
+    assert adaptive.costs.tolist() == [arm.budget / 16.0 for arm in space.arms()]
+    adaptive.lam = 0.05
+    arms = adaptive.greedy_arms(features, None)
+    assert {arm.budget for arm in arms} == {4} and correct[rows, [outcomes.column(a) for a in arms]].mean() >= 0.9
+    # Rates that grow with the budget: the price moves the choice, and outcome_lambda finds the
+    # price for a target mean compute on the features alone.
+    rising = table(np.array([[0.5 if arm.budget == 4 else 0.9 for arm in ARMS]] * 32))
+    policy = fit_outcomes(features[:32], rising, np.arange(32), space, AllocatorTrainConfig(), 16.0)
+    assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {16}
+    policy.lam = outcome_lambda(policy, features[:32], target=4.0, scale=16.0)
+    assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {4} and 0.4 / 0.75 < policy.lam

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -46,3 +49,21 @@ def test_learned_allocator_decides_from_text_and_features_are_charged(tiny_model
     arms = allocator.choose(questions, 16)
     assert len(arms) == 2 and all(arm.budget == 16 and arm in ARMS for arm in arms)
     assert allocator.last_decision_seconds > 0
+
+
+def test_outcome_policy_directory_round_trips_with_its_price():
+    from ttc_runtime.policies.learned import OutcomePolicy, load_policy
+    from ttc_runtime.trainers.allocator import fit_outcomes
+
+    features, correct = learnable(16)
+    space = ActionSpace.from_arms(ARMS, adaptive=True)
+    policy = fit_outcomes(features, table(correct), np.arange(16), space, AllocatorTrainConfig(outcome_epochs=20), 16.0)
+    policy.lam = 0.25
+    policy.save(tmp := Path(tempfile.mkdtemp()) / "policy", FeatureConfig(kind="ngrams"))
+    loaded, feature_config = load_policy(tmp)
+    assert isinstance(loaded, OutcomePolicy) and feature_config.kind == "ngrams"
+    assert loaded.lam == 0.25 and loaded.costs.tolist() == policy.costs.tolist()
+    assert loaded.greedy_arms(features, None) == policy.greedy_arms(features, None)
+    assert np.array_equal(loaded.predict(features), policy.predict(features))
+    with pytest.raises(PolicyMismatch, match="outcome policy"):
+        AllocatorPolicy.load(tmp)

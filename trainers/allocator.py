@@ -18,6 +18,11 @@ trained policy spends a target mean compute on the training questions).
 ``fit_supervised`` is the ablation: the same network fitted by cross-entropy to the best arm of
 each training question in hindsight.
 
+``fit_outcomes`` is the trainer beside REINFORCE: an ``OutcomePolicy`` fitted by cross-entropy to
+every arm's expected correctness on every training question at once (the replay environment's
+full information, where REINFORCE sees one sampled reward per episode), then choosing by the
+Lagrangian rule; ``outcome_lambda`` sets its ``lam`` for a target mean compute without refitting.
+
 Logging: reward, accuracy, mean compute, entropy and the share of each strategy per update go to
 wandb when ``report_to`` is ``wandb`` (offline unless ``WANDB_MODE`` says otherwise).
 """
@@ -37,7 +42,7 @@ from pydantic import Field, field_validator
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.env.allocation import AllocationEnv, ReplayBackend
 from ttc_runtime.policies.features import FeatureConfig
-from ttc_runtime.policies.learned import AllocatorPolicy, PolicyConfig
+from ttc_runtime.policies.learned import AllocatorPolicy, OutcomePolicy, PolicyConfig
 
 from ttc_runtime.config import StrictModel, positive
 from ttc_runtime.outcomes import ArmOutcomes
@@ -53,6 +58,10 @@ class AllocatorTrainConfig(StrictModel):
     entropy_coef: float = Field(0.02, ge=0, description="Initial entropy bonus, decayed linearly to 0.")
     value_coef: float = Field(0.5, ge=0)
     policy: PolicyConfig = PolicyConfig()
+    outcome_epochs: int = Field(300, ge=1, description="Full-batch Adam steps of the outcome policy's fit.")
+    outcome_weight_decay: float = Field(
+        1e-2, ge=0, description="AdamW weight decay of the outcome policy's fit (few questions, many features)."
+    )
     seed: int = 0
 
 
@@ -253,6 +262,57 @@ def _fit_supervised(features, outcomes, rows, actions, config, epochs):
         loss.backward()
         optimizer.step()
     return policy.eval()
+
+
+def fit_outcomes(
+    features: np.ndarray,
+    outcomes: ArmOutcomes,
+    rows: np.ndarray,
+    actions: ActionSpace,
+    config: AllocatorTrainConfig,
+    scale: float,
+) -> OutcomePolicy:
+    """An ``OutcomePolicy`` over ``actions`` fitted on the pool questions ``rows``: binary
+    cross-entropy between its per-arm predictions and the arms' expected correctness (soft
+    targets), full batch; arm costs are their mean compute on ``rows`` (``config.unit``) over
+    ``scale``; ``lam`` starts at 0."""
+    with _one_thread():
+        torch.manual_seed(config.seed)
+        arms = actions.arms()
+        columns = [outcomes.column(arm) for arm in arms]
+        table = outcomes.generations if config.unit == "generations" else outcomes.flops
+        costs = table[np.ix_(rows, columns)].mean(axis=0) / scale
+        policy = OutcomePolicy(features.shape[1], actions, config.policy, costs)
+        inputs = torch.as_tensor(features[rows], dtype=torch.float32)
+        targets = torch.as_tensor(outcomes.correct[np.ix_(rows, columns)], dtype=torch.float32)
+        policy.set_normalisation(features[rows])
+        optimizer = torch.optim.AdamW(
+            policy.parameters(), lr=config.learning_rate, weight_decay=config.outcome_weight_decay
+        )
+        for _ in range(config.outcome_epochs):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(policy.logits(inputs), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return policy.eval()
+
+
+def outcome_lambda(policy: OutcomePolicy, features: np.ndarray, target: float, scale: float) -> float:
+    """The ``lam`` (geometric bisection between 1e-4 and 10, 40 steps) at which the adaptive
+    outcome policy's predicted arms on ``features`` spend a mean compute closest to ``target``
+    (in the unit of its costs times ``scale``); no refitting, only the choice moves."""
+    predicted = policy.predict(features)
+    low, high = 1e-4, 10.0
+    best = (float("inf"), low)
+    for _ in range(40):
+        lam = float(np.sqrt(low * high))
+        spent = float(policy.costs[policy.choose_columns(predicted, None, lam)].mean() * scale)
+        best = min(best, (abs(np.log(spent / target)), lam))
+        if spent > target:
+            low = lam
+        else:
+            high = lam
+    return best[1]
 
 
 def scale_of(outcomes: ArmOutcomes, unit: str) -> float:

@@ -54,7 +54,7 @@ from .generation.base import Generator, SamplingConfig
 from .generation.engines import GenerationConfig, load_generator
 from .generation.sampling import derive_seed
 from .policies.features import build_featurizer
-from .policies.learned import AllocatorPolicy, LearnedAllocator
+from .policies.learned import LearnedAllocator, load_policy
 from .prompts import PromptConfig, RevisionPromptConfig
 from .scoring import StepScorer, VerifierConfig, load_verifier
 from .strategies import Candidate, SearchSettings, StrategyConfig
@@ -274,7 +274,7 @@ class Solver:
         if config.policy is not None:
             if not (Path(config.policy) / "policy.json").is_file():
                 raise ConfigError(f"policy: {config.policy} holds no allocator policy (no policy.json)")
-            policy, features = AllocatorPolicy.load(config.policy)
+            policy, features = load_policy(config.policy)
             featurizer = build_featurizer(features, config.proposer, config.prompt, device)
             allocator = LearnedAllocator("learned", policy, featurizer)
         return cls(config, generator, scorer, reviser, allocator)
