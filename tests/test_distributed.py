@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +28,54 @@ def launcher(name: str) -> list[str]:
     return [found, "launch", "--config_file", str(config), "--num_processes", "2", "--main_process_port", "29535"]
 
 
+BUILD_OPS = """
+from deepspeed.accelerator import get_accelerator
+for name in ("ShareMemCommBuilder", "FusedAdamBuilder"):
+    get_accelerator().create_op_builder(name).load()
+"""
+
+
+@pytest.fixture(scope="module")
+def launch_env(tmp_path_factory) -> dict[str, str]:
+    """The environment of the launched processes: DeepSpeed's CPU accelerator, one thread each,
+    and DeepSpeed's CPU ops (shared-memory collectives, fused Adam) built once, here, into a
+    directory of this test run. PyTorch builds such an op on first use behind a lock file in its
+    build directory; a process killed while building leaves the lock behind and every later
+    process waits on it for ever, so the launched processes get a directory no earlier process
+    touched, with the ops already built (which also keeps two ranks from building at once)."""
+    env = {
+        **os.environ,
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "TORCH_EXTENSIONS_DIR": str(tmp_path_factory.mktemp("torch-extensions")),
+    }
+    build = subprocess.run([sys.executable, "-c", BUILD_OPS], capture_output=True, text=True, timeout=900, env=env)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return env
+
+
+def run_launched(command: list[str], env: dict[str, str], log: Path, timeout: int = 600) -> str:
+    """Run a launcher and its processes in a session of their own, output to ``log``; on a time-out
+    kill the whole session (a launcher killed alone leaves its workers running, holding the port
+    and the cores) and fail with the end of the output, which shows where they stopped."""
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail(f"{command[0]} ran past {timeout} s; its output ended with:\n{log.read_text()[-3000:]}")
+    output = log.read_text()
+    assert returncode == 0, output[-3000:]
+    return output
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("launch", "zero"), [("torchrun", "zero2"), ("accelerate", "zero3")])
-def test_prm_and_revision_model_train_with_two_processes(tiny_model_dir, tmp_path, launch, zero):
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
+def test_prm_and_revision_model_train_with_two_processes(tiny_model_dir, tmp_path, launch, zero, launch_env):
+    run_launched(
         [
             *launcher(launch),
             str(ROOT / "tests" / "distributed_train_worker.py"),
@@ -41,12 +85,9 @@ def test_prm_and_revision_model_train_with_two_processes(tiny_model_dir, tmp_pat
             str(ROOT / "configs" / "deepspeed" / f"{zero}.json"),
             str(tmp_path / "report"),
         ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+        launch_env,
+        tmp_path / "launch.log",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     reports = [json.loads((tmp_path / f"report.{rank}").read_text()) for rank in (0, 1)]
     assert all(r["world_size"] == 2 and r["steps"] == 6 and math.isfinite(r["loss"]) for r in reports)
     assert reports[0]["loss"] == reports[1]["loss"]  # one model, trained together
@@ -85,7 +126,7 @@ def ttc(*args, env=None):
 
 
 @pytest.mark.slow
-def test_pipeline_training_stages_run_under_launchers(tmp_path):
+def test_pipeline_training_stages_run_under_launchers(tmp_path, launch_env):
     """``ttc train`` runs a pipeline stage's training with two processes (the proposer under
     accelerate launch and ZeRO-3, the PRM under torchrun and ZeRO-2); ``ttc run`` then finds both
     stages up to date, and the stage records and wandb runs were written once."""
@@ -93,7 +134,7 @@ def test_pipeline_training_stages_run_under_launchers(tmp_path):
     config = tmp_path / "pipeline.yaml"
     deepspeed = ROOT / "configs" / "deepspeed"
     config.write_text(PIPELINE.format(run_dir=run_dir, zero3=deepspeed / "zero3.json", zero2=deepspeed / "zero2.json"))
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    env = {**launch_env, "WANDB_MODE": "offline"}
 
     early = ttc("train", "prm", config, env=env)
     assert early.returncode == 2 and "run `ttc run CONFIG --to proposer` first" in early.stderr
@@ -102,9 +143,7 @@ def test_pipeline_training_stages_run_under_launchers(tmp_path):
         command = [*launcher(launch), "-m", "ttc_runtime.cli", "train", stage, str(config)]
         if launch == "accelerate":  # accelerate launch runs a module with --module
             command = [*launcher(launch), "--module", "ttc_runtime.cli", "train", stage, str(config)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result
+        return run_launched(command, env, tmp_path / f"{stage}.log")
 
     launched("accelerate", "proposer")
     proposer = json.loads((run_dir / "proposer" / "ttc_stage.json").read_text())
