@@ -9,10 +9,23 @@ are the paper's reference points, fitted on a rollout pool's outcome table (``po
   oracle bins (pass@1 from the gold answer) or predicted bins (mean verifier score), whose
   estimation cost the evaluation charges or not;
 - ``PerQuestionOracle``: the best arm for each question in hindsight, an upper bound no real
-  allocator reaches.
+  allocator reaches;
+- ``FeatureTable``: ``BinAllocator`` with a visible question feature as its bins (the difficulty
+  level, ``ArmOutcomes.levels``): the bar a learned policy must clear, as it needs no estimate;
+- ``PricedFeatureTable`` and ``PricedOracle``: the adaptive counterparts, which pick the budget
+  too: per level, or per question in hindsight, the arm maximising
+  ``correct - lam x compute / scale`` (mean correctness on the level's fitting questions, or the
+  question's expected correctness). Swept over ``lam`` they trace a frontier of accuracy against
+  mean compute; the oracle's is the ceiling of every adaptive allocator.
 
-Compute-optimal and oracle choices at budget N are made among the arms that spend at most N
-generations (``ArmOutcomes.within_budget``): lookahead, which spends N x (k + 1), is not one of them.
+``lam`` is in accuracy per ``scale`` of compute, ``scale`` being the largest budget (generations) or
+best-of-N weighted's mean FLOPs there (``trainers.allocator.scale_of``): at ``lam`` = 0.5, a
+question's extra spend of the largest budget's compute is worth it only if it adds half a correct
+answer or more.
+
+Compute-optimal and oracle choices, at budget N or priced, are made among the arms that spend at
+most their budget in generations (``ArmOutcomes.within_budget``): lookahead, which spends
+N x (k + 1), is not one of them.
 
 A question's bin comes from a lookup built on the pool, keyed by the question text: these
 allocators only answer questions of the pool they were fitted on (``KeyError`` names the question
@@ -55,6 +68,28 @@ def _best(outcomes: ArmOutcomes, columns: list[int], rows: np.ndarray) -> int:
     accuracy = outcomes.correct[np.ix_(rows, columns)].mean(axis=0)
     cost = outcomes.flops[np.ix_(rows, columns)].mean(axis=0)
     return columns[min(range(len(columns)), key=lambda c: (-accuracy[c], cost[c]))]
+
+
+def _priced_best(
+    outcomes: ArmOutcomes, columns: list[int], rows: np.ndarray, lam: float, unit: str, scale: float
+) -> int:
+    """The column maximising mean correctness - ``lam`` x mean compute (``unit``) / ``scale`` on
+    ``rows``; the lower mean compute breaks ties."""
+    accuracy = outcomes.correct[np.ix_(rows, columns)].mean(axis=0)
+    cost = _compute(outcomes, unit)[np.ix_(rows, columns)].mean(axis=0)
+    value = accuracy - lam * cost / scale
+    return columns[min(range(len(columns)), key=lambda c: (-value[c], cost[c]))]
+
+
+def _compute(outcomes: ArmOutcomes, unit: str) -> np.ndarray:
+    if unit not in ("generations", "flops"):
+        raise ValueError(f"unknown compute unit {unit!r}: generations or flops")
+    return outcomes.generations if unit == "generations" else outcomes.flops
+
+
+def _within_budget_columns(outcomes: ArmOutcomes) -> list[int]:
+    allowed = set(outcomes.within_budget())
+    return [a for a, arm in enumerate(outcomes.arms) if arm in allowed]
 
 
 class FixedAllocator(Allocator):
@@ -120,3 +155,67 @@ class PerQuestionOracle(Allocator):
         if missing:
             raise KeyError(f"{self.name}: no outcome for {missing[0]!r} at budget {budget}")
         return [self.best[q, budget] for q in questions]
+
+
+class FeatureTable(BinAllocator):
+    """The fixed-budget feature table: per value of the question's level and per budget N, the most
+    accurate arm among those within N on the fitting questions of that level."""
+
+    @classmethod
+    def fit_levels(cls, name: str, outcomes: ArmOutcomes, rows: np.ndarray) -> FeatureTable:
+        """Fit on the pool questions ``rows`` with ``outcomes.levels`` as the bins."""
+        return cls.fit(name, outcomes, np.asarray(outcomes.levels, dtype=int), rows)
+
+
+class PricedFeatureTable(Allocator):
+    """The adaptive feature table at one price ``lam``: per level, the arm (any budget) with the
+    best mean correctness - ``lam`` x mean compute / ``scale`` on the fitting questions of that level
+    (on all of them for a level none of them has)."""
+
+    def __init__(self, name: str, levels: dict[str, int], table: dict[int, Arm]) -> None:
+        self.name = name
+        self.levels = levels
+        self.table = table
+
+    @classmethod
+    def fit(
+        cls, name: str, outcomes: ArmOutcomes, rows: np.ndarray, lam: float, unit: str, scale: float
+    ) -> PricedFeatureTable:
+        """Fit on the pool questions ``rows``; compute in ``unit`` (generations or flops)."""
+        rows = np.asarray(rows)
+        levels = np.asarray(outcomes.levels, dtype=int)
+        columns = _within_budget_columns(outcomes)
+        table = {}
+        for level in sorted(set(levels.tolist())):
+            mine = rows[levels[rows] == level]
+            table[level] = outcomes.arms[_priced_best(outcomes, columns, mine if len(mine) else rows, lam, unit, scale)]
+        return cls(name, dict(zip(outcomes.questions, levels.tolist())), table)
+
+    def choose(self, questions: Sequence[str], budget: int | None = None) -> list[Arm]:
+        """The level's arm for each question; the budget is the table's own choice (``budget``
+        is ignored)."""
+        missing = [q for q in questions if q not in self.levels]
+        if missing:
+            raise KeyError(f"{self.name}: no level for the question {missing[0]!r}")
+        return [self.table[self.levels[q]] for q in questions]
+
+
+class PricedOracle(Allocator):
+    """The adaptive oracle at one price ``lam``: per question, the arm (any budget) with the best
+    expected correctness - ``lam`` x compute / ``scale`` in hindsight (the cheaper on ties)."""
+
+    name = "expected-rate oracle"
+
+    def __init__(self, outcomes: ArmOutcomes, lam: float, unit: str, scale: float) -> None:
+        columns = _within_budget_columns(outcomes)
+        self.best = {
+            question: outcomes.arms[_priced_best(outcomes, columns, np.array([row]), lam, unit, scale)]
+            for row, question in enumerate(outcomes.questions)
+        }
+
+    def choose(self, questions: Sequence[str], budget: int | None = None) -> list[Arm]:
+        """Each question's priced best arm (``budget`` is ignored: the oracle picks it)."""
+        missing = [q for q in questions if q not in self.best]
+        if missing:
+            raise KeyError(f"{self.name}: no outcome for {missing[0]!r}")
+        return [self.best[q] for q in questions]
