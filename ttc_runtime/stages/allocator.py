@@ -1,7 +1,9 @@
 """``allocator``: the learned allocator against the baselines in the fixed-budget and adaptive
 modes, with its ablations, trained on the training pool or cross-validated on the pool
-(``allocator.md``, ``allocator.png``, ``allocator_generations.png``, ``allocator_choices.png`` and
-JSON), and the policies trained on every question it learns from, saved under ``allocator/``."""
+(``allocator.md``; ``allocator.png``, one panel in generations and one in FLOPs;
+``allocator_choices.png`` and JSON), and the policies trained on every question it learns from,
+saved under ``allocator/``. The adaptive allocator's points at its compute targets are its
+frontier, matched against best-of-N weighted and the oracle frontier like the baselines'."""
 
 from __future__ import annotations
 
@@ -79,7 +81,8 @@ class Allocator(Stage):
             f"then adaptive at mean compute {settings.adaptive_targets}"
         )
         results = baseline_results(protocol)
-        results += cross_validated_fixed(f"learned, fixed budget ({label})", main, main_flops, table, splits, training)
+        learned_fixed, learned_adaptive = f"learned, fixed budget ({label})", f"learned, adaptive budget ({label})"
+        results += cross_validated_fixed(learned_fixed, main, main_flops, table, splits, training)
         results += cross_validated_fixed(
             f"learned, fixed budget ({ablation_label})", ablation_features, ablation_flops, table, splits, training
         )
@@ -87,9 +90,9 @@ class Allocator(Stage):
             f"supervised, fixed budget ({label})", main, main_flops, table, splits, training, supervised=True
         )
         results += cross_validated_adaptive(
-            f"learned, adaptive budget ({label})", main, main_flops, table, splits, training, settings.adaptive_targets
+            learned_adaptive, main, main_flops, table, splits, training, settings.adaptive_targets
         )
-        report = allocator_report(protocol, results, config.baselines)
+        report = allocator_report(protocol, results, config.baselines, adaptive=[learned_adaptive])
 
         tested = np.arange(splits.tested)
         log = training_logger(config.wandb, run_dir, "allocator-training", settings.model_dump(mode="json"))
@@ -116,8 +119,7 @@ class Allocator(Stage):
             middle,
         )
         adaptive.save(ctx.layout.policy_dir("adaptive"), settings.features)
-        plot_report(report, run_dir / "allocator.png", "flops")
-        plot_report(report, run_dir / "allocator_generations.png", "generations")
+        plot_report(report, run_dir / "allocator.png", learned=[learned_fixed, learned_adaptive])
         write_text_atomic(run_dir / "allocator.md", format_report(report))
         if log is not None:
             log.finish()

@@ -1,5 +1,7 @@
-"""``baselines``: difficulty bins, the baseline allocators and their efficiency ratios on the rollout
-pool (``baselines.md``, ``baselines.png``, ``baselines_generations.png`` and JSON)."""
+"""``baselines``: difficulty bins, the baseline allocators (fixed strategies, compute-optimal by bin,
+the feature table by level, the oracles) and their compute saving against best-of-N weighted at
+matched accuracy with paired bootstrap intervals, on the rollout pool (``baselines.md``;
+``baselines.png``, one panel in generations and one in FLOPs; and JSON)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,7 @@ class Baselines(Stage):
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         started = time.perf_counter()
         report = evaluate_allocators(RolloutPool(ctx.layout.pool_dir()), ctx.config.baselines, train_pool(ctx))
-        plot_report(report, ctx.run_dir / "baselines.png", "flops")
-        plot_report(report, ctx.run_dir / "baselines_generations.png", "generations")
+        plot_report(report, ctx.run_dir / "baselines.png")
         write_text_atomic(ctx.run_dir / "baselines.md", format_report(report))
         return {"seconds": time.perf_counter() - started, **report_to_json(report)}
 
