@@ -175,15 +175,19 @@ class OutcomePolicy(nn.Module):
         with torch.inference_mode():
             return torch.sigmoid(self.logits(torch.as_tensor(features, dtype=torch.float32))).double().numpy()
 
-    def choose_columns(self, predicted: np.ndarray, budget: int | None, lam: float | None = None) -> np.ndarray:
+    def choose_columns(
+        self, predicted: np.ndarray, budget: int | None, lam: float | None = None, costs: np.ndarray | None = None
+    ) -> np.ndarray:
         """Per row of ``predicted``, the index (into ``arms``) of the chosen arm: in the fixed mode
         the best prediction among the arms at ``budget``, in the adaptive mode the best prediction
-        minus ``lam`` (default: the policy's) times the cost; the cheaper arm wins a tie."""
+        minus ``lam`` times the cost (default: the policy's own ``lam`` and ``costs``; an evaluation
+        prices another unit with its own); the cheaper arm wins a tie."""
+        costs = self.costs if costs is None else costs
         if self.actions.adaptive:
-            value = predicted - (self.lam if lam is None else lam) * self.costs
+            value = predicted - (self.lam if lam is None else lam) * costs
         else:
             value = np.where([arm.budget == budget for arm in self.arms], predicted, -np.inf)
-        value = value - 1e-9 * self.costs
+        value = value - 1e-9 * costs
         return value.argmax(axis=1)
 
     def greedy_arms(self, features: np.ndarray, budget: int | None) -> list[Arm]:

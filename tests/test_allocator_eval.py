@@ -197,3 +197,30 @@ def test_evaluation_of_every_baseline_on_a_real_pool(full_pool):
     record = report_to_json(report)
     assert {"efficiency", "adaptive", "fixed", "lambda_sweep"} <= set(record)
     assert record["lambda_sweep"]["scales"]["generations"] == 4.0
+
+
+def test_outcome_model_is_cross_validated_at_every_budget_and_over_the_price_sweep():
+    from tests.conftest import learnable, table
+    from ttc_runtime.evaluation.allocators import cross_validated_outcomes
+    from ttc_runtime.trainers.allocator import AllocatorTrainConfig
+
+    # Beam search is right where x > 0 and revisions elsewhere, at both budgets: fitted on 32
+    # questions, the model answers most of the other 32 right at every budget, and its frontier
+    # starts at the cheapest arms (budget 4), as right as budget 16.
+    features, correct = learnable(64)
+    outcomes = table(correct)
+    splits = Splits.folds(64, 2, seed=0)
+    fixed, adaptive = cross_validated_outcomes(
+        ("fixed", "adaptive"),
+        features,
+        np.zeros(64),
+        outcomes,
+        splits,
+        AllocatorTrainConfig(),
+        lambda_sweep(),
+        {"generations": 16.0, "flops": 1.0},
+    )
+    assert [r.budget for r in fixed] == [4, 16] and all(r.correct.mean() >= 0.8 for r in fixed)
+    assert all(r.allocator == "fixed" for r in fixed)
+    assert {r.allocator for r in adaptive} == {"adaptive"}
+    assert adaptive[0].generations.mean() == 4 and adaptive[0].correct.mean() == max(r.correct.mean() for r in fixed)

@@ -338,6 +338,7 @@ pool:
   budgets: [2, 4]
   samples: 8
   resamples: 5
+  runs: 2
   questions_per_shard: 4
   grid:
     - {{name: majority}}
@@ -447,17 +448,21 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert {"best_of_n_weighted", "compute-optimal (oracle bins)", "per-question oracle"} <= allocators
     assert baselines["samples"] == 8 and sum(baselines["bin_sizes"]["oracle"]) == 10
     assert (run_dir / "baselines.png").read_bytes()[:4] == b"\x89PNG"
-    assert "efficiency (FLOPs)" in (run_dir / "baselines.md").read_text()
+    assert "Matched-accuracy efficiency (FLOPs)" in (run_dir / "baselines.md").read_text()
+    assert {"feature table (level), adaptive budget", "expected-rate oracle, adaptive budget"} <= allocators
 
     allocator = json.loads((run_dir / "allocator.json").read_text())
     names = {p["allocator"] for p in allocator["points"]}
     assert {
-        "learned, fixed budget (proposer_hidden)",
-        "learned, fixed budget (ngrams)",
+        "REINFORCE, fixed budget (proposer_hidden)",
+        "REINFORCE, fixed budget (ngrams)",
         "supervised, fixed budget (proposer_hidden)",
-        "learned, adaptive budget (proposer_hidden)",
+        "REINFORCE, adaptive budget (proposer_hidden)",
+        "outcome model, fixed budget (proposer_hidden)",
+        "outcome model, adaptive budget (proposer_hidden)",
         "per-question oracle",
     } <= names
+    assert allocator["trainer"] == "outcomes"
     assert allocator["feature_flops_mean"]["main"] > 0 and allocator["feature_flops_mean"]["ablation"] == 0
     for kind in ("fixed", "adaptive"):
         assert (run_dir / "allocator" / kind / "policy.json").is_file()

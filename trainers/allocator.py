@@ -68,6 +68,11 @@ class AllocatorTrainConfig(StrictModel):
 class AllocatorConfig(StrictModel):
     """The learned allocator: features, training, the adaptive mode's compute targets, logging."""
 
+    trainer: Literal["outcomes", "reinforce"] = Field(
+        "outcomes",
+        description="Whose policies are saved for the runtime: the outcome model's (fit_outcomes) or REINFORCE's. "
+        "Both are evaluated.",
+    )
     features: FeatureConfig = FeatureConfig()
     ablation_features: FeatureConfig = Field(
         FeatureConfig(kind="ngrams"), description="Features of the ablation run (hashed n-grams by default)."

@@ -82,6 +82,7 @@ from ttc_runtime.pool import PoolConfig, RolloutPool
 from ttc_runtime.trainers.allocator import (
     AllocatorTrainConfig,
     calibrate_lambda,
+    fit_outcomes,
     fit_supervised,
     scale_of,
     train_policy,
@@ -307,6 +308,44 @@ def cross_validated_adaptive(
             parts.append((held, outcome_of(outcomes, name, int(target), held, arms, feature_flops)))
         results.append(merge_folds(parts, splits.tested))
     return results
+
+
+def cross_validated_outcomes(
+    names: tuple[str, str],
+    features: np.ndarray,
+    feature_flops: np.ndarray,
+    outcomes: ArmOutcomes,
+    splits: Splits,
+    config: AllocatorTrainConfig,
+    lambdas: Sequence[float],
+    scales: dict[str, float],
+) -> tuple[list[PerQuestion], list[PerQuestion]]:
+    """The outcome policy (``fit_outcomes``), fitted once per split on its training rows: named
+    ``names[0]``, at every budget of the fixed mode; named ``names[1]``, adaptive over the arms
+    within their budget (those of the oracle frontier), its frontier over ``lambdas`` priced in
+    each unit, with arm costs the mean compute of the split's training rows over ``scales``.
+    Feature FLOPs charged."""
+    fixed_space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=False)
+    adaptive_space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=True)
+    fixed_parts: dict[int, list] = {n: [] for n in fixed_space.budgets}
+    swept: dict[tuple[str, float], list] = {(unit, lam): [] for unit in UNITS for lam in lambdas}
+    for train, held in splits.parts:
+        fixed = fit_outcomes(features, outcomes, train, fixed_space, config, scales[config.unit])
+        predicted = fixed.predict(features[held])
+        for budget in fixed_space.budgets:
+            arms = [fixed.arms[c] for c in fixed.choose_columns(predicted, budget)]
+            fixed_parts[budget].append((held, outcome_of(outcomes, names[0], budget, held, arms, feature_flops)))
+        adaptive = fit_outcomes(features, outcomes, train, adaptive_space, config, scales[config.unit])
+        predicted = adaptive.predict(features[held])
+        columns = [outcomes.column(arm) for arm in adaptive.arms]
+        for unit in UNITS:
+            table = outcomes.generations if unit == "generations" else outcomes.flops
+            costs = table[np.ix_(train, columns)].mean(axis=0) / scales[unit]
+            for lam in lambdas:
+                arms = [adaptive.arms[c] for c in adaptive.choose_columns(predicted, None, lam, costs)]
+                swept[unit, lam].append((held, outcome_of(outcomes, names[1], 0, held, arms, feature_flops)))
+    fixed_results = [merge_folds(fixed_parts[n], splits.tested) for n in fixed_space.budgets]
+    return fixed_results, sweep_points([merge_folds(parts, splits.tested) for parts in swept.values()])
 
 
 def _bootstrap(values: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:

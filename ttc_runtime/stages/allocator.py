@@ -1,9 +1,11 @@
-"""``allocator``: the learned allocator against the baselines in the fixed-budget and adaptive
-modes, with its ablations, trained on the training pool or cross-validated on the pool
+"""``allocator``: the learned allocators against the baselines in the fixed-budget and adaptive
+modes, with their ablations, trained on the training pool or cross-validated on the pool
 (``allocator.md``; ``allocator.png``, one panel in generations and one in FLOPs;
-``allocator_choices.png`` and JSON), and the policies trained on every question it learns from,
-saved under ``allocator/``. The adaptive allocator's points at its compute targets are its
-frontier, matched against best-of-N weighted and the oracle frontier like the baselines'."""
+``allocator_choices.png`` and JSON), and the policies of ``allocator.trainer`` trained on every
+question it learns from, saved under ``allocator/`` for the runtime. Two learners: REINFORCE on
+the replay environment (its adaptive points are the compute targets it was calibrated to) and
+the outcome model (its adaptive points are the price sweep's frontier); both frontiers are
+matched against best-of-N weighted and the oracle frontier like the baselines'."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from ..evaluation.allocators import (
     choice_shares,
     cross_validated_adaptive,
     cross_validated_fixed,
+    cross_validated_outcomes,
     format_report,
+    lambda_sweep,
     plot_choices,
     plot_report,
     report_to_json,
@@ -30,7 +34,7 @@ from ..policies.features import build_featurizer
 from ..policies.learned import LearnedAllocator
 from ..pool import RolloutPool
 from ..tracking import training_logger
-from ..trainers.allocator import calibrate_lambda, greedy_columns, scale_of, train_policy
+from ..trainers.allocator import calibrate_lambda, fit_outcomes, outcome_lambda, scale_of, train_policy
 from .base import RunContext, Stage, fingerprint
 from .pool import pools_key, train_pool
 
@@ -77,49 +81,62 @@ class Allocator(Stage):
         ablation_features, ablation_flops = ablation(table.questions)
         label, ablation_label = settings.features.kind, settings.ablation_features.kind
         say(
-            f"  {splits.description}: fixed budget ({label}, {ablation_label}, supervised), "
-            f"then adaptive at mean compute {settings.adaptive_targets}"
+            f"  {splits.description}: REINFORCE at a fixed budget ({label}, {ablation_label}), supervised, the "
+            f"outcome model, then adaptive: REINFORCE at mean compute {settings.adaptive_targets}, the outcome "
+            "model over the price sweep"
         )
         results = baseline_results(protocol)
-        learned_fixed, learned_adaptive = f"learned, fixed budget ({label})", f"learned, adaptive budget ({label})"
-        results += cross_validated_fixed(learned_fixed, main, main_flops, table, splits, training)
+        names = {
+            "reinforce": (f"REINFORCE, fixed budget ({label})", f"REINFORCE, adaptive budget ({label})"),
+            "outcomes": (f"outcome model, fixed budget ({label})", f"outcome model, adaptive budget ({label})"),
+        }
+        results += cross_validated_fixed(names["reinforce"][0], main, main_flops, table, splits, training)
         results += cross_validated_fixed(
-            f"learned, fixed budget ({ablation_label})", ablation_features, ablation_flops, table, splits, training
+            f"REINFORCE, fixed budget ({ablation_label})", ablation_features, ablation_flops, table, splits, training
         )
         results += cross_validated_fixed(
             f"supervised, fixed budget ({label})", main, main_flops, table, splits, training, supervised=True
         )
         results += cross_validated_adaptive(
-            learned_adaptive, main, main_flops, table, splits, training, settings.adaptive_targets
+            names["reinforce"][1], main, main_flops, table, splits, training, settings.adaptive_targets
         )
-        report = allocator_report(protocol, results, config.baselines, adaptive=[learned_adaptive])
+        lambdas = lambda_sweep()
+        fixed_outcomes, adaptive_outcomes = cross_validated_outcomes(
+            names["outcomes"], main, main_flops, table, splits, training, lambdas, protocol.scales
+        )
+        results += fixed_outcomes + adaptive_outcomes
+        adaptive_names = [names["reinforce"][1], names["outcomes"][1]]
+        report = allocator_report(protocol, results, config.baselines, adaptive=adaptive_names, lambdas=lambdas)
 
         tested = np.arange(splits.tested)
         log = training_logger(config.wandb, run_dir, "allocator-training", settings.model_dump(mode="json"))
-        space = ActionSpace.from_arms(table.within_budget(), False)
-        fixed, history = train_policy(main, table, splits.fit_rows, space, training, 0.0, 1.0, log)
+        scale = scale_of(table, training.unit)
+        middle = sorted(settings.adaptive_targets)[len(settings.adaptive_targets) // 2]
+        fixed_space = ActionSpace.from_arms(table.within_budget(), False)
+        reinforced, history = train_policy(main, table, splits.fit_rows, fixed_space, training, 0.0, 1.0, log)
+        if settings.trainer == "outcomes":
+            fixed = fit_outcomes(main, table, splits.fit_rows, fixed_space, training, scale)
+            adaptive = fit_outcomes(
+                main, table, splits.fit_rows, ActionSpace.from_arms(table.within_budget(), True), training, scale
+            )
+            lam = adaptive.lam = outcome_lambda(adaptive, main[splits.fit_rows], middle, scale)
+        else:
+            fixed = reinforced
+            lam, adaptive = calibrate_lambda(
+                main, table, splits.fit_rows, ActionSpace.from_arms(table.arms, True), training, scale, middle
+            )
         fixed.save(ctx.layout.policy_dir("fixed"), settings.features)
+        adaptive.save(ctx.layout.policy_dir("adaptive"), settings.features)
         timing = decision_time(fixed, featurizer, table.questions[: splits.tested], max(a.budget for a in table.arms))
         choices = {
             budget: choice_shares(
-                [table.arms[c] for c in greedy_columns(fixed, main, tested, budget, table)],
+                [table.arms[table.column(arm)] for arm in fixed.greedy_arms(main[tested], budget)],
                 report.difficulty.oracle_bins,
             )
             for budget in fixed.actions.budgets
         }
         plot_choices(choices, run_dir / "allocator_choices.png")
-        middle = sorted(settings.adaptive_targets)[len(settings.adaptive_targets) // 2]
-        lam, adaptive = calibrate_lambda(
-            main,
-            table,
-            splits.fit_rows,
-            ActionSpace.from_arms(table.arms, True),
-            training,
-            scale_of(table, training.unit),
-            middle,
-        )
-        adaptive.save(ctx.layout.policy_dir("adaptive"), settings.features)
-        plot_report(report, run_dir / "allocator.png", learned=[learned_fixed, learned_adaptive])
+        plot_report(report, run_dir / "allocator.png", learned=list(names[settings.trainer]))
         write_text_atomic(run_dir / "allocator.md", format_report(report))
         if log is not None:
             log.finish()
@@ -132,6 +149,7 @@ class Allocator(Stage):
             "final_training": {"reward": history.reward[-20:], "accuracy": history.accuracy[-20:]},
             "decision_ms_per_question": timing,
             "choices_by_oracle_bin": choices,
+            "trainer": settings.trainer,
             "adaptive_lambda": lam,
             "adaptive_target": middle,
             **report_to_json(report),
