@@ -74,6 +74,32 @@ def biased_model(token_bias: dict[str, float]):
     return model.eval(), tokenizer
 
 
+@pytest.fixture(scope="session")
+def stepwise_pair():
+    """A proposer that writes several short steps and a margin PRM over its own weights, in memory:
+    ``(TransformersGenerator, TokenClassificationPRM)``, so that ``scoring.margin.fuse`` pairs them.
+
+    The proposer is ``biased_model`` towards letters, spaces, newlines and the end of sequence,
+    with its attention and MLP given small random weights so that its probabilities depend on the
+    context. It writes no digits, so the tokenizer encodes a sampled text back into the tokens
+    sampled and the full PRM reads what the proposer wrote. The PRM's head is random, so that every
+    feature counts (token counts included: a step score read a token early or late differs)."""
+    from ttc_runtime.generation.hf import TransformersGenerator
+    from ttc_runtime.scoring import MarginPRMForTokenClassification, TokenClassificationPRM
+
+    model, tokenizer = biased_model({"a": 12.0, "b": 11.0, " ": 11.0, "\n": 11.5, "</s>": 9.0})
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.normal_(0.0, 0.3, generator=generator)
+            layer.mlp.down_proj.weight.normal_(0.0, 0.3, generator=generator)
+    prm = MarginPRMForTokenClassification.from_proposer(model, tokenizer, head_size=4)
+    with torch.no_grad():
+        for weight in [*prm.head.parameters(), *prm.linear.parameters()]:
+            weight.normal_(generator=generator)
+    return TransformersGenerator(model, tokenizer), TokenClassificationPRM(prm, tokenizer)
+
+
 def save_math_shepherd_style_prm(path: Path, corpus: list[str], seed: int = 0) -> None:
     """Save at ``path`` a tiny random ``MistralForCausalLM`` with a SentencePiece-style tokenizer
     trained on ``corpus``: the shape of the published Math-Shepherd PRM (a Mistral). Word

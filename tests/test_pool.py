@@ -188,6 +188,37 @@ def test_the_paper_k_of_2048_runs(tiny_model_dir, tmp_path):
     assert curve[-1].generations == 2048
 
 
+def test_samples_are_scored_and_charged_as_best_of_n_scores_them(stepwise_pair, tmp_path):
+    from dataclasses import replace
+
+    from ttc_runtime.generation.base import SamplingParams
+    from ttc_runtime.scoring.margin import fuse
+    from ttc_runtime.strategies import SearchSettings
+
+    generator, prm = stepwise_pair
+    head = fuse(prm, generator, SearchSettings().prompt).head_params
+    config = PoolConfig(levels=[1, 3], problems_per_level=1, budgets=[4], grid=[BON], samples=8, resamples=2)
+    settings = SearchSettings(sampling=SamplingParams(max_new_tokens=48))
+    problems = pool_worker.problems()[2:4]
+    tables = {}
+    for name, fused in (("fused", True), ("full", False)):
+        pool = RolloutPool(tmp_path / name)
+        pool.collect(config, pool_worker.INPUTS, problems, generator, prm, replace(settings, fused_scoring=fused))
+        tables[name] = pool.samples()
+    fused, full = tables["fused"], tables["full"]
+    assert (fused["generated_tokens"] == full["generated_tokens"]).all()  # the same samples
+    assert fused["score"].to_numpy() == pytest.approx(full["score"].to_numpy(), abs=1e-5)
+    assert fused["last_score"].to_numpy() == pytest.approx(full["last_score"].to_numpy(), abs=1e-5)
+    # Fused: one head read per scored step; full: a pass over the prompt and the sample, none for a
+    # sample without a step.
+    steps = fused["verifier_tokens"]
+    assert steps.max() >= 3
+    assert (fused["verifier_flops"] == steps * 2 * head).all()
+    assert (full["verifier_flops"] == 2 * prm.flop_params * full["verifier_tokens"]).all()
+    assert (full["verifier_tokens"][steps > 0] > full["prompt_tokens"][steps > 0]).all()
+    assert (full["verifier_tokens"][steps == 0] == 0).all()
+
+
 @pytest.mark.slow
 def test_two_processes_under_torchrun_collect_the_single_process_pool(tiny_model_dir, full_pool, tmp_path):
     import os

@@ -1,6 +1,7 @@
 """Strategies: hand-checked bookkeeping on scripted fakes, invariants, bad input, and the real path."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -396,6 +397,35 @@ def test_fused_scores_are_the_margin_prms_scores_of_the_sampled_tokens(tiny_mode
                 input_ids=torch.tensor([ids]), solution_start=torch.tensor([len(prompt_ids)])
             ).logits
         assert fused.probabilities([state])[0] == pytest.approx(torch.sigmoid(logits[0, -1, 0]).item(), abs=1e-5)
+
+
+def test_fused_step_scores_of_whole_samples_are_the_full_margin_prms(stepwise_pair):
+    from ttc_runtime.scoring.margin import fuse
+
+    generator, prm = stepwise_pair
+    fused = fuse(prm, generator, PromptConfig())
+    questions = ["Evaluate left to right:\n3+4*2", "Evaluate left to right:\n9-1"]
+    params = SamplingParams(max_new_tokens=48, logprobs=True)
+    output = generator.generate([PromptConfig().format(q) for q in questions], n=8, params=params, seed=7)
+    samples = [c for row in output.completions for c in row]
+    steps = [split_steps(c.text) for c in samples]
+    assert {c.finish_reason for c in samples} == {"eos", "length"} and max(map(len, steps)) >= 3
+    full = prm.score([q for q in questions for _ in range(8)], steps).step_scores
+    for sample, mine, theirs in zip(samples, fused.step_scores(samples), full, strict=True):
+        assert mine == pytest.approx(theirs, abs=1e-5), sample.text
+    # Best-of-N scores its samples so: the same candidates and scores as the full scorer's, the
+    # verifier charged one head read per scored step instead of a pass over every sample.
+    settings = SearchSettings(sampling=SamplingParams(max_new_tokens=48))
+    quick = BestOfN("weighted").run(questions, generator, prm, 8, settings, seed=[3, 4])
+    slow = BestOfN("weighted").run(questions, generator, prm, 8, replace(settings, fused_scoring=False), seed=[3, 4])
+    for a, b in zip(quick, slow, strict=True):
+        assert [c.text for c in a.candidates] == [c.text for c in b.candidates] and a.answer == b.answer
+        for x, y in zip(a.candidates, b.candidates):
+            assert x.step_scores == pytest.approx(y.step_scores, abs=1e-5)
+        scored = sum(len(c.step_scores) for c in a.candidates)
+        assert a.compute.verifier == Usage.inference(fused.head_params, scored)
+        assert b.compute.verifier.flops == 2 * prm.flop_params * b.compute.verifier.tokens
+        assert a.compute.proposer == b.compute.proposer
 
 
 def test_fusion_needs_the_generators_own_weights(tiny_model_dir, margin_prm):

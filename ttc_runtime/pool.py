@@ -9,7 +9,11 @@ large pool of independent scored samples per question, stored as Parquet shards.
   hash is refused (``PoolMismatch``), so nothing of another run is overwritten or mixed in.
 - ``samples/NNNNN.parquet``: ``samples`` (K) independent proposer samples per question with their
   answer, correctness, verifier score (steps aggregated as the strategies do), last-step score,
-  generated tokens, the question's prompt tokens, and the verifier's tokens and FLOPs.
+  generated tokens, the question's prompt tokens, and the verifier's tokens and FLOPs. The samples
+  are scored as best-of-N scores them: where the verifier is a margin PRM over the proposer's own
+  model and ``SearchSettings.fused_scoring`` is on, each step's score is read from the sample's
+  log-probabilities and the verifier's tokens and FLOPs are one head read per scored step (tokens =
+  steps, FLOPs = steps x 2 x head weights); otherwise they are the full scorer's pass over the sample.
 - ``runs/<arm>/NNNNN.parquet``: for each search or revision configuration at each budget (an
   *arm*), ``runs`` independent runs per question (``runs_at_largest`` at the largest budget), one
   row each: the run number, the candidates (text, answer, score), the selected answer, whether it
@@ -41,7 +45,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -52,12 +56,13 @@ from tqdm.auto import tqdm
 
 from .config import StrictModel
 from .files import write_text_atomic
-from .generation.base import Generator
+from .generation.base import Completion, Generator
 from .generation.sampling import derive_seed
 from .scoring import StepScorer
+from .scoring.margin import FusedMarginScorer
 from .selection import aggregate_steps
 from .strategies import Arm, SearchSettings, StrategyConfig, default_grid
-from .strategies.base import Ledger, answer_of, score_texts
+from .strategies.base import Ledger, answer_of, fused_verifier, score_samples
 from .tasks import LEVELS, Problem, answers_match, check_levels
 
 
@@ -398,18 +403,20 @@ def _samples(
     calls = [(q, p) for q in range(len(batch)) for p in range(k // part)]
     per_call = max(1, config.batch_rows // part)
     questions = [p.question for p in batch]
+    fused = fused_verifier(scorer, generator, settings)
+    params = replace(settings.sampling, logprobs=fused is not None)
     rows = []
     for start in range(0, len(calls), per_call):
         group = calls[start : start + per_call]
         output = generator.generate(
             [settings.prompt.format(questions[q]) for q, _ in group],
             n=part,
-            params=settings.sampling,
+            params=params,
             seed=[derive_seed(config.seed, first + q, p) for q, p in group],
         )
-        texts = [c.text for row in output.completions for c in row]
+        completions = [c for row in output.completions for c in row]
         owners = [g for g in range(len(group)) for _ in range(part)]
-        per_text = _verifier_costs(scorer, [questions[q] for q, _ in group], texts, owners)
+        per_text = _verifier_costs(scorer, fused, [questions[q] for q, _ in group], completions, owners)
         for g, (q, p) in enumerate(group):
             problem = batch[q]
             for j, completion in enumerate(output.completions[g]):
@@ -433,12 +440,17 @@ def _samples(
 
 
 def _verifier_costs(
-    scorer: StepScorer, questions: Sequence[str], texts: Sequence[str], owners: Sequence[int]
+    scorer: StepScorer,
+    fused: FusedMarginScorer | None,
+    questions: Sequence[str],
+    samples: Sequence[Completion],
+    owners: Sequence[int],
 ) -> list[tuple[tuple[float, ...], tuple[int, int]]]:
-    """Each text's step scores and its own verifier cost (tokens, FLOPs): every text gets its own
-    ledger, so the cost of one sample is known apart from the others'."""
-    ledgers = [Ledger() for _ in texts]
-    scores = score_texts(scorer, [questions[o] for o in owners], texts, list(range(len(texts))), ledgers)
+    """Each sample's step scores and its own verifier cost (tokens, FLOPs), fused or full as
+    ``score_samples`` decides: every sample gets its own ledger, so the cost of one sample is known
+    apart from the others'."""
+    ledgers = [Ledger() for _ in samples]
+    scores = score_samples(scorer, fused, [questions[o] for o in owners], samples, list(range(len(samples))), ledgers)
     return [(s, (ledger.verifier.tokens, ledger.verifier.flops)) for s, ledger in zip(scores, ledgers, strict=True)]
 
 

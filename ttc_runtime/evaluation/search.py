@@ -4,7 +4,8 @@ bootstrap confidence intervals, the compute spent, a table and a plot.
 How each figure is obtained (the prior art takes the first n samples of one pool instead):
 
 - **Parallel strategies** (majority, best-of-N weighted and naive) draw on one pool of ``pool``
-  scored samples per question. Accuracy at N is the mean, over ``resamples`` random N-subsets of
+  scored samples per question, scored as ``BestOfN`` scores them (fused into sampling where the
+  verifier is a margin PRM over the proposer's own model). Accuracy at N is the mean, over ``resamples`` random N-subsets of
   the pool drawn without replacement, of whether the selection is right: an estimate of the
   expected accuracy of a fresh N-sample run. Compute at N is the pool's mean cost per sample times
   N (for majority, the proposer's only: it uses no verifier).
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,8 @@ from ttc_runtime.generation.sampling import derive_seed
 from ttc_runtime.scoring import StepScorer
 from ttc_runtime.selection import aggregate_steps, select_answer
 from ttc_runtime.strategies import SearchSettings, StrategyConfig, default_grid
-from ttc_runtime.strategies.base import answer_of
-from ttc_runtime.tasks import LEVELS, Problem, Task, answers_match, check_levels, group_answers, split_steps
+from ttc_runtime.strategies.base import Ledger, answer_of, fused_verifier, score_samples
+from ttc_runtime.tasks import LEVELS, Problem, Task, answers_match, check_levels, group_answers
 
 
 def _default_strategies() -> list[StrategyConfig]:
@@ -128,33 +129,31 @@ def evaluate_budgets(
 
 def _parallel(generator, scorer, problems, settings, config, strategies) -> dict[tuple[str, int], list[Outcome]]:
     needs_scores = any(s.name != "majority" for s in strategies)
+    fused = fused_verifier(scorer, generator, settings) if needs_scores else None
     pools: list[tuple[list[str | None], list[float], dict[str, bool], Compute]] = []
     for batch, output in sample_in_batches(
         generator,
         problems,
         settings.prompt,
-        settings.sampling,
+        replace(settings.sampling, logprobs=fused is not None),
         config.pool,
         config.seed,
         config.batch_questions,
         f"pool of {config.pool}",
     ):
-        texts = [c.text for row in output.completions for c in row]
-        step_lists = [split_steps(t) for t in texts]
-        scores: list[list[float]] = [[] for _ in texts]
-        verifier = [None] * len(texts)
+        samples = [c for row in output.completions for c in row]
+        ledgers = [Ledger() for _ in samples]  # one per sample: the verifier's cost of each apart
+        scores: list[tuple[float, ...]] = [() for _ in samples]
         if needs_scores:
-            scored = [i for i, s in enumerate(step_lists) if s]
-            out = scorer.score([batch[i // config.pool].question for i in scored], [step_lists[i] for i in scored])
-            for i, values, usage in zip(scored, out.step_scores, out.usages, strict=True):
-                scores[i], verifier[i] = values, usage
+            questions = [batch[i // config.pool].question for i in range(len(samples))]
+            scores = score_samples(scorer, fused, questions, samples, list(range(len(samples))), ledgers)
         for q, problem in enumerate(batch):
             rows = range(q * config.pool, (q + 1) * config.pool)
             # One merge of equal answers per question, not one per resampled subset.
-            answers = group_answers([answer_of(texts[i]) for i in rows])
+            answers = group_answers([answer_of(samples[i].text) for i in rows])
             values = [aggregate_steps(scores[i], settings.aggregation) if scores[i] else 0.0 for i in rows]
             right = {a: answers_match(a, problem.answer) for a in dict.fromkeys(answers) if a is not None}
-            verifier_usage = sum((verifier[i] for i in rows if verifier[i] is not None), Usage())
+            verifier_usage = sum((ledgers[i].verifier for i in rows), Usage())
             pools.append((answers, values, right, Compute(output.usages[q], verifier_usage, config.pool)))
     outcomes: dict[tuple[str, int], list[Outcome]] = {}
     for strategy in strategies:

@@ -13,6 +13,14 @@ content. Two verifiers read these margins:
   (``MARGIN_FEATURES``) to the probability that the step is on a correct path. It is a one-label
   token-classification model like any other PRM here, saved as one directory.
 
+Where the margin PRM's proposer is the generator's own model (``fuse``), its scores need no forward
+pass of their own: the generator returns each sampled token's log-probability and the top one, and
+``FusedMarginScorer`` turns them into the same running statistics (``MarginState``) and reads the
+head. Every strategy then scores this way (``SearchSettings.fused_scoring``): search one new step
+at a time, best-of-N and the rollout pool's samples at the end of each step of a whole solution
+(``FusedMarginScorer.step_scores``). The verifier is charged the head alone, ``2 x head weights``
+FLOPs per scored step, on every path; the proposer's forward pass is paid once, by sampling.
+
 On the embedded task the proposer's errors at temperature 0.8 are sampling slips, tokens drawn
 against its own preference, which is what the margins expose; a PRM fine-tuned on the hidden state
 at the end of a step has to learn the same comparison from labels and, at this data size, does not
@@ -21,6 +29,7 @@ at the end of a step has to learn the same comparison from labels and, at this d
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +51,7 @@ from transformers.modeling_outputs import TokenClassifierOutput
 from ..generation.base import Completion
 from ..models import load_causal_lm, load_tokenizer
 from ..prompts import PromptConfig
+from ..tasks.grading import STEP_SEPARATOR
 from .base import BatchedModelScorer
 from .prm import encode_steps
 
@@ -208,13 +218,19 @@ class MarginState:
     slips: int = 0
     tokens: int = 0
 
-    def extend(self, completion: Completion, skip: torch.Tensor) -> MarginState:
-        """The statistics after ``completion``'s tokens (it must carry ``logprobs``); tokens marked
-        in ``skip`` (blank tokens, end of sequence) do not count, as in ``token_margins``."""
+    def extend(
+        self, completion: Completion, skip: torch.Tensor, start: int = 0, stop: int | None = None
+    ) -> MarginState:
+        """The statistics after ``completion``'s tokens ``start:stop``, all of them by default (it
+        must carry ``logprobs``); tokens marked in ``skip`` (blank tokens, end of sequence) do not
+        count, as in ``token_margins``."""
         if len(completion.logprobs) != len(completion.token_ids):
             raise ValueError("fused margin scoring needs completions sampled with logprobs=True")
         state = self
-        for token, logprob, top in zip(completion.token_ids, completion.logprobs, completion.top_logprobs):
+        window = slice(start, stop)
+        for token, logprob, top in zip(
+            completion.token_ids[window], completion.logprobs[window], completion.top_logprobs[window]
+        ):
             if skip[token]:
                 continue
             margin = logprob - top
@@ -240,6 +256,27 @@ class MarginState:
         ]
 
 
+def step_ends(tokenizer: PreTrainedTokenizerBase, completion: Completion) -> list[int]:
+    """For each step of ``completion``'s text (``split_steps``), the number of its tokens that
+    reach the end of that step: the first ``k`` tokens whose decoded text covers the step and
+    everything before it. The full margin PRM reads a step's score at the last token of the step
+    and its separator (``encode_steps``); the separator's tokens are blank, so the statistics after
+    these ``k`` tokens are the ones it reads. A token that runs across the end of a step (".\n\n")
+    belongs to that step, as it does when the step is encoded with its separator."""
+    ids = list(completion.token_ids)
+
+    def covered(count: int) -> int:  # characters of the text fully decoded from the first ``count`` tokens
+        return len(tokenizer.decode(ids[:count], skip_special_tokens=True).rstrip("\ufffd"))
+
+    ends, position, low = [], 0, 0
+    for piece in completion.text.split(STEP_SEPARATOR):
+        if piece.strip():
+            low = bisect.bisect_left(range(len(ids) + 1), position + len(piece), lo=low, key=covered)
+            ends.append(min(low, len(ids)))
+        position += len(piece) + len(STEP_SEPARATOR)
+    return ends
+
+
 class FusedMarginScorer:
     """Scores steps from the log-probabilities the generator returned while sampling them, with the
     head of a margin PRM whose proposer is the generator's own model: no forward pass, only the
@@ -247,10 +284,29 @@ class FusedMarginScorer:
     re-tokenizes the text, which for a model that samples its own canonical tokenization is the
     same sequence). Its cost is the head's: ``2 x head weights`` FLOPs per scored step."""
 
-    def __init__(self, model: MarginPRMForTokenClassification, skip: torch.Tensor) -> None:
+    def __init__(
+        self, model: MarginPRMForTokenClassification, skip: torch.Tensor, tokenizer: PreTrainedTokenizerBase
+    ) -> None:
         self.model = model
         self.skip = skip.cpu()
+        self.tokenizer = tokenizer
         self.head_params = sum(p.numel() for p in [*model.linear.parameters(), *model.head.parameters()])
+
+    def step_states(self, completion: Completion) -> list[MarginState]:
+        """The margin statistics at the end of each step of a sampled solution (``step_ends``)."""
+        states, state, start = [], MarginState(), 0
+        for end in step_ends(self.tokenizer, completion):
+            state = state.extend(completion, self.skip, start, end)
+            states.append(state)
+            start = end
+        return states
+
+    def step_scores(self, completions: Sequence[Completion]) -> list[tuple[float, ...]]:
+        """Each sampled solution's step scores, one per step of its text: the margin PRM's score at
+        the end of the step, read from the log-probabilities the solution was sampled with."""
+        states = [self.step_states(completion) for completion in completions]
+        flat = iter(self.probabilities([state for row in states for state in row]))
+        return [tuple(next(flat) for _ in row) for row in states]
 
     @torch.inference_mode()
     def probabilities(self, states: Sequence[MarginState]) -> list[float]:
@@ -280,7 +336,7 @@ def fuse(scorer: object, generator: object, prompt: PromptConfig) -> FusedMargin
     skip = model.blank.clone().cpu()
     for token in getattr(generator, "eos_ids", torch.tensor([], dtype=torch.long)).tolist():
         skip[token] = True  # the end of sequence is not part of the text
-    return FusedMarginScorer(model, skip)
+    return FusedMarginScorer(model, skip, generator.tokenizer)
 
 
 class ProposerMarginScorer(BatchedModelScorer):

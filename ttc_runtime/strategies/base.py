@@ -30,7 +30,7 @@ from ..generation.base import Completion, Generator, SamplingParams
 from ..generation.sampling import derive_seed
 from ..prompts import PromptConfig, RevisionPromptConfig
 from ..scoring import StepScorer
-from ..scoring.margin import FusedMarginScorer, MarginState
+from ..scoring.margin import FusedMarginScorer, MarginState, fuse
 from ..selection import Aggregation, Selection, aggregate_steps, select_answer
 from ..tasks.grading import STEP_SEPARATOR, extract_boxed, group_answers, normalize_answer, split_steps
 
@@ -43,9 +43,11 @@ class SearchSettings:
     sampling: SamplingParams = SamplingParams()
     aggregation: Aggregation = "last"
     fused_scoring: bool = True
-    """Let search score new steps from the log-probabilities the generator returned while sampling
-    them when the verifier is a margin PRM over the generator's own model (``scoring.margin.fuse``),
-    instead of re-reading every prefix each round. False forces the full re-scoring."""
+    """Score steps from the log-probabilities the generator returned while sampling them when the
+    verifier is a margin PRM over the generator's own model (``scoring.margin.fuse``): search reads
+    each new step once instead of re-reading every prefix each round, best-of-N and the rollout
+    pool read every step of a whole sample, and the verifier costs the head alone on every path.
+    False forces the full scorer everywhere."""
     reviser: Generator | None = None
     """The revision model, for ``revisions`` chains longer than one attempt."""
     revision_prompt: RevisionPromptConfig = RevisionPromptConfig()
@@ -194,6 +196,34 @@ def sample(
     output = generator.generate(prompts, n=n, params=params, seed=list(seeds))
     charge(ledgers, owners, output.usages, "proposer")
     return output.completions
+
+
+def fused_verifier(
+    scorer: StepScorer | None, generator: Generator, settings: SearchSettings
+) -> FusedMarginScorer | None:
+    """The fused form of ``scorer`` when ``settings`` allow it and it reads the generator's own
+    model (``scoring.margin.fuse``), else None: then the full scorer reads the texts."""
+    return fuse(scorer, generator, settings.prompt) if settings.fused_scoring else None
+
+
+def score_samples(
+    scorer: StepScorer,
+    fused: FusedMarginScorer | None,
+    questions: Sequence[str],
+    samples: Sequence[Completion],
+    owners: Sequence[int],
+    ledgers: list[Ledger],
+) -> list[tuple[float, ...]]:
+    """Step scores of whole sampled solutions (sample i answers question ``owners[i]``), each
+    sample's verifier cost charged to its question. With ``fused`` (the samples then carry their
+    log-probabilities), the margin PRM's score at the end of each step is read from them and every
+    scored step costs one read of the head, as each step of a search does; else ``score_texts``
+    runs the full scorer over the texts."""
+    if fused is None:
+        return score_texts(scorer, questions, [sample.text for sample in samples], owners, ledgers)
+    scores = fused.step_scores(samples)
+    charge(ledgers, owners, [Usage.inference(fused.head_params, len(s)) for s in scores], "verifier")
+    return scores
 
 
 def score_texts(

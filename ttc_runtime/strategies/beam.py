@@ -37,8 +37,9 @@ Bookkeeping, documented because the prior art gets it wrong or leaves it implici
 - **Fused scoring.** When the verifier is a margin PRM over the generator's own model
   (``scoring.margin.fuse``), steps are sampled with their log-probabilities and each beam carries
   its running margin statistics, so a new step is scored from its own tokens with the PRM's head
-  and no prefix is read again; the verifier is charged the head's FLOPs.
-  ``SearchSettings(fused_scoring=False)`` re-reads every prefix with the full PRM each round.
+  and no prefix is read again; the verifier is charged the head's FLOPs per scored step, as
+  best-of-N is for each step of its samples. ``SearchSettings(fused_scoring=False)`` re-reads every
+  prefix with the full PRM each round.
 """
 
 from __future__ import annotations
@@ -51,9 +52,19 @@ from ..compute import Usage
 from ..generation.base import Completion, Generator, greedy_continue, sample_next_steps
 from ..generation.sampling import derive_seed
 from ..scoring import StepScorer
-from ..scoring.margin import FusedMarginScorer, fuse
+from ..scoring.margin import FusedMarginScorer
 from ..tasks.grading import STEP_SEPARATOR
-from .base import Beam, Ledger, SearchSettings, Strategy, StrategyResult, charge, score_texts, select
+from .base import (
+    Beam,
+    Ledger,
+    SearchSettings,
+    Strategy,
+    StrategyResult,
+    charge,
+    fused_verifier,
+    score_texts,
+    select,
+)
 
 
 class BeamSearch(Strategy):
@@ -86,7 +97,7 @@ class BeamSearch(Strategy):
         pools: list[list[Beam]] = [[] for _ in questions]
         depths = [0] * len(questions)  # the most steps a rollout of each question took
         width = self.beam_width
-        fused = fuse(scorer, generator, settings.prompt) if settings.fused_scoring else None
+        fused = fused_verifier(scorer, generator, settings)
         frontier = [(q, Beam(), budget) for q in range(len(questions))]  # each root samples N first steps
         for round_ in range(self.max_rounds):
             children = self._expand(generator, prompts, frontier, settings, seeds, round_, ledgers, fused)

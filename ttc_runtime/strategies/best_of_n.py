@@ -1,13 +1,17 @@
 """Parallel sampling: N full solutions per question, then one selection rule.
 
 ``majority`` needs no verifier; ``weighted`` (the paper's best-of-N weighted: answers grouped,
-answer scores summed) and ``naive`` (the single best-scored candidate) score every solution with
-the verifier in one batched call.
+answer scores summed) and ``naive`` (the single best-scored candidate) score every step of every
+solution. When the verifier is a margin PRM over the proposer's own model (``scoring.margin.fuse``,
+``SearchSettings.fused_scoring``), the solutions are sampled with their log-probabilities and each
+step's score is read from them, so the verifier costs its head alone per scored step, as in search;
+otherwise the verifier reads every solution in one batched call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..generation.base import Generator
 from ..scoring import StepScorer
@@ -17,8 +21,9 @@ from .base import (
     Selection,
     Strategy,
     StrategyResult,
+    fused_verifier,
     sample,
-    score_texts,
+    score_samples,
     select,
 )
 
@@ -42,16 +47,16 @@ class BestOfN(Strategy):
     ) -> list[StrategyResult]:
         seeds, ledgers, prompts = self._start(questions, scorer, budget, None, settings, seed)
         owners = list(range(len(questions)))
-        samples = sample(generator, prompts, owners, budget, settings.sampling, seeds, ledgers)
+        fused = fused_verifier(scorer, generator, settings) if self.needs_scorer else None
+        params = replace(settings.sampling, logprobs=fused is not None)
+        samples = sample(generator, prompts, owners, budget, params, seeds, ledgers)
         limit = settings.sampling.max_new_tokens
         beams = [[Beam().extend(c, limit) for c in row] for row in samples]
         if self.needs_scorer:
-            flat = [b for row in beams for b in row]
-            scores = score_texts(
-                scorer, questions, [b.text for b in flat], [q for q, row in enumerate(beams) for _ in row], ledgers
-            )
-            scored = iter(scores)
-            beams = [[Beam(b.text, b.tokens, b.finish_reason, next(scored)) for b in row] for row in beams]
+            flat = [c for row in samples for c in row]
+            sample_owners = [q for q, row in enumerate(samples) for _ in row]
+            scored = iter(score_samples(scorer, fused, questions, flat, sample_owners, ledgers))
+            beams = [[replace(b, step_scores=next(scored)) for b in row] for row in beams]
         results = []
         for row, ledger in zip(beams, ledgers):
             candidates = [b.candidate(settings.aggregation) for b in row]

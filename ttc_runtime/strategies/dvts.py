@@ -18,8 +18,16 @@ from dataclasses import replace
 from ..generation.base import Generator, sample_next_steps
 from ..generation.sampling import derive_seed
 from ..scoring import StepScorer
-from ..scoring.margin import fuse
-from .base import Beam, SearchSettings, Strategy, StrategyResult, charge, score_texts, select
+from .base import (
+    Beam,
+    SearchSettings,
+    Strategy,
+    StrategyResult,
+    charge,
+    fused_verifier,
+    score_texts,
+    select,
+)
 from .beam import score_fused
 
 
@@ -50,7 +58,7 @@ class DiverseTreeSearch(Strategy):
         seeds, ledgers, prompts = self._start(questions, scorer, budget, self.beam_width, settings, seed)
         width, limit = self.beam_width, settings.sampling.max_new_tokens
         trees = budget // width
-        fused = fuse(scorer, generator, settings.prompt) if settings.fused_scoring else None
+        fused = fused_verifier(scorer, generator, settings)
         params = replace(settings.sampling, logprobs=fused is not None)
         best: dict[tuple[int, int], Beam] = {(q, t): Beam() for q in range(len(questions)) for t in range(trees)}
         open_trees = list(best)
