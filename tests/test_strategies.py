@@ -113,8 +113,9 @@ def test_beam_search_keeps_the_best_n_over_m_and_expands_each_by_m():
     assert [c.step_scores for c in result.candidates] == [(0.9, 0.9, 0.6)] * 2 + [(0.7, 0.9, 0.8)] * 2
     assert all(c.finished for c in result.candidates)
     assert result.answer == "d"  # weighted: d 1.6 against b 1.2
-    # Proposer: prompts 1 + 2 + 2 tokens, 12 steps of 2 tokens. Verifier: 4 prefixes of 1, 2, 3 steps.
-    assert result.compute == Compute(usage(3, 5, 24), usage(5, 4 * (1 + 2 + 3)), generations=4)
+    # Proposer: the prompt's 1 token once (later rounds continue prefixes already charged), 12 steps
+    # of 2 tokens. Verifier: 4 prefixes of 1, 2, 3 steps.
+    assert result.compute == Compute(usage(3, 1, 24), usage(5, 4 * (1 + 2 + 3)), generations=4)
 
 
 def test_beam_search_moves_finished_candidates_to_the_pool_and_samples_only_what_is_left():
@@ -138,8 +139,9 @@ def test_lookahead_ranks_by_the_rollout_and_charges_it():
     assert generator.calls == [(1, 4, 0.8, 1), (4, 1, 0.0, 1), (2, 2, 0.8, 1), (4, 1, 0.0, 1), (2, 2, 0.8, 1)]
     assert "0c/1a" in scorer.seen[:4]  # the rollout's text is what gets scored (the prior art's bug)
     assert {c.answer for c in result.candidates} == {"c"} and result.answer == "c"
-    # Sampled: 12 steps; rolled out: 4 + 4 one-step rollouts; 2 tokens each. Prompts: 1+4+2+4+2.
-    assert result.compute.proposer == usage(3, 13, 2 * (12 + 8))
+    # Sampled: 12 steps; rolled out: 4 + 4 one-step rollouts; 2 tokens each. The prompt once: the
+    # rollouts and later rounds continue prefixes already charged.
+    assert result.compute.proposer == usage(3, 1, 2 * (12 + 8))
     assert result.compute.generations == 8  # N x (k + 1)
 
 
@@ -168,7 +170,8 @@ def test_dvts_keeps_the_best_child_of_each_subtree():
     (result,) = DiverseTreeSearch(beam_width=2).run(["Q"], generator, scorer, budget=4)
     assert generator.calls == [(2, 2, 0.8, 1)] * 3  # 2 subtrees x 2 children, 3 rounds
     assert [c.text for c in result.candidates] == ["0b\n\n1b\n\n\\boxed{b}"] * 2
-    assert result.compute == Compute(usage(3, 6, 24), usage(5, 4 * (1 + 2 + 3)), generations=4)
+    # The prompt once, though both subtrees start from it; 12 steps of 2 tokens.
+    assert result.compute == Compute(usage(3, 1, 24), usage(5, 4 * (1 + 2 + 3)), generations=4)
 
 
 def test_duplicates_are_kept_once_until_the_beam_runs_out_of_distinct_prefixes():
@@ -426,6 +429,38 @@ def test_fused_step_scores_of_whole_samples_are_the_full_margin_prms(stepwise_pa
         assert a.compute.verifier == Usage.inference(fused.head_params, scored)
         assert b.compute.verifier.flops == 2 * prm.flop_params * b.compute.verifier.tokens
         assert a.compute.proposer == b.compute.proposer
+
+
+def test_one_rule_charges_a_single_sample_the_same_on_every_path(stepwise_pair):
+    """At N = 1 a plain sample, best-of-N weighted and beam search (M = sqrt: 1, the only width that
+    runs at budget 1) are charged 2 x params per generated token, the prompt once, and the verifier
+    the margin PRM's head per scored step, however the sample was drawn."""
+    from ttc_runtime.scoring.margin import fuse
+
+    generator, prm = stepwise_pair
+    head = fuse(prm, generator, PromptConfig()).head_params
+    params = 2 * generator.flop_params
+    questions = ["Evaluate left to right:\n3+4*2", "Evaluate left to right:\n9-1"]
+    prompt_tokens = [len(generator.tokenizer(PromptConfig().format(q))["input_ids"]) for q in questions]
+    settings = SearchSettings(sampling=SamplingParams(max_new_tokens=48))
+    assert StrategyConfig(name="beam_search", beam_width=4).unusable(1) is not None
+    bon, beam = StrategyConfig(name="best_of_n_weighted"), StrategyConfig(name="beam_search", beam_width="sqrt")
+    assert beam.unusable(1) is None and beam.width(1) == 1
+    plain = generator.generate([PromptConfig().format(q) for q in questions], params=settings.sampling, seed=0)
+    for usage, prompt in zip(plain.usages, prompt_tokens):
+        assert usage == Usage.inference(generator.flop_params, prompt, usage.generated_tokens)
+    runs = {config.name: config.build(1).run(questions, generator, prm, 1, settings, seed=5) for config in (bon, beam)}
+    for results in runs.values():
+        for result, prompt in zip(results, prompt_tokens, strict=True):
+            (candidate,) = result.candidates
+            proposer, verifier = result.compute.proposer, result.compute.verifier
+            assert proposer.prompt_tokens == prompt
+            assert proposer.flops - params * prompt == params * proposer.generated_tokens
+            assert verifier.flops == len(candidate.step_scores) * 2 * head
+            assert verifier.tokens == len(candidate.step_scores)
+    # Beam search at N = 1 samples one step per round, from the prompt and the steps so far: with
+    # several steps here, a rule that charged that prefix each round would charge the prompt again.
+    assert all(len(r.candidates[0].steps) >= 2 for r in runs["beam_search"])
 
 
 def test_fusion_needs_the_generators_own_weights(tiny_model_dir, margin_prm):

@@ -6,7 +6,23 @@ ignored, as there. ``parameters`` is ``models.flop_params`` (all weights but an 
 embedding). Counts are Python integers, so sums are exact at any scale.
 
 The budget of a strategy is counted in generations, the paper's unit; ``Compute`` records what was
-really spent in tokens and FLOPs.
+spent in tokens and FLOPs, by one rule on every path, so that equal work costs equal FLOPs whichever
+strategy does it:
+
+- **Proposer.** Each token enters the proposer's context once and is charged once: a question's
+  prompt once however many samples, beams or subtrees start from it, every sampled token once.
+  A prefix that a strategy hands back to the proposer to continue (a beam's partial solution when
+  its next steps are sampled, a candidate a lookahead rollout extends) is not charged again: the
+  proposer read it when it sampled it, and an engine that keeps its cache (vLLM's prefix caching)
+  does not compute it again. The transformers back end does re-encode such prefixes; charging that
+  would make beam search at N = 1, which samples its one solution a step per call, cost more than
+  the one plain sample it draws (``strategies.base.continued``). A prompt that is a new context,
+  such as a revision prompt holding earlier attempts, is charged in full.
+- **Verifier.** A model that reads texts is charged its forward pass over every token it reads.
+  The margin PRM over the proposer's own model reads nothing itself where scoring is fused
+  (``scoring.margin``): its score is its head over margin statistics the sampling already
+  produced, charged ``2 x head weights`` per scored step, for a step of a search and for a step of
+  a best-of-N or rollout-pool sample alike.
 """
 
 from __future__ import annotations

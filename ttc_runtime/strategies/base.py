@@ -146,6 +146,13 @@ def charge(ledgers: list[Ledger], owners: Sequence[int], usages: Sequence[Usage]
         setattr(ledgers[owner], role, getattr(ledgers[owner], role) + usage)
 
 
+def continued(usages: Sequence[Usage], params: int) -> list[Usage]:
+    """``usages`` of sampling that continues prefixes already charged to their questions (a beam's
+    text, a candidate a rollout extends, a prompt another sample of the question already read),
+    charged by the one rule of ``compute``: the tokens sampled, not the prefix read again."""
+    return [Usage.inference(params, 0, usage.generated_tokens) for usage in usages]
+
+
 def check_budget(budget: int, divisor: int | None = None, knob: str = "beam width") -> None:
     """Errors for a budget the strategies cannot honour: below 1, or not a multiple of the knob
     that divides it (the beam width of search, the chain length of revisions)."""

@@ -21,7 +21,11 @@ Bookkeeping, documented because the prior art gets it wrong or leaves it implici
 - **Empty steps.** A candidate whose new step is blank made no progress: it ranks below every
   candidate that did (score 0 for ranking); its text is unchanged otherwise.
 - **Compute.** Every sampled step, every rollout token and every verifier pass is charged to its
-  question; ``generations`` is N x (d + 1), the paper's cost of lookahead N x (k + 1) at the depth
+  question, by the one rule of ``compute``: the prompt once (the first round samples the N first
+  steps from it), every sampled token once, and not the prefix a later round or a rollout
+  continues, which the proposer already read when it sampled it (the transformers back end does
+  encode it again; at N = 1 the search is then charged as one plain sample of its tokens is).
+  ``generations`` is N x (d + 1), the paper's cost of lookahead N x (k + 1) at the depth
   d actually rolled out: the most steps any rollout of the question took (a rollout stops early
   where its solution ends, and a search whose rollouts all stopped within d steps is the search
   with k = d, result and spend alike), so a k beyond the solutions' length is not charged for
@@ -61,6 +65,7 @@ from .base import (
     Strategy,
     StrategyResult,
     charge,
+    continued,
     fused_verifier,
     score_texts,
     select,
@@ -151,7 +156,8 @@ class BeamSearch(Strategy):
                 [derive_seed(seeds[frontier[i][0]], round_, position[i]) for i in index],
                 n,
             )
-            charge(ledgers, [frontier[i][0] for i in index], output.usages, "proposer")
+            usages = output.usages if round_ == 0 else continued(output.usages, generator.flop_params)
+            charge(ledgers, [frontier[i][0] for i in index], usages, "proposer")
             for i, completions in zip(index, output.completions, strict=True):
                 q, beam, _ = frontier[i]
                 rows[i] = [(q, beam.extend(c, limit, fused)) for c in completions]
@@ -176,7 +182,7 @@ class BeamSearch(Strategy):
             logprobs=True,
         )
         owners = [children[i][0] for i in ahead]
-        charge(ledgers, owners, rolled.usages, "proposer")
+        charge(ledgers, owners, continued(rolled.usages, generator.flop_params), "proposer")
         self._record_depths(depths, owners, rolled.completions)
         charge(ledgers, owners, [Usage.inference(fused.head_params, 1)] * len(ahead), "verifier")
         states = [children[i][1].state.extend(row[0], fused.skip) for i, row in zip(ahead, rolled.completions)]
@@ -199,7 +205,7 @@ class BeamSearch(Strategy):
                 settings.sampling.max_new_tokens,
                 self.lookahead,
             )
-            charge(ledgers, [owners[i] for i in ahead], rolled.usages, "proposer")
+            charge(ledgers, [owners[i] for i in ahead], continued(rolled.usages, generator.flop_params), "proposer")
             self._record_depths(depths, [owners[i] for i in ahead], rolled.completions)
             for i, row in zip(ahead, rolled.completions, strict=True):
                 texts[i] = Beam(texts[i]).extend(row[0], math.inf).text

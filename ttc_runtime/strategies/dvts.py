@@ -7,7 +7,8 @@ sequence or the token limit) or after ``max_rounds`` rounds. Best-of-N weighted 
 the N/M subtrees' solutions. Separate subtrees keep the candidates diverse where one beam would
 collapse onto the verifier's favourite prefix. Empty steps rank last, scoring is fused when it
 can be and a question needs ``2 x max_new_tokens - 1`` tokens of context after its prompt, as in
-beam search; compute is charged per question; ``generations`` is N.
+beam search; compute is charged per question by the rule of ``compute`` (the prompt once, though
+every subtree starts from it; each sampled token once; no prefix again); ``generations`` is N.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .base import (
     Strategy,
     StrategyResult,
     charge,
+    continued,
     fused_verifier,
     score_texts,
     select,
@@ -72,7 +74,11 @@ class DiverseTreeSearch(Strategy):
                 [derive_seed(seeds[q], round_, t) for q, t in open_trees],
                 width,
             )
-            charge(ledgers, [q for q, _ in open_trees], output.usages, "proposer")
+            # A question's subtrees start from its one prompt: charged once, as N samples of it are.
+            prefix_charged = [round_ > 0 or t > 0 for _, t in open_trees]
+            fresh = continued(output.usages, generator.flop_params)
+            usages = [f if again else u for u, f, again in zip(output.usages, fresh, prefix_charged)]
+            charge(ledgers, [q for q, _ in open_trees], usages, "proposer")
             children = [
                 best[key].extend(c, limit, fused) for key, row in zip(open_trees, output.completions) for c in row
             ]
