@@ -293,3 +293,32 @@ def test_margin_prm_loads_as_a_token_classification_prm_and_reads_the_margins(ti
             expected = torch.sigmoid(prm.model.linear(features)[:, 0] + prm.model.head(features)[:, 0])
         assert scores == pytest.approx(expected.tolist(), rel=1e-4)
         assert features[:, 0].tolist() == pytest.approx(margin_scores, rel=1e-4)  # the untrained scorer's score
+
+
+@pytest.mark.parametrize("layout", ["embedded", "sentencepiece"])
+def test_step_ends_are_the_first_tokens_that_spell_each_step(layout):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ttc_runtime.generation.base import Completion
+    from ttc_runtime.scoring.margin import step_ends
+    from ttc_runtime.tasks import split_steps
+
+    text = "12+34 is 46.\n\n\n\nThen 46*2 = 92\n\nso \\boxed{92}"
+    if layout == "embedded":
+        tokenizer = build_embedded_tokenizer()  # its tokens decoded one by one spell the text
+    else:  # a word-initial token decodes alone without its space: the step ends are decoded in full
+        backend = Tokenizer(models.BPE(unk_token="<unk>"))
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>"], show_progress=False)
+        backend.train_from_iterator([text] * 8, trainer)
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    decoded = tokenizer.decode(ids, skip_special_tokens=True)
+    ends = step_ends(tokenizer, Completion(decoded, len(ids), "eos", tuple(ids)))
+    assert len(ends) == len(split_steps(decoded)) == 3
+    for end, step in zip(ends, split_steps(decoded)):
+        reach = decoded.index(step) + len(step)
+        assert len(tokenizer.decode(ids[:end], skip_special_tokens=True)) >= reach
+        assert len(tokenizer.decode(ids[: end - 1], skip_special_tokens=True)) < reach

@@ -30,6 +30,8 @@ at the end of a step has to learn the same comparison from labels and, at this d
 from __future__ import annotations
 
 import bisect
+import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -256,17 +258,34 @@ class MarginState:
         ]
 
 
+@functools.lru_cache(maxsize=4)
+def token_texts(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Every token of the vocabulary decoded alone, special tokens as "" (computed once a tokenizer)."""
+    return tokenizer.batch_decode([[token] for token in range(len(tokenizer))], skip_special_tokens=True)
+
+
 def step_ends(tokenizer: PreTrainedTokenizerBase, completion: Completion) -> list[int]:
     """For each step of ``completion``'s text (``split_steps``), the number of its tokens that
     reach the end of that step: the first ``k`` tokens whose decoded text covers the step and
     everything before it. The full margin PRM reads a step's score at the last token of the step
     and its separator (``encode_steps``); the separator's tokens are blank, so the statistics after
     these ``k`` tokens are the ones it reads. A token that runs across the end of a step (".\n\n")
-    belongs to that step, as it does when the step is encoded with its separator."""
-    ids = list(completion.token_ids)
+    belongs to that step, as it does when the step is encoded with its separator.
 
-    def covered(count: int) -> int:  # characters of the text fully decoded from the first ``count`` tokens
-        return len(tokenizer.decode(ids[:count], skip_special_tokens=True).rstrip("\ufffd"))
+    Where the tokens decoded one by one spell the text (the embedded tokenizer; byte-level BPE on
+    whole characters), their lengths place every token; otherwise (a token the tokenizer does not
+    list, a decoder that joins tokens otherwise) the first tokens are decoded together for each step
+    end sought."""
+    ids = list(completion.token_ids)
+    texts = token_texts(tokenizer)
+    pieces = [texts[token] for token in ids if token < len(texts)]
+    if len(pieces) == len(ids) and "".join(pieces).startswith(completion.text):
+        reached = [0, *itertools.accumulate(len(piece) for piece in pieces)]
+        covered = reached.__getitem__
+    else:
+
+        def covered(count: int) -> int:  # characters fully decoded from the first ``count`` tokens
+            return len(tokenizer.decode(ids[:count], skip_special_tokens=True).rstrip("\ufffd"))
 
     ends, position, low = [], 0, 0
     for piece in completion.text.split(STEP_SEPARATOR):
