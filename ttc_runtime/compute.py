@@ -23,11 +23,16 @@ strategy does it:
   (``scoring.margin``): its score is its head over margin statistics the sampling already
   produced, charged ``2 x head weights`` per scored step, for a step of a search and for a step of
   a best-of-N or rollout-pool sample alike.
+
+``ACCOUNTING`` names this rule; stored compute records made under another (a rollout pool) are
+not mixed with these: the pool's hash includes it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+
+ACCOUNTING = "v2: prompt once, sampled tokens once, continued prefixes free, fused margin head per step"
 
 
 def inference_flops(params: int, tokens: int) -> int:

@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..compute import ACCOUNTING
 from ..config import ConfigError
 from ..console import say
 from ..pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, Workers
@@ -39,14 +40,20 @@ def _needs_reviser(ctx: RunContext) -> bool:
 
 
 def pool_inputs(ctx: RunContext, split: str) -> PoolInputs:
-    """What a pool of ``split``'s questions depends on besides its config."""
+    """What a pool of ``split``'s questions depends on besides its config, the compute accounting
+    rule included (its FLOPs columns are only comparable under one rule)."""
     config, layout = ctx.config, ctx.layout
     return PoolInputs(
         proposer=ctx.identity(layout.proposer_dir()),
         verifier=ctx.identity(layout.verifier_dir()),
         reviser=ctx.identity(layout.revision_dir()) if _needs_reviser(ctx) else "",
         settings=fingerprint(
-            ctx.data_key(split), config.proposer.prompt, ctx.sampling_key(), config.verifier, config.revision.prompt
+            ctx.data_key(split),
+            config.proposer.prompt,
+            ctx.sampling_key(),
+            config.verifier,
+            config.revision.prompt,
+            ACCOUNTING,
         ),
     )
 

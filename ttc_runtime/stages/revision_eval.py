@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from ..compute import ACCOUNTING
 from ..console import say
 from ..evaluation.revisions import best_lengths, format_best_lengths, format_one_revision, one_revision, revision_ratios
 from ..evaluation.search import format_budget_table, plot_budgets, points_to_json
@@ -25,7 +26,7 @@ class RevisionEval(Stage):
         config = ctx.config
         settings = config.revision_eval
         return ctx.verifier_key(
-            settings.split, config.revision.prompt, settings, ctx.identity(ctx.layout.revision_dir())
+            settings.split, config.revision.prompt, settings, ctx.identity(ctx.layout.revision_dir()), ACCOUNTING
         )
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:

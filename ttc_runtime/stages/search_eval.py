@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from ..compute import ACCOUNTING
 from ..console import say
 from ..evaluation.search import evaluate_budgets, format_budget_table, plot_budgets, points_to_json
 from ..files import write_text_atomic
@@ -22,7 +23,7 @@ class SearchEval(Stage):
 
     def key(self, ctx: RunContext) -> str:
         settings = ctx.config.search_eval
-        return ctx.verifier_key(settings.split, settings)
+        return ctx.verifier_key(settings.split, settings, ACCOUNTING)
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         settings = ctx.config.search_eval
