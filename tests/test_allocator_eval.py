@@ -9,22 +9,18 @@ from ttc_runtime.policies.allocators import PricedOracle
 
 from tests.conftest import outcomes
 from tests.test_allocators import BEAM_FOUR, FOUR, ONE, priced_table
+from ttc_runtime.evaluation.allocator_tables import format_report, report_to_json
 from ttc_runtime.evaluation.allocators import (
     FEATURE_ADAPTIVE,
     ORACLE_FRONTIER,
     BaselinesConfig,
-    compute_to_reach,
     cross_validated,
-    efficiency_ratio,
     evaluate_allocators,
     feature_table_frontier,
-    format_report,
-    frontier,
     lambda_sweep,
     oracle_frontier,
-    paired_efficiency,
-    report_to_json,
 )
+from ttc_runtime.evaluation.efficiency import compute_to_reach, efficiency_ratio, frontier, paired_efficiency
 from ttc_runtime.outcomes import PerQuestion, Splits
 from ttc_runtime.pool import RolloutPool
 
@@ -200,9 +196,10 @@ def test_evaluation_of_every_baseline_on_a_real_pool(full_pool):
 
 
 def test_outcome_model_is_cross_validated_at_every_budget_and_over_the_price_sweep():
+    from ttc_runtime.trainers.allocator import AllocatorTrainConfig
+
     from tests.conftest import learnable, table
     from ttc_runtime.evaluation.allocators import cross_validated_outcomes
-    from ttc_runtime.trainers.allocator import AllocatorTrainConfig
 
     # Beam search is right where x > 0 and revisions elsewhere, at both budgets: fitted on 32
     # questions, the model answers most of the other 32 right at every budget, and its frontier

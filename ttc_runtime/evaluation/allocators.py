@@ -22,20 +22,8 @@ expected-rate oracle frontier (``PricedOracle``, the ceiling); the learned alloc
 ``lam`` is in accuracy per ``scale`` of compute, ``scale`` the largest budget in generations, or
 best-of-N weighted's mean FLOPs there (``scale_of``); the distinct results make the frontier.
 
-**Frontier and matching.** An allocator's frontier is its points (mean compute, accuracy) kept
-where accuracy rises with compute (each point more accurate than every cheaper one), joined
-linearly in log compute. The compute to reach accuracy ``a`` is where the frontier first reaches
-``a``; it is *out of range* when ``a`` is above the frontier's best accuracy or below its cheapest
-point's (an allocator that cannot spend less says nothing about that accuracy).
-
-**Efficiency.** The targets are best-of-N weighted's accuracy at N = 2, 4, 8 and 16 (those the pool's
-K reaches); best-of-N's curve is resampled from the pool's samples at N = 1, 2, 4, ... K, keeping
-per-question expected correctness. At a target, the ratio is best-of-N's compute to reach it over
-the allocator's, the compute saving 1 - 1 / ratio, and the share of the oracle's saving the
-allocator's saving over the oracle frontier's at the same target. A paired bootstrap over questions
-draws the same question indices for the curve, the target (best-of-N's accuracy at N in that
-resample) and every allocator; each quantity is reported as the median and 90% interval of the
-resamples in range, with the count of resamples out of range. Computed in FLOPs and in generations.
+**Frontier, matching and efficiency**: ``evaluation.efficiency``; the tables and plots:
+``evaluation.allocator_tables``.
 
 **Views.** All questions, and each oracle difficulty bin. Accuracy intervals are 95% bootstrap
 intervals over questions.
@@ -46,8 +34,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -56,7 +43,7 @@ from pydantic import Field
 from ttc_runtime.config import StrictModel
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.evaluation.difficulty import Difficulty, difficulty
-from ttc_runtime.files import save_figure
+from ttc_runtime.evaluation.efficiency import UNITS, Efficiency, on_frontier, paired_efficiency
 from ttc_runtime.generation.sampling import derive_seed
 from ttc_runtime.outcomes import (
     ArmOutcomes,
@@ -88,8 +75,6 @@ from ttc_runtime.trainers.allocator import (
     train_policy,
 )
 
-UNITS = ("generations", "flops")
-TARGET_NS = (2, 4, 8, 16)
 BEST_OF_N = "best-of-N weighted"
 ORACLE_BINS = "compute-optimal (oracle bins)"
 PREDICTED_BINS = "compute-optimal (predicted bins)"
@@ -122,48 +107,6 @@ class AllocatorPoint:
     high: float
     generations: float
     flops: float
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A bootstrapped quantity: ``value`` on all questions, then the ``median`` and 90% interval
-    (``low``, ``high``) of the resamples in range, of which ``out_of_range`` of ``resamples`` were
-    not. ``None`` where there is nothing in range (``value``: out of range on all questions)."""
-
-    value: float | None
-    median: float | None
-    low: float | None
-    high: float | None
-    out_of_range: int
-    resamples: int
-
-    @classmethod
-    def of(cls, values: Sequence[float | None]) -> Interval:
-        """From the value on all questions followed by one value per resample."""
-        kept = np.array([v for v in values[1:] if v is not None], dtype=float)
-        out = len(values) - 1 - len(kept)
-        if not len(kept):
-            return cls(values[0], None, None, None, out, len(values) - 1)
-        low, median, high = np.percentile(kept, [5, 50, 95]).tolist()
-        return cls(values[0], median, low, high, out, len(values) - 1)
-
-
-@dataclass(frozen=True)
-class Efficiency:
-    """One allocator against best-of-N weighted at the accuracy best-of-N weighted reaches with
-    ``n`` samples (``target``, on all questions), compute in ``unit`` (generations or flops):
-    ``ratio`` (best-of-N's compute to reach the target over the allocator's), ``saving``
-    (1 - 1 / ratio: the share of best-of-N's compute the allocator does without) and
-    ``oracle_share`` (the allocator's saving over the oracle frontier's at the same target; out of
-    range where the oracle saves nothing)."""
-
-    allocator: str
-    unit: str
-    n: int
-    target: float
-    ratio: Interval
-    saving: Interval
-    oracle_share: Interval
 
 
 @dataclass(frozen=True)
@@ -411,113 +354,6 @@ def best_of_n_curve(
     return curve_points(best_of_n_outcomes(samples_frame, config, params), bootstrap, seed)
 
 
-def on_frontier(compute: Sequence[float], accuracy: Sequence[float]) -> list[int]:
-    """The indices of the points on the frontier (see the module docstring), cheapest first: each
-    more accurate than every cheaper point (of equal compute, the most accurate counts)."""
-    kept: list[int] = []
-    for k in sorted(range(len(compute)), key=lambda k: (compute[k], -accuracy[k])):
-        if not kept or accuracy[k] > accuracy[kept[-1]]:
-            kept.append(k)
-    return kept
-
-
-def frontier(compute: Sequence[float], accuracy: Sequence[float]) -> tuple[list[float], list[float]]:
-    """The frontier's compute and accuracy (``on_frontier``), cheapest first."""
-    kept = on_frontier(compute, accuracy)
-    return [float(compute[k]) for k in kept], [float(accuracy[k]) for k in kept]
-
-
-def compute_to_reach(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
-    """The compute at which the frontier ``xs``, ``ys`` (from ``frontier``) first reaches accuracy
-    ``target``, linear in log compute between points; ``None`` when out of range (``target`` above
-    the last accuracy or below the first)."""
-    if not ys or target < ys[0] or target > ys[-1]:
-        return None
-    k = next(k for k, y in enumerate(ys) if y >= target)
-    if k == 0:
-        return xs[0]
-    share = (target - ys[k - 1]) / (ys[k] - ys[k - 1])
-    return math.exp(math.log(xs[k - 1]) + share * (math.log(xs[k]) - math.log(xs[k - 1])))
-
-
-def efficiency_ratio(
-    curve_compute: Sequence[float],
-    curve_accuracy: Sequence[float],
-    compute: Sequence[float],
-    accuracy: Sequence[float],
-    target: float,
-) -> float | None:
-    """Best-of-N's compute to reach ``target`` on its curve over the allocator's on its points
-    (``compute``, ``accuracy``); ``None`` when either is out of range."""
-    reference = compute_to_reach(*frontier(curve_compute, curve_accuracy), target)
-    reached = compute_to_reach(*frontier(compute, accuracy), target)
-    return None if reference is None or reached is None else reference / reached
-
-
-def _saving(ratio: float | None) -> float | None:
-    return None if ratio is None else 1.0 - 1.0 / ratio
-
-
-def _share(saving: float | None, oracle: float | None) -> float | None:
-    return None if saving is None or oracle is None or oracle <= 0 else saving / oracle
-
-
-def paired_efficiency(
-    curve: Sequence[PerQuestion],
-    frontiers: dict[str, Sequence[PerQuestion]],
-    oracle: str | None,
-    resamples: int,
-    seed: int,
-    ns: Sequence[int] = TARGET_NS,
-) -> list[Efficiency]:
-    """Every frontier's efficiency against best-of-N weighted's ``curve`` (one result per N, its
-    budget N) at best-of-N's accuracy at each N of ``ns`` the curve has, in both units, with the
-    paired bootstrap of the module docstring (``resamples`` draws of the questions, ``seed``).
-    ``oracle`` names the frontier whose saving the shares divide by (none: no shares)."""
-    count = len(curve[0].correct)
-    rng = np.random.default_rng(seed & 0xFFFFFFFF)
-    draws = rng.multinomial(count, np.full(count, 1.0 / count), size=resamples)
-    weights = np.vstack([np.ones(count), draws]) / count
-    results = [*curve, *(r for rows in frontiers.values() for r in rows)]
-    means = {f: weights @ np.column_stack([getattr(r, f) for r in results]) for f in ("correct", *UNITS)}
-    spans, start = {}, len(curve)
-    for name, rows in frontiers.items():
-        spans[name] = slice(start, start + len(rows))
-        start += len(rows)
-    targets = [(k, r.budget) for k, r in enumerate(curve) if r.budget in ns]
-    ratios: dict[tuple[str, str, int], list[float | None]] = {
-        (name, unit, n): [] for name in frontiers for unit in UNITS for _, n in targets
-    }
-    shares = {key: [] for key in ratios}
-    for unit in UNITS:
-        for accuracy, compute in zip(means["correct"], means[unit]):
-            reference = frontier(compute[: len(curve)], accuracy[: len(curve)])
-            mine = {name: frontier(compute[span], accuracy[span]) for name, span in spans.items()}
-            for k, n in targets:
-                cost = compute_to_reach(*reference, accuracy[k])
-                reached = {name: compute_to_reach(*points, accuracy[k]) for name, points in mine.items()}
-                ratio = {
-                    name: None if cost is None or spent is None else cost / spent for name, spent in reached.items()
-                }
-                best = _saving(ratio[oracle]) if oracle in ratio else None
-                for name in frontiers:
-                    ratios[name, unit, n].append(ratio[name])
-                    shares[name, unit, n].append(_share(_saving(ratio[name]), best))
-    level = {n: float(means["correct"][0, k]) for k, n in targets}
-    return [
-        Efficiency(
-            name,
-            unit,
-            n,
-            level[n],
-            Interval.of(values),
-            Interval.of([_saving(r) for r in values]),
-            Interval.of(shares[name, unit, n]),
-        )
-        for (name, unit, n), values in ratios.items()
-    ]
-
-
 @dataclass(frozen=True)
 class AllocatorReport:
     """Everything an allocator evaluation produces: accuracy and compute per allocator, point and
@@ -669,237 +505,3 @@ def evaluate_allocators(
     """The baseline allocators on ``pool`` (see the module docstring)."""
     protocol = Protocol.of(pool, config, train_pool)
     return allocator_report(protocol, baseline_results(protocol), config)
-
-
-def _cell(interval: Interval, percent: bool = False) -> str:
-    """An interval as "median [low, high]", with the resamples out of range; "out of range" when
-    it is on all questions."""
-    if interval.value is None:
-        return "out of range"
-    if interval.median is None:
-        return "every resample out of range"
-
-    def number(value: float) -> str:
-        return f"{100 * value:.0f}%" if percent else f"{value:.2f}"
-
-    text = f"{number(interval.median)} [{number(interval.low)}, {number(interval.high)}]"
-    return text + (f" ({interval.out_of_range} out)" if interval.out_of_range else "")
-
-
-def best_fixed(report: AllocatorReport) -> str | None:
-    """The fixed strategy with the highest mean accuracy over the budgets it runs at."""
-    means = {
-        name: np.mean([p.accuracy for p in report.points if p.allocator == name and p.view == 0])
-        for name in report.fixed
-    }
-    return max(means, key=means.get) if means else None
-
-
-def format_report(report: AllocatorReport) -> str:
-    """Markdown: accuracy and compute per budget (fixed-budget allocators) and per frontier point
-    (adaptive ones), the efficiencies at matched accuracy with their intervals, accuracy by bin,
-    best-of-N weighted's curve, and the fitted tables (fitted on every question they learn from,
-    for reading; the evaluation answers each question with a table fitted without it)."""
-    at = {(p.allocator, p.budget, p.view): p for p in report.points}
-    names = list(dict.fromkeys(p.allocator for p in report.points))
-    budgeted = [name for name in names if name not in report.adaptive]
-    lines = [
-        f"Fitted allocators: {report.protocol}.",
-        "",
-        "**All questions, fixed budget**: accuracy [95% interval] and mean compute per question",
-        "",
-        "| allocator | N | accuracy | generations | FLOPs |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-
-    def row(p: AllocatorPoint, label: int) -> str:
-        return (
-            f"| {p.allocator} | {label} | {p.accuracy:.3f} [{p.low:.2f}, {p.high:.2f}] | {p.generations:,.1f} | "
-            f"{p.flops:.2e} |"
-        )
-
-    for budget in sorted({p.budget for p in report.points if p.allocator in budgeted}):
-        lines += [row(at[name, budget, 0], budget) for name in budgeted if (name, budget, 0) in at]
-    lines += [
-        "",
-        (
-            "**All questions, adaptive budget**: the distinct points of each frontier, cheapest first (the "
-            f"priced baselines at lam = 0 and {len(report.lambdas) - 1} geometric steps from "
-            f"{report.lambdas[1]:g} to {report.lambdas[-1]:g}, in accuracy per scale of compute, priced in "
-            "each unit; the learned allocator at its targets)"
-        ),
-        "",
-        "| allocator | point | accuracy | generations | FLOPs |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name in report.adaptive:
-        mine = sorted((p for p in report.points if p.allocator == name and p.view == 0), key=lambda p: p.flops)
-        lines += [row(p, p.budget) for p in mine]
-    targets = sorted({(e.n, e.target) for e in report.efficiency})
-    for unit, label in (("flops", "FLOPs"), ("generations", "generations")):
-        mine = {(e.allocator, e.n): e for e in report.efficiency if e.unit == unit}
-        header = "| allocator | " + " | ".join(f"N = {n}: {target:.3f}" for n, target in targets) + " |"
-        rule = "| --- |" + " ---: |" * len(targets)
-        lines += [
-            "",
-            (
-                f"**Matched-accuracy efficiency ({label})** against best-of-N weighted: at best-of-N's accuracy "
-                "with N samples (the column), its compute to get there over the allocator's along its frontier; "
-                "median [90% interval] over paired bootstrap resamples of the questions, with the resamples out "
-                "of range"
-            ),
-            "",
-            header,
-            rule,
-        ]
-        lines += [f"| {name} | " + " | ".join(_cell(mine[name, n].ratio) for n, _ in targets) + " |" for name in names]
-        for title, field in (
-            (f"**Compute saving ({label})**, 1 - 1 / efficiency: median [90% interval]", "saving"),
-            (
-                (
-                    f"**Share of the oracle's saving ({label})**: the allocator's saving over the expected-rate "
-                    "oracle frontier's at the same accuracy, from the same resamples: median [90% interval]"
-                ),
-                "oracle_share",
-            ),
-        ):
-            lines += ["", title, "", header, rule]
-            lines += [
-                f"| {name} | " + " | ".join(_cell(getattr(mine[name, n], field), True) for n, _ in targets) + " |"
-                for name in names
-            ]
-    views = sorted({p.view for p in report.points if p.view})
-    lines += [
-        "",
-        f"**Accuracy by oracle difficulty bin** (1 easiest) at N = {max(report.budgets)}",
-        "",
-        "| allocator | " + " | ".join(f"bin {v}" for v in views) + " |",
-        "| --- |" + " ---: |" * len(views),
-    ]
-    for name in budgeted:
-        cells = [at.get((name, max(report.budgets), v)) for v in views]
-        if all(c is None for c in cells):
-            continue
-        lines.append(f"| {name} | " + " | ".join("-" if c is None else f"{c.accuracy:.3f}" for c in cells) + " |")
-    lines += [
-        "",
-        "**Best-of-N weighted curve** (the efficiency's reference)",
-        "",
-        "| N | accuracy | FLOPs |",
-        "| ---: | ---: | ---: |",
-    ]
-    lines += [f"| {c.n} | {c.accuracy:.3f} [{c.low:.2f}, {c.high:.2f}] | {c.flops:.2e} |" for c in report.curve]
-    for name, table in report.bin_table.items():
-        kind = "level" if name == FEATURE_TABLE else "bin"
-        lines += ["", f"**{name}: arm per {kind}** (fitted on every question it learns from)", ""]
-        lines += [f"| {kind} | " + " | ".join(f"N={n}" for n in report.budgets) + " |"]
-        lines += ["| ---: |" + " --- |" * len(report.budgets)]
-        lines += [f"| {b} | " + " | ".join(row[n] for n in report.budgets) + " |" for b, row in table.items()]
-    return "\n".join(lines) + "\n"
-
-
-def plot_report(report: AllocatorReport, path: str | Path, learned: Sequence[str] = ()) -> None:
-    """Accuracy against mean compute over all questions, one panel in generations and one in FLOPs
-    (log axes): best-of-N weighted's curve, the best fixed strategy, compute-optimal by oracle bins,
-    the adaptive feature table, the ``learned`` allocators and the expected-rate oracle frontier,
-    each with its 95% bootstrap band. Adaptive allocators are drawn along their frontier in each
-    panel's unit; the rest go in the tables."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    present = {p.allocator for p in report.points}
-    fixed = best_fixed(report)
-    series = [name for name in (fixed, ORACLE_BINS, FEATURE_ADAPTIVE, *learned, ORACLE_FRONTIER) if name in present]
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    palette = plt.get_cmap("tab10").colors
-    for axis, unit in zip(axes, UNITS):
-        x = [getattr(c, unit) for c in report.curve]
-        axis.plot(x, [c.accuracy for c in report.curve], "k--", linewidth=1, label=f"{BEST_OF_N}, N = 1 ... K")
-        axis.fill_between(x, [c.low for c in report.curve], [c.high for c in report.curve], color="k", alpha=0.06)
-        for index, name in enumerate(series):
-            mine = sorted((p for p in report.points if p.allocator == name and p.view == 0), key=lambda p: p.budget)
-            if name in report.adaptive:
-                mine = [mine[k] for k in on_frontier([getattr(p, unit) for p in mine], [p.accuracy for p in mine])]
-            x = [getattr(p, unit) for p in mine]
-            color = palette[index % len(palette)]
-            label = f"best fixed strategy: {name}" if name == fixed else name
-            axis.plot(x, [p.accuracy for p in mine], marker="o", markersize=3, label=label, color=color)
-            axis.fill_between(x, [p.low for p in mine], [p.high for p in mine], color=color, alpha=0.1)
-        axis.set_xscale("log")
-        axis.set_xlabel("mean FLOPs per question" if unit == "flops" else "mean generations per question")
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy (all questions)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0.14, 1, 1))
-    save_figure(figure, path)
-
-
-def report_to_json(report: AllocatorReport) -> dict:
-    return {
-        "protocol": report.protocol,
-        "points": [asdict(p) for p in report.points],
-        "curve": [asdict(c) for c in report.curve],
-        "efficiency": [asdict(e) for e in report.efficiency],
-        "fixed": report.fixed,
-        "adaptive": report.adaptive,
-        "lambda_sweep": {
-            "lambdas": report.lambdas,
-            "units": "accuracy per scale of compute, in each compute unit",
-            "scales": report.scales,
-        },
-        "bin_table": report.bin_table,
-        "bin_sizes": {
-            "oracle": np.bincount(report.difficulty.oracle_bins).tolist()[1:],
-            "predicted": np.bincount(report.difficulty.predicted_bins).tolist()[1:],
-        },
-        "estimation_flops_mean": {
-            "oracle": float(report.difficulty.oracle_flops.mean()),
-            "predicted": float(report.difficulty.predicted_flops.mean()),
-        },
-        "samples": report.difficulty.samples,
-    }
-
-
-def choice_shares(arms: Sequence, bins: np.ndarray) -> dict[int, dict[str, float]]:
-    """Per difficulty bin, the share of questions given each strategy configuration (label)."""
-    shares: dict[int, dict[str, float]] = {}
-    for b in sorted(set(bins.tolist())):
-        mine = [arm.strategy.label for arm, own in zip(arms, bins) if own == b]
-        shares[b] = {label: mine.count(label) / len(mine) for label in sorted(set(mine))}
-    return shares
-
-
-def plot_choices(choices: dict[int, dict[int, dict[str, float]]], path: str | Path) -> None:
-    """Heat maps of what an allocator chose: one panel per budget, rows the difficulty bins,
-    columns the strategy configurations, cells the share of the bin's questions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    budgets = sorted(choices)
-    labels = sorted({label for by_bin in choices.values() for shares in by_bin.values() for label in shares})
-    bins = sorted({b for by_bin in choices.values() for b in by_bin})
-    figure, axes = plt.subplots(1, len(budgets), figsize=(1.0 + 0.9 * len(labels) * len(budgets), 3.2), squeeze=False)
-    for axis, budget in zip(axes[0], budgets):
-        grid = np.array([[choices[budget].get(b, {}).get(label, 0.0) for label in labels] for b in bins])
-        axis.imshow(grid, vmin=0, vmax=1, cmap="Blues", aspect="auto")
-        for (row, column), value in np.ndenumerate(grid):
-            if value:
-                axis.text(
-                    column,
-                    row,
-                    f"{value:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if value > 0.6 else "black",
-                )
-        axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
-        axis.set_yticks(range(len(bins)), [f"bin {b}" for b in bins], fontsize=7)
-        axis.set_title(f"N = {budget}", fontsize=9)
-    figure.tight_layout()
-    save_figure(figure, path)

@@ -15,19 +15,15 @@ import numpy as np
 
 from ..console import say
 from ..env.actions import ActionSpace
+from ..evaluation.allocator_tables import choice_shares, format_report, plot_choices, plot_report, report_to_json
 from ..evaluation.allocators import (
     Protocol,
     allocator_report,
     baseline_results,
-    choice_shares,
     cross_validated_adaptive,
     cross_validated_fixed,
     cross_validated_outcomes,
-    format_report,
     lambda_sweep,
-    plot_choices,
-    plot_report,
-    report_to_json,
 )
 from ..files import write_text_atomic
 from ..policies.features import build_featurizer

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 
-from ..evaluation.allocators import evaluate_allocators, format_report, plot_report, report_to_json
+from ..evaluation.allocator_tables import format_report, plot_report, report_to_json
+from ..evaluation.allocators import evaluate_allocators
 from ..files import write_text_atomic
 from ..pool import RolloutPool
 from .base import RunContext, Stage, fingerprint
