@@ -63,9 +63,11 @@ def test_budget_curve_on_a_known_pool(tmp_path):
     assert at["majority", 1, 0].questions == 2 and at["majority", 1, 3].questions == 1
     for p in points:
         assert p.low <= p.accuracy <= p.high
-    # Cost: 3 tokens per sample; FLOPs of the proposer (2 x 2 x tokens) plus the verifier's for weighted.
+    # Cost: 3 tokens per sample; FLOPs of the proposer (2 x 2 x tokens: the 1-token prompt once, as
+    # for N fresh samples, and the N samples' own tokens) plus the verifier's for weighted.
     assert at["majority", 2, 0].generated_tokens == 6
-    assert at["majority", 2, 0].flops == 2 * 2 * (1 + 12) * 2 / 4
+    assert at["majority", 2, 0].flops == 2 * 2 * 1 + 2 * 2 * 12 * 2 / 4
+    assert at["majority", 1, 0].flops == 2 * 2 * (1 + 3)
     assert at["best_of_n_weighted", 2, 0].flops == at["majority", 2, 0].flops + 2 * 1 * 2 * 2
     # Beam search runs: 4 full samples in the first round, weighted selection picks 3.
     assert at["beam_search(M=4)", 4, 0].accuracy == 0.0 and at["beam_search(M=4)", 4, 0].generated_tokens == 12

@@ -5,10 +5,11 @@ How each figure is obtained (the prior art takes the first n samples of one pool
 
 - **Parallel strategies** (majority, best-of-N weighted and naive) draw on one pool of ``pool``
   scored samples per question, scored as ``BestOfN`` scores them (fused into sampling where the
-  verifier is a margin PRM over the proposer's own model). Accuracy at N is the mean, over ``resamples`` random N-subsets of
-  the pool drawn without replacement, of whether the selection is right: an estimate of the
-  expected accuracy of a fresh N-sample run. Compute at N is the pool's mean cost per sample times
-  N (for majority, the proposer's only: it uses no verifier).
+  verifier is a margin PRM over the proposer's own model). Accuracy at N is the mean, over
+  ``resamples`` random N-subsets of the pool drawn without replacement, of whether the selection
+  is right: an estimate of the expected accuracy of a fresh N-sample run. Compute at N is what a
+  fresh N-sample run is charged (``compute``'s rule): the prompt once, and N times the pool's mean
+  cost per sample of its own tokens and, except for majority, its verifier.
 - **Search strategies** (beam search, lookahead, DVTS) run once per question and budget; their
   compute is what the run spent.
 - **Confidence intervals**: the 2.5th and 97.5th percentiles of the accuracy over ``bootstrap``
@@ -167,18 +168,25 @@ def _parallel(generator, scorer, problems, settings, config, strategies) -> dict
                     picked = rng.choice(len(answers), size=budget, replace=False)
                     chosen = select_answer(how, [answers[i] for i in picked], [values[i] for i in picked])
                     wins += chosen is not None and right[chosen]
-                per_sample = budget / config.pool
-                flops = compute.proposer.flops + (compute.verifier.flops if how != "majority" else 0)
                 rows.append(
                     Outcome(
                         problem.level,
                         wins / config.resamples,
-                        compute.proposer.generated_tokens * per_sample,
-                        flops * per_sample,
+                        compute.proposer.generated_tokens * budget / config.pool,
+                        _subset_flops(compute, budget / config.pool, how != "majority"),
                     )
                 )
             outcomes[strategy.label, budget] = rows
     return outcomes
+
+
+def _subset_flops(pool: Compute, share: float, verified: bool) -> float:
+    """FLOPs of N of a question's pooled samples (``share`` = N / pool size): the prompt once, as
+    when N samples are drawn for the question, and the share of the samples' own tokens and (for a
+    verifier-based selection) of their verifier cost."""
+    prompt = pool.proposer.flops * pool.proposer.prompt_tokens / max(pool.proposer.tokens, 1)
+    own = pool.proposer.flops - prompt + (pool.verifier.flops if verified else 0)
+    return prompt + own * share
 
 
 def _search(generator, scorer, problems, settings, config, strategy, budget) -> list[Outcome]:
