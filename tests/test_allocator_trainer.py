@@ -51,7 +51,9 @@ def test_outcome_policy_learns_every_arms_rate_and_prices_compute_without_refitt
     features, correct = learnable(64)
     outcomes = table(correct)
     rows = np.arange(64)
-    fixed = fit_outcomes(features, outcomes, rows, ActionSpace.from_arms(ARMS, adaptive=False), AllocatorTrainConfig(), 16.0)
+    fixed = fit_outcomes(
+        features, outcomes, rows, ActionSpace.from_arms(ARMS, adaptive=False), AllocatorTrainConfig(), 16.0
+    )
     for budget in (4, 16):
         arms = fixed.greedy_arms(features, budget)
         assert all(arm.budget == budget for arm in arms)
@@ -70,3 +72,28 @@ def test_outcome_policy_learns_every_arms_rate_and_prices_compute_without_refitt
     assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {16}
     policy.lam = outcome_lambda(policy, features[:32], target=4.0, scale=16.0)
     assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {4} and 0.4 / 0.75 < policy.lam
+
+
+def test_outcome_fit_chooses_its_weight_decay_by_held_out_loss():
+    # Features that carry nothing: the outcome is a coin whatever they say. The strongest decay
+    # predicts held-out questions best (the per-arm rate, nothing from the features) and is chosen.
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(48, 64)).astype(np.float32)
+    correct = (rng.random((48, len(ARMS))) < 0.5).astype(float)
+    space = ActionSpace.from_arms(ARMS, adaptive=False)
+    config = AllocatorTrainConfig(outcome_weight_decays=[0.0, 10.0])
+    chosen = fit_outcomes(features, table(correct), np.arange(48), space, config, 16.0)
+    strong = fit_outcomes(
+        features,
+        table(correct),
+        np.arange(48),
+        space,
+        config.model_copy(update={"outcome_weight_decays": [10.0]}),
+        16.0,
+    )
+    assert np.array_equal(chosen.predict(features), strong.predict(features))
+    spread = chosen.predict(features).std(axis=0).max()
+    free = fit_outcomes(
+        features, table(correct), np.arange(48), space, config.model_copy(update={"outcome_weight_decays": [0.0]}), 16.0
+    )
+    assert spread < free.predict(features).std(axis=0).max()

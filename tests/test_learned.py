@@ -57,7 +57,14 @@ def test_outcome_policy_directory_round_trips_with_its_price():
 
     features, correct = learnable(16)
     space = ActionSpace.from_arms(ARMS, adaptive=True)
-    policy = fit_outcomes(features, table(correct), np.arange(16), space, AllocatorTrainConfig(outcome_epochs=20), 16.0)
+    policy = fit_outcomes(
+        features,
+        table(correct),
+        np.arange(16),
+        space,
+        AllocatorTrainConfig(outcome_epochs=20, outcome_weight_decays=[1e-2]),
+        16.0,
+    )
     policy.lam = 0.25
     policy.save(tmp := Path(tempfile.mkdtemp()) / "policy", FeatureConfig(kind="ngrams"))
     loaded, feature_config = load_policy(tmp)

@@ -45,7 +45,7 @@ from ttc_runtime.policies.features import FeatureConfig
 from ttc_runtime.policies.learned import AllocatorPolicy, OutcomePolicy, PolicyConfig
 
 from ttc_runtime.config import StrictModel, positive
-from ttc_runtime.outcomes import ArmOutcomes
+from ttc_runtime.outcomes import ArmOutcomes, folds_of
 
 
 class AllocatorTrainConfig(StrictModel):
@@ -59,9 +59,13 @@ class AllocatorTrainConfig(StrictModel):
     value_coef: float = Field(0.5, ge=0)
     policy: PolicyConfig = PolicyConfig()
     outcome_epochs: int = Field(300, ge=1, description="Full-batch Adam steps of the outcome policy's fit.")
-    outcome_weight_decay: float = Field(
-        1e-2, ge=0, description="AdamW weight decay of the outcome policy's fit (few questions, many features)."
+    outcome_weight_decays: list[float] = Field(
+        [1e-2, 1e-1, 1.0],
+        min_length=1,
+        description="AdamW weight decays the outcome policy's fit chooses from by cross-validation on its "
+        "training questions (few questions, many features: how much to trust them is measured, not guessed).",
     )
+    outcome_folds: int = Field(3, ge=2, description="Folds of that choice.")
     seed: int = 0
 
 
@@ -279,27 +283,60 @@ def fit_outcomes(
 ) -> OutcomePolicy:
     """An ``OutcomePolicy`` over ``actions`` fitted on the pool questions ``rows``: binary
     cross-entropy between its per-arm predictions and the arms' expected correctness (soft
-    targets), full batch; arm costs are their mean compute on ``rows`` (``config.unit``) over
-    ``scale``; ``lam`` starts at 0."""
+    targets), full batch, with the weight decay of ``config.outcome_weight_decays`` whose fits on
+    ``config.outcome_folds`` folds of ``rows`` predict the held-out folds best; arm costs are their
+    mean compute on ``rows`` (``config.unit``) over ``scale``; ``lam`` starts at 0."""
+    rows = np.asarray(rows)
+    arms = actions.arms()
+    columns = [outcomes.column(arm) for arm in arms]
+    table = outcomes.generations if config.unit == "generations" else outcomes.flops
+    costs = table[np.ix_(rows, columns)].mean(axis=0) / scale
+    targets = outcomes.correct[:, columns]
     with _one_thread():
-        torch.manual_seed(config.seed)
-        arms = actions.arms()
-        columns = [outcomes.column(arm) for arm in arms]
-        table = outcomes.generations if config.unit == "generations" else outcomes.flops
-        costs = table[np.ix_(rows, columns)].mean(axis=0) / scale
-        policy = OutcomePolicy(features.shape[1], actions, config.policy, costs)
-        inputs = torch.as_tensor(features[rows], dtype=torch.float32)
-        targets = torch.as_tensor(outcomes.correct[np.ix_(rows, columns)], dtype=torch.float32)
-        policy.set_normalisation(features[rows])
-        optimizer = torch.optim.AdamW(
-            policy.parameters(), lr=config.learning_rate, weight_decay=config.outcome_weight_decay
-        )
-        for _ in range(config.outcome_epochs):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(policy.logits(inputs), targets)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return policy.eval()
+        decay = config.outcome_weight_decays[0]
+        if len(config.outcome_weight_decays) > 1 and len(rows) >= 2 * config.outcome_folds:
+            folds = folds_of(len(rows), config.outcome_folds, config.seed)
+            losses = []
+            for candidate in config.outcome_weight_decays:
+                held_loss = 0.0
+                for fold in range(config.outcome_folds):
+                    train, held = rows[folds != fold], rows[folds == fold]
+                    model = _fit_outcome_model(features, targets, train, actions, config, costs, candidate)
+                    held_loss += _outcome_loss(model, features[held], targets[held]) * len(held)
+                losses.append(held_loss)
+            decay = config.outcome_weight_decays[int(np.argmin(losses))]
+        return _fit_outcome_model(features, targets, rows, actions, config, costs, decay)
+
+
+def _fit_outcome_model(
+    features: np.ndarray,
+    targets: np.ndarray,
+    rows: np.ndarray,
+    actions: ActionSpace,
+    config: AllocatorTrainConfig,
+    costs: np.ndarray,
+    decay: float,
+) -> OutcomePolicy:
+    torch.manual_seed(config.seed)
+    policy = OutcomePolicy(features.shape[1], actions, config.policy, costs)
+    inputs = torch.as_tensor(features[rows], dtype=torch.float32)
+    labels = torch.as_tensor(targets[rows], dtype=torch.float32)
+    policy.set_normalisation(features[rows])
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=decay)
+    for _ in range(config.outcome_epochs):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(policy.logits(inputs), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return policy.eval()
+
+
+def _outcome_loss(policy: OutcomePolicy, features: np.ndarray, targets: np.ndarray) -> float:
+    """Mean binary cross-entropy of ``policy``'s predictions against expected correctness."""
+    with torch.inference_mode():
+        logits = policy.logits(torch.as_tensor(features, dtype=torch.float32))
+        labels = torch.as_tensor(targets, dtype=torch.float32)
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, labels))
 
 
 def outcome_lambda(policy: OutcomePolicy, features: np.ndarray, target: float, scale: float) -> float:
