@@ -221,3 +221,23 @@ def test_outcome_model_is_cross_validated_at_every_budget_and_over_the_price_swe
     assert all(r.allocator == "fixed" for r in fixed)
     assert {r.allocator for r in adaptive} == {"adaptive"}
     assert adaptive[0].generations.mean() == 4 and adaptive[0].correct.mean() == max(r.correct.mean() for r in fixed)
+
+
+def test_fixed_budget_differences_are_paired_over_the_same_questions():
+    from ttc_runtime.evaluation.efficiency import paired_differences
+
+    # The allocator is right exactly where the reference is, plus one more question in ten: the
+    # difference is +0.1 on all questions, and a paired resample can only move it as far as that
+    # one question's draws do (never below 0), where unpaired intervals of two accuracies near 0.5
+    # would overlap widely.
+    reference_correct = np.array([1.0, 0.0] * 10)
+    mine_correct = reference_correct.copy()
+    mine_correct[[1, 11]] = 1.0
+    reference = PerQuestion("best fixed", 4, reference_correct, np.full(20, 4.0), np.ones(20))
+    mine = PerQuestion("learned", 4, mine_correct, np.full(20, 4.0), np.ones(20))
+    other_budget = PerQuestion("learned", 16, mine_correct, np.full(20, 16.0), np.ones(20))
+    (difference,) = paired_differences([reference, mine, other_budget], {4: reference}, 400, seed=0)
+    assert (difference.allocator, difference.budget, difference.reference) == ("learned", 4, "best fixed")
+    assert difference.difference.value == pytest.approx(0.1)
+    assert 0.0 <= difference.difference.low <= 0.1 <= difference.difference.high <= 0.25
+    assert difference.difference.resamples == 400 and difference.difference.out_of_range == 0

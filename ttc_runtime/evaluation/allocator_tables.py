@@ -38,6 +38,11 @@ def _cell(interval: Interval, percent: bool = False) -> str:
     return text + (f" ({interval.out_of_range} out)" if interval.out_of_range else "")
 
 
+def _signed(interval: Interval) -> str:
+    """A difference on all questions with its median and 90% interval."""
+    return f"{interval.value:+.3f} ({interval.median:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}])"
+
+
 def best_fixed(report: AllocatorReport) -> str | None:
     """The fixed strategy with the highest mean accuracy over the budgets it runs at."""
     means = {
@@ -120,6 +125,21 @@ def format_report(report: AllocatorReport) -> str:
                 f"| {name} | " + " | ".join(_cell(getattr(mine[name, n], field), True) for n, _ in targets) + " |"
                 for name in names
             ]
+    if report.differences:
+        budgets = sorted({d.budget for d in report.differences})
+        mine = {(d.allocator, d.budget): d for d in report.differences}
+        lines += [
+            "",
+            "**Fixed budget against the best fixed strategy within it**: accuracy difference, median [90% paired "
+            "interval]; the reference at each N: "
+            + ", ".join(f"N = {n} {next(d.reference for d in report.differences if d.budget == n)}" for n in budgets),
+            "",
+            "| allocator | " + " | ".join(f"N = {n}" for n in budgets) + " |",
+            "| --- |" + " ---: |" * len(budgets),
+        ]
+        for name in dict.fromkeys(d.allocator for d in report.differences):
+            cells = [mine.get((name, n)) for n in budgets]
+            lines.append(f"| {name} | " + " | ".join("-" if d is None else _signed(d.difference) for d in cells) + " |")
     views = sorted({p.view for p in report.points if p.view})
     lines += [
         "",
@@ -195,6 +215,7 @@ def report_to_json(report: AllocatorReport) -> dict:
         "points": [asdict(p) for p in report.points],
         "curve": [asdict(c) for c in report.curve],
         "efficiency": [asdict(e) for e in report.efficiency],
+        "differences": [asdict(d) for d in report.differences],
         "fixed": report.fixed,
         "adaptive": report.adaptive,
         "lambda_sweep": {

@@ -43,7 +43,14 @@ from pydantic import Field
 from ttc_runtime.config import StrictModel
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.evaluation.difficulty import Difficulty, difficulty
-from ttc_runtime.evaluation.efficiency import UNITS, Efficiency, on_frontier, paired_efficiency
+from ttc_runtime.evaluation.efficiency import (
+    UNITS,
+    Difference,
+    Efficiency,
+    on_frontier,
+    paired_differences,
+    paired_efficiency,
+)
 from ttc_runtime.generation.sampling import derive_seed
 from ttc_runtime.outcomes import (
     ArmOutcomes,
@@ -359,7 +366,8 @@ class AllocatorReport:
     """Everything an allocator evaluation produces: accuracy and compute per allocator, point and
     view; best-of-N weighted's curve; the efficiencies at matched accuracy; the fitted tables (for
     reading); which allocators are fixed strategies and which adaptive (their points a frontier);
-    and the price sweep with its scale per unit."""
+    the price sweep with its scale per unit; and the fixed-budget allocators' paired differences
+    from the best fixed strategy within each budget."""
 
     points: list[AllocatorPoint]
     curve: list[CurvePoint]
@@ -372,6 +380,7 @@ class AllocatorReport:
     adaptive: list[str]
     lambdas: list[float]
     scales: dict[str, float]
+    differences: list[Difference]
 
 
 @dataclass(frozen=True)
@@ -484,6 +493,15 @@ def allocator_report(
         for b in sorted(set(protocol.table.levels.tolist()))
     }
     adaptive_names = {FEATURE_ADAPTIVE, ORACLE_FRONTIER, *adaptive}
+    strategies = {s.label for s in protocol.pool_config.grid}
+    references: dict[int, PerQuestion] = {}
+    for result in results:
+        if result.allocator in strategies and float(result.generations.max()) <= result.budget:
+            best = references.get(result.budget)
+            if best is None or result.correct.mean() > best.correct.mean():
+                references[result.budget] = result
+    budgeted = [r for r in results if r.allocator not in adaptive_names and r.allocator not in strategies]
+    differences = paired_differences(budgeted, references, config.bootstrap, derive_seed(config.seed, 2))
     return AllocatorReport(
         points(results, protocol.estimate.oracle_bins, config.bootstrap, config.seed),
         curve_points(curve, config.bootstrap, config.seed),
@@ -496,6 +514,7 @@ def allocator_report(
         [name for name in frontiers if name in adaptive_names],
         list(lambda_sweep() if lambdas is None else lambdas),
         protocol.scales,
+        differences,
     )
 
 

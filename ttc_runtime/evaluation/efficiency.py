@@ -15,6 +15,10 @@ allocator's saving over the oracle frontier's at the same target. A paired boots
 draws the same question indices for the curve, the target (best-of-N's accuracy at N in that
 resample) and every allocator; each quantity is reported as the median and 90% interval of the
 resamples in range, with the count of resamples out of range. Computed in FLOPs and in generations.
+
+**Fixed budgets.** At each budget N, an allocator's accuracy minus the best fixed strategy's that
+spends at most N generations (the best on all questions), with the median and 90% interval of the
+paired bootstrap of the same questions (``paired_differences``).
 """
 
 from __future__ import annotations
@@ -178,3 +182,35 @@ def paired_efficiency(
         )
         for (name, unit, n), values in ratios.items()
     ]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One fixed-budget allocator at ``budget``: its accuracy minus ``reference``'s (the best fixed
+    strategy within the budget), on all questions, with the paired bootstrap's 90% interval."""
+
+    allocator: str
+    budget: int
+    reference: str
+    difference: Interval
+
+
+def paired_differences(
+    results: Sequence[PerQuestion], references: dict[int, PerQuestion], resamples: int, seed: int
+) -> list[Difference]:
+    """Each result at a budget of ``references`` against the reference at that budget, the
+    questions resampled together (``resamples`` draws, ``seed``)."""
+    if not references:
+        return []
+    count = len(next(iter(references.values())).correct)
+    rng = np.random.default_rng(seed & 0xFFFFFFFF)
+    draws = rng.multinomial(count, np.full(count, 1.0 / count), size=resamples)
+    weights = np.vstack([np.ones(count), draws]) / count
+    out = []
+    for result in results:
+        reference = references.get(result.budget)
+        if reference is None or result.allocator == reference.allocator:
+            continue
+        values = weights @ (result.correct - reference.correct)
+        out.append(Difference(result.allocator, result.budget, reference.allocator, Interval.of(values.tolist())))
+    return out
