@@ -76,15 +76,9 @@ def _priced_best(
     """The column maximising mean correctness - ``lam`` x mean compute (``unit``) / ``scale`` on
     ``rows``; the lower mean compute breaks ties."""
     accuracy = outcomes.correct[np.ix_(rows, columns)].mean(axis=0)
-    cost = _compute(outcomes, unit)[np.ix_(rows, columns)].mean(axis=0)
+    cost = outcomes.compute(unit)[np.ix_(rows, columns)].mean(axis=0)
     value = accuracy - lam * cost / scale
     return columns[min(range(len(columns)), key=lambda c: (-value[c], cost[c]))]
-
-
-def _compute(outcomes: ArmOutcomes, unit: str) -> np.ndarray:
-    if unit not in ("generations", "flops"):
-        raise ValueError(f"unknown compute unit {unit!r}: generations or flops")
-    return outcomes.generations if unit == "generations" else outcomes.flops
 
 
 def _within_budget_columns(outcomes: ArmOutcomes) -> list[int]:

@@ -201,8 +201,7 @@ def mean_compute(
 ) -> float:
     """Mean compute per question of the adaptive policy's greedy arms on ``rows``."""
     columns = greedy_columns(policy, features, rows, None, outcomes)
-    table = outcomes.generations if unit == "generations" else outcomes.flops
-    return float(table[rows, columns].mean())
+    return float(outcomes.compute(unit)[rows, columns].mean())
 
 
 def calibrate_lambda(
@@ -289,8 +288,7 @@ def fit_outcomes(
     rows = np.asarray(rows)
     arms = actions.arms()
     columns = [outcomes.column(arm) for arm in arms]
-    table = outcomes.generations if config.unit == "generations" else outcomes.flops
-    costs = table[np.ix_(rows, columns)].mean(axis=0) / scale
+    costs = outcomes.compute(config.unit)[np.ix_(rows, columns)].mean(axis=0) / scale
     targets = outcomes.correct[:, columns]
     with _one_thread():
         decay = config.outcome_weight_decays[0]

@@ -54,6 +54,12 @@ class ArmOutcomes:
     def column(self, arm: Arm) -> int:
         return self.arms.index(arm)
 
+    def compute(self, unit: str) -> np.ndarray:
+        """The ``(questions, arms)`` mean compute in ``unit``: generations or flops."""
+        if unit not in ("generations", "flops"):
+            raise ValueError(f"unknown compute unit {unit!r}: generations or flops")
+        return self.generations if unit == "generations" else self.flops
+
     def within_budget(self) -> list[Arm]:
         """The arms that spend at most their budget in generations on every question: the choices
         of a fixed budget. Lookahead is left out, as it spends N x (k + 1) at budget N."""

@@ -289,8 +289,7 @@ def cross_validated_outcomes(
         predicted = adaptive.predict(features[held])
         columns = [outcomes.column(arm) for arm in adaptive.arms]
         for unit in UNITS:
-            table = outcomes.generations if unit == "generations" else outcomes.flops
-            costs = table[np.ix_(train, columns)].mean(axis=0) / scales[unit]
+            costs = outcomes.compute(unit)[np.ix_(train, columns)].mean(axis=0) / scales[unit]
             for lam in lambdas:
                 arms = [adaptive.arms[c] for c in adaptive.choose_columns(predicted, None, lam, costs)]
                 swept[unit, lam].append((held, outcome_of(outcomes, names[1], 0, held, arms, feature_flops)))

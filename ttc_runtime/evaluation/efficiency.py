@@ -77,6 +77,15 @@ class Efficiency:
     oracle_share: Interval
 
 
+def bootstrap_weights(count: int, resamples: int, seed: int) -> np.ndarray:
+    """``(1 + resamples, count)`` weights whose product with per-question values gives their mean on
+    all questions (row 0), then on each resample of the questions drawn with replacement: the one
+    draw that pairs every quantity resampled with it."""
+    rng = np.random.default_rng(seed & 0xFFFFFFFF)
+    draws = rng.multinomial(count, np.full(count, 1.0 / count), size=resamples)
+    return np.vstack([np.ones(count), draws]) / count
+
+
 def on_frontier(compute: Sequence[float], accuracy: Sequence[float]) -> list[int]:
     """The indices of the points on the frontier (see the module docstring), cheapest first: each
     more accurate than every cheaper point (of equal compute, the most accurate counts)."""
@@ -141,9 +150,7 @@ def paired_efficiency(
     paired bootstrap of the module docstring (``resamples`` draws of the questions, ``seed``).
     ``oracle`` names the frontier whose saving the shares divide by (none: no shares)."""
     count = len(curve[0].correct)
-    rng = np.random.default_rng(seed & 0xFFFFFFFF)
-    draws = rng.multinomial(count, np.full(count, 1.0 / count), size=resamples)
-    weights = np.vstack([np.ones(count), draws]) / count
+    weights = bootstrap_weights(count, resamples, seed)
     results = [*curve, *(r for rows in frontiers.values() for r in rows)]
     means = {f: weights @ np.column_stack([getattr(r, f) for r in results]) for f in ("correct", *UNITS)}
     spans, start = {}, len(curve)
@@ -203,9 +210,7 @@ def paired_differences(
     if not references:
         return []
     count = len(next(iter(references.values())).correct)
-    rng = np.random.default_rng(seed & 0xFFFFFFFF)
-    draws = rng.multinomial(count, np.full(count, 1.0 / count), size=resamples)
-    weights = np.vstack([np.ones(count), draws]) / count
+    weights = bootstrap_weights(count, resamples, seed)
     out = []
     for result in results:
         reference = references.get(result.budget)
