@@ -126,7 +126,7 @@ class Allocator(Stage):
         timing = decision_time(fixed, featurizer, table.questions[: splits.tested], max(a.budget for a in table.arms))
         choices = {
             budget: choice_shares(
-                [table.arms[table.column(arm)] for arm in fixed.greedy_arms(main[tested], budget)],
+                fixed.greedy_arms(main[tested], budget),
                 report.difficulty.oracle_bins,
             )
             for budget in fixed.actions.budgets
