@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,8 +16,9 @@ from tests import pool_worker
 from tests.conftest import BON
 from tests.conftest import collect_pool as _collect
 from ttc_runtime.config import ConfigError, parse_config
-from ttc_runtime.outcomes import arm_outcomes
+from ttc_runtime.outcomes import ArmOutcomes, arm_outcomes
 from ttc_runtime.pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, TrainPoolConfig
+from ttc_runtime.strategies import Arm, StrategyConfig
 
 
 def test_the_training_pool_config_is_the_evaluation_pool_on_another_split():
@@ -40,6 +42,41 @@ def test_pool_config_errors_name_the_bad_entry():
     with pytest.raises(ConfigError, match="samples"):
         parse_config(PoolConfig, {"samples": 8, "budgets": [16]})
     assert PoolConfig(samples=2048).samples == 2048
+
+
+def test_the_pool_holds_each_strategy_once_per_budget():
+    # The default grid at budgets 1-16: at N = 1 every strategy is one sample (majority's arm holds
+    # it); beam search with M = sqrt(N) is best-of-N weighted at N = 2 (M = 1 prunes nothing) and
+    # beam search with M = 4 at N = 16; revisions of L = 4 and lookahead run from 4.
+    config = PoolConfig(budgets=[1, 2, 4, 8, 16], samples=16)
+    labels = [arm.label for arm in config.arms()]
+    assert [label for label in labels if label.endswith("@1")] == ["majority@1"]
+    assert "beam_search(M=sqrt)@2" not in labels and "best_of_n_weighted@2" in labels
+    assert "beam_search(M=sqrt)@16" not in labels and "beam_search(M=4)@16" in labels
+    assert "beam_search(M=sqrt)@4" in labels and "beam_search(M=sqrt)@8" in labels
+    assert [arm.label for arm in config.run_arms()] == [
+        "beam_search(M=4)@4",
+        "beam_search(M=4)@8",
+        "beam_search(M=4)@16",
+        "beam_search(M=sqrt)@4",
+        "beam_search(M=sqrt)@8",
+        "lookahead(M=4,k=1)@4",
+        "lookahead(M=4,k=1)@8",
+        "lookahead(M=4,k=1)@16",
+        "revisions(L=4)@4",
+        "revisions(L=4)@8",
+        "revisions(L=4)@16",
+    ]
+    # A table asked for a left-out arm answers with the arm that runs the same strategy.
+    arms = config.arms()
+    table = ArmOutcomes(
+        arms, np.ones(1), ["q"], np.zeros((1, len(arms))), np.ones((1, len(arms))), np.ones((1, len(arms)))
+    )
+    sqrt16 = Arm(StrategyConfig(name="beam_search", beam_width="sqrt"), 16)
+    assert table.arms[table.column(sqrt16)].label == "beam_search(M=4)@16"
+    assert table.arms[table.column(Arm(BON, 1))].label == "majority@1"
+    with pytest.raises(ValueError, match="dvts"):
+        table.column(Arm(StrategyConfig(name="dvts", beam_width=4), 16))
 
 
 def _tables(directory: Path) -> dict[str, list]:

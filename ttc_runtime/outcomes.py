@@ -52,7 +52,15 @@ class ArmOutcomes:
     stored: dict[int, StoredRuns] = field(default_factory=dict)
 
     def column(self, arm: Arm) -> int:
-        return self.arms.index(arm)
+        """The column of ``arm``, or of the arm that runs the same strategy at its budget (a pool
+        holds each strategy once per budget: ``PoolConfig.arms``)."""
+        if arm in self.arms:
+            return self.arms.index(arm)
+        key = arm.strategy.behaviour(arm.budget)
+        for a, held in enumerate(self.arms):
+            if held.budget == arm.budget and held.strategy.behaviour(arm.budget) == key:
+                return a
+        raise ValueError(f"the outcome table holds no arm {arm.label} nor one that runs the same strategy")
 
     def compute(self, unit: str) -> np.ndarray:
         """The ``(questions, arms)`` mean compute in ``unit``: generations or flops."""

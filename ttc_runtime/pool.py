@@ -87,7 +87,9 @@ class PoolConfig(StrictModel):
         2048, ge=1, description="K: independent scored samples per question (the paper's 2048 for difficulty)."
     )
     resamples: int = Field(200, ge=1, description="N-subsets of the samples drawn per question for parallel arms.")
-    runs: int = Field(4, ge=1, description="Independent stored runs per question of a run arm below the largest budget.")
+    runs: int = Field(
+        4, ge=1, description="Independent stored runs per question of a run arm below the largest budget."
+    )
     runs_at_largest: int = Field(2, ge=1, description="Independent stored runs per question at the largest budget.")
     questions_per_shard: int = Field(8, ge=1, description="Questions per unit of work and per shard file.")
     batch_rows: int = Field(1024, ge=1, description="Most samples per generator call.")
@@ -111,8 +113,20 @@ class PoolConfig(StrictModel):
         return self
 
     def arms(self) -> list[Arm]:
-        """Every (grid entry, budget) that can run, grid order then budget order."""
-        return [Arm(s, n) for s in self.grid for n in sorted(self.budgets) if s.unusable(n) is None]
+        """Every (grid entry, budget) that can run, grid order then budget order, each strategy
+        once per budget: an entry that runs at N what an earlier entry runs (``StrategyConfig
+        .behaviour``: beam search with M = sqrt(N) at N = 16 is M = 4; any strategy at N = 1 is one
+        sample) is left out there, so a duplicate is neither collected nor offered as a second,
+        differently lucky arm."""
+        seen: set[tuple] = set()
+        arms = []
+        for strategy in self.grid:
+            for n in sorted(self.budgets):
+                key = (strategy.behaviour(n), n)
+                if strategy.unusable(n) is None and key not in seen:
+                    seen.add(key)
+                    arms.append(Arm(strategy, n))
+        return arms
 
     def run_arms(self) -> list[Arm]:
         """The arms that are run and stored (parallel ones are resampled from the samples)."""

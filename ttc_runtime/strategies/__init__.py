@@ -108,6 +108,26 @@ class StrategyConfig(StrictModel):
         """The revision chain length at ``budget``."""
         return budget if self.chain_length == "all" else self.chain_length
 
+    def behaviour(self, budget: int) -> tuple:
+        """What this configuration does at ``budget``, equal for two configurations exactly when they
+        run the same strategy there (with other seeds), so a grid that names one strategy twice
+        stores and offers it once. One generation is one sample, whatever picks it; a beam or
+        subtree width of 1 prunes nothing and a chain of 1 revises nothing, so both are best-of-N
+        by their final selection (weighted, or the chains' majority); ``sqrt`` resolves to its width
+        (``M=sqrt`` at N = 16 is ``M=4``)."""
+        if budget == 1:
+            return ("sample",)
+        if self.searches:
+            if self.width(budget) == 1:
+                return ("best_of_n_weighted",)
+            depth = self.lookahead if self.name == "lookahead" else 0
+            return (self.name, self.width(budget), depth, self.max_rounds)
+        if self.name == "revisions":
+            if self.length(budget) == 1:
+                return ("best_of_n_weighted",) if self.across_chains == "weighted" else ("majority",)
+            return (self.name, self.length(budget), self.across_chains)
+        return (self.name,)
+
     def _check(self, budget: int) -> None:
         if self.searches:
             check_budget(budget, self.width(budget))
