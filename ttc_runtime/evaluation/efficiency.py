@@ -11,7 +11,8 @@ point's (an allocator that cannot spend less says nothing about that accuracy).
 K reaches); best-of-N's curve is resampled from the pool's samples at N = 1, 2, 4, ... K, keeping
 per-question expected correctness. At a target, the ratio is best-of-N's compute to reach it over
 the allocator's, the compute saving 1 - 1 / ratio, and the share of the oracle's saving the
-allocator's saving over the oracle frontier's at the same target. A paired bootstrap over questions
+allocator's saving over the oracle frontier's at the same target, and the gap to the bar (the
+allocator's saving minus the adaptive feature table's at the same target). A paired bootstrap over questions
 draws the same question indices for the curve, the target (best-of-N's accuracy at N in that
 resample) and every allocator; each quantity is reported as the median and 90% interval of the
 resamples in range, with the count of resamples out of range. Computed in FLOPs and in generations.
@@ -33,6 +34,8 @@ from ttc_runtime.outcomes import PerQuestion
 
 UNITS = ("generations", "flops")
 TARGET_NS = (2, 4, 8, 16)
+TIE = 1e-9
+"""Accuracies (shares of questions) closer than this are one accuracy (``compute_to_reach``)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ class Efficiency:
     ``ratio`` (best-of-N's compute to reach the target over the allocator's), ``saving``
     (1 - 1 / ratio: the share of best-of-N's compute the allocator does without) and
     ``oracle_share`` (the allocator's saving over the oracle frontier's at the same target; out of
-    range where the oracle saves nothing)."""
+    range where the oracle saves nothing) and ``bar_gap`` (its saving minus the bar's, the feature
+    table's, at the same target; out of range where either is)."""
 
     allocator: str
     unit: str
@@ -75,6 +79,7 @@ class Efficiency:
     ratio: Interval
     saving: Interval
     oracle_share: Interval
+    bar_gap: Interval
 
 
 def bootstrap_weights(count: int, resamples: int, seed: int) -> np.ndarray:
@@ -105,9 +110,11 @@ def frontier(compute: Sequence[float], accuracy: Sequence[float]) -> tuple[list[
 def compute_to_reach(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
     """The compute at which the frontier ``xs``, ``ys`` (from ``frontier``) first reaches accuracy
     ``target``, linear in log compute between points; ``None`` when out of range (``target`` above
-    the last accuracy or below the first)."""
-    if not ys or target < ys[0] or target > ys[-1]:
+    the last accuracy or below the first). Accuracies within ``TIE`` of each other are equal: the
+    same questions' mean, summed in another order, differs in its last bits."""
+    if not ys or target < ys[0] - TIE or target > ys[-1] + TIE:
         return None
+    target = min(max(target, ys[0]), ys[-1])
     k = next(k for k, y in enumerate(ys) if y >= target)
     if k == 0:
         return xs[0]
@@ -137,6 +144,10 @@ def _share(saving: float | None, oracle: float | None) -> float | None:
     return None if saving is None or oracle is None or oracle <= 0 else saving / oracle
 
 
+def _gap(saving: float | None, bar: float | None) -> float | None:
+    return None if saving is None or bar is None else saving - bar
+
+
 def paired_efficiency(
     curve: Sequence[PerQuestion],
     frontiers: dict[str, Sequence[PerQuestion]],
@@ -144,11 +155,13 @@ def paired_efficiency(
     resamples: int,
     seed: int,
     ns: Sequence[int] = TARGET_NS,
+    bar: str | None = None,
 ) -> list[Efficiency]:
     """Every frontier's efficiency against best-of-N weighted's ``curve`` (one result per N, its
     budget N) at best-of-N's accuracy at each N of ``ns`` the curve has, in both units, with the
     paired bootstrap of the module docstring (``resamples`` draws of the questions, ``seed``).
-    ``oracle`` names the frontier whose saving the shares divide by (none: no shares)."""
+    ``oracle`` names the frontier whose saving the shares divide by (none: no shares), ``bar``
+    the one whose saving the gaps subtract (none: no gaps)."""
     count = len(curve[0].correct)
     weights = bootstrap_weights(count, resamples, seed)
     results = [*curve, *(r for rows in frontiers.values() for r in rows)]
@@ -162,6 +175,7 @@ def paired_efficiency(
         (name, unit, n): [] for name in frontiers for unit in UNITS for _, n in targets
     }
     shares = {key: [] for key in ratios}
+    gaps = {key: [] for key in ratios}
     for unit in UNITS:
         for accuracy, compute in zip(means["correct"], means[unit]):
             reference = frontier(compute[: len(curve)], accuracy[: len(curve)])
@@ -173,9 +187,11 @@ def paired_efficiency(
                     name: None if cost is None or spent is None else cost / spent for name, spent in reached.items()
                 }
                 best = _saving(ratio[oracle]) if oracle in ratio else None
+                floor = _saving(ratio[bar]) if bar in ratio else None
                 for name in frontiers:
                     ratios[name, unit, n].append(ratio[name])
                     shares[name, unit, n].append(_share(_saving(ratio[name]), best))
+                    gaps[name, unit, n].append(_gap(_saving(ratio[name]), floor))
     level = {n: float(means["correct"][0, k]) for k, n in targets}
     return [
         Efficiency(
@@ -186,6 +202,7 @@ def paired_efficiency(
             Interval.of(values),
             Interval.of([_saving(r) for r in values]),
             Interval.of(shares[name, unit, n]),
+            Interval.of(gaps[name, unit, n]),
         )
         for (name, unit, n), values in ratios.items()
     ]
