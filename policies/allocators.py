@@ -23,9 +23,10 @@ best-of-N weighted's mean FLOPs there (``trainers.allocator.scale_of``): at ``la
 question's extra spend of the largest budget's compute is worth it only if it adds half a correct
 answer or more.
 
-Compute-optimal and oracle choices, at budget N or priced, are made among the arms that spend at
-most their budget in generations (``ArmOutcomes.within_budget``): lookahead, which spends
-N x (k + 1), is not one of them.
+Compute-optimal and oracle choices at budget N are made among the arms that spend at most N
+generations (``ArmOutcomes.within_budget``): lookahead, which spends N x (k + 1), is not one of
+them. Priced choices pick the budget too, among every arm of the pool, lookahead included at what
+it spends.
 
 A question's bin comes from a lookup built on the pool, keyed by the question text: these
 allocators only answer questions of the pool they were fitted on (``KeyError`` names the question
@@ -79,11 +80,6 @@ def _priced_best(
     cost = outcomes.compute(unit)[np.ix_(rows, columns)].mean(axis=0)
     value = accuracy - lam * cost / scale
     return columns[min(range(len(columns)), key=lambda c: (-value[c], cost[c]))]
-
-
-def _within_budget_columns(outcomes: ArmOutcomes) -> list[int]:
-    allowed = set(outcomes.within_budget())
-    return [a for a, arm in enumerate(outcomes.arms) if arm in allowed]
 
 
 class FixedAllocator(Allocator):
@@ -178,7 +174,7 @@ class PricedFeatureTable(Allocator):
         """Fit on the pool questions ``rows``; compute in ``unit`` (generations or flops)."""
         rows = np.asarray(rows)
         levels = np.asarray(outcomes.levels, dtype=int)
-        columns = _within_budget_columns(outcomes)
+        columns = list(range(len(outcomes.arms)))
         table = {}
         for level in sorted(set(levels.tolist())):
             mine = rows[levels[rows] == level]
@@ -201,7 +197,7 @@ class PricedOracle(Allocator):
     name = "expected-rate oracle"
 
     def __init__(self, outcomes: ArmOutcomes, lam: float, unit: str, scale: float) -> None:
-        columns = _within_budget_columns(outcomes)
+        columns = list(range(len(outcomes.arms)))
         self.best = {
             question: outcomes.arms[_priced_best(outcomes, columns, np.array([row]), lam, unit, scale)]
             for row, question in enumerate(outcomes.questions)

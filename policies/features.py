@@ -1,9 +1,16 @@
-"""Question-only features for the learned allocator, pluggable by config.
+"""Question-only features for the learned allocator, pluggable by config (``proposer_embeddings`` by
+default).
 
-- ``proposer_hidden`` (the default): the proposer's own last hidden states over the question's
+- ``proposer_hidden``: the proposer's own last hidden states over the question's
   prompt, mean-pooled and joined with the last position's. The prompt is encoded anyway when the
   proposer answers, so in a serving system these are free; they are charged here all the same,
   as one forward pass over the prompt (``2 x params x prompt tokens`` FLOPs).
+- ``proposer_embeddings``: the mean of the proposer's input embeddings over the prompt's tokens:
+  which tokens the question holds, in the proposer's own embedding space, with no forward pass.
+  Charged its additions (hidden size x tokens), next to nothing. On the embedded task it carries
+  the level as well as the hidden states do (the chain's length and its numbers' sizes are its
+  tokens), at none of their cost: the hidden states cost a forward pass over the prompt, about a
+  third of one sample's FLOPs there, where prompts are as long as solutions.
 - ``encoder``: the same read-out from another Hugging Face model given by path (a small sentence
   encoder, or any causal LM), charged the same way with that model's parameter count.
 - ``ngrams``: hashed character n-grams (scikit-learn's ``HashingVectorizer``), the cheapest
@@ -31,7 +38,7 @@ from ttc_runtime.prompts import PromptConfig
 class FeatureConfig(StrictModel):
     """Which question features the allocator reads."""
 
-    kind: Literal["proposer_hidden", "encoder", "ngrams"] = "proposer_hidden"
+    kind: Literal["proposer_embeddings", "proposer_hidden", "encoder", "ngrams"] = "proposer_embeddings"
     encoder: str | None = Field(None, description="Model directory for kind 'encoder'.")
     ngram_features: int = Field(1024, ge=16, description="Hash buckets for kind 'ngrams'.")
     ngram_max: int = Field(3, ge=1, description="Longest character n-gram for kind 'ngrams'.")
@@ -97,10 +104,34 @@ class HiddenStateFeatures(Featurizer):
         return np.concatenate(rows), np.asarray(costs, dtype=float)
 
 
+class EmbeddingFeatures(Featurizer):
+    """A model's input embeddings over the formatted prompt, mean-pooled: no forward pass."""
+
+    def __init__(self, model_dir: str, prompt: PromptConfig, device: str = "cpu") -> None:
+        from transformers import AutoModel
+
+        self.tokenizer = load_tokenizer(model_dir)
+        self.embeddings = AutoModel.from_pretrained(model_dir).get_input_embeddings().to(device).eval()
+        self.prompt = prompt
+        self.device = device
+        self.dim = self.embeddings.embedding_dim
+
+    @torch.inference_mode()
+    def __call__(self, questions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        rows, costs = [], []
+        for question in questions:
+            ids = self.tokenizer(self.prompt.format(question), return_tensors="pt")["input_ids"].to(self.device)
+            rows.append(self.embeddings(ids)[0].mean(dim=0).float().cpu().numpy())
+            costs.append(float(self.dim * ids.shape[1]))
+        return np.stack(rows), np.asarray(costs)
+
+
 def build_featurizer(config: FeatureConfig, proposer_dir: str, prompt: PromptConfig, device: str = "cpu") -> Featurizer:
     """The featurizer ``config`` names; ``proposer_dir`` serves ``proposer_hidden``."""
     if config.kind == "ngrams":
         return NgramFeatures(config.ngram_features, config.ngram_max)
+    if config.kind == "proposer_embeddings":
+        return EmbeddingFeatures(proposer_dir, prompt, device)
     if config.kind == "encoder":
         if config.encoder is None:
             raise ValueError("features.encoder: a model directory is needed for kind 'encoder'")

@@ -44,10 +44,11 @@ from .features import FeatureConfig, Featurizer
 
 
 class PolicyConfig(StrictModel):
-    """Network sizes."""
+    """Network sizes: ``layers`` hidden ReLU layers of ``hidden`` units; 0 layers is a linear read
+    of the standardised features."""
 
     hidden: int = Field(64, ge=4)
-    layers: int = Field(2, ge=1)
+    layers: int = Field(2, ge=0)
 
 
 class PolicyMismatch(ValueError):
@@ -159,6 +160,7 @@ class OutcomePolicy(nn.Module):
             raise ValueError(f"got {len(costs)} costs for {len(self.arms)} arms")
         self.costs = np.asarray(costs, dtype=float)
         self.lam = float(lam)
+        self.penalty: float | None = None  # the L2 penalty its fit chose (trainers.allocator.fit_outcomes)
         self.trunk, width = _trunk(obs_dim, config)
         self.head = nn.Linear(width, len(self.arms))
         self.register_buffer("obs_mean", torch.zeros(obs_dim))

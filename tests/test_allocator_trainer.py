@@ -6,12 +6,13 @@ import numpy as np
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.trainers.allocator import (
     AllocatorTrainConfig,
-    calibrate_lambda,
+    closest_to,
     fit_outcomes,
     fit_supervised,
     greedy_columns,
     mean_compute,
     outcome_lambda,
+    reinforce_sweep,
     train_policy,
 )
 
@@ -32,7 +33,7 @@ def test_reinforce_learns_which_strategy_a_question_needs():
     assert correct[np.arange(64), columns].mean() >= 0.9
 
 
-def test_lambda_prices_compute_and_calibration_hits_a_target():
+def test_lambda_prices_compute_and_the_sweep_spans_the_budgets():
     features, _ = learnable(32)
     correct = np.array([[0.5 if arm.budget == 4 else 0.6 for arm in ARMS]] * 32)
     outcomes = table(correct)
@@ -43,8 +44,11 @@ def test_lambda_prices_compute_and_calibration_hits_a_target():
     free, _ = train_policy(features, outcomes, rows, space, config, lam=0.0, scale=16.0)
     assert mean_compute(cheap, features, rows, outcomes, "generations") == 4
     assert mean_compute(free, features, rows, outcomes, "generations") == 16
-    lam, policy = calibrate_lambda(features, outcomes, rows, space, config, 16.0, target=4.0, steps=4)
-    assert mean_compute(policy, features, rows, outcomes, "generations") == 4 and lam > 0
+    sweep = reinforce_sweep(features, outcomes, rows, space, config, 16.0, [0.0, 1.0])
+    assert [lam for lam, _ in sweep] == [0.0, 1.0]
+    assert [mean_compute(p, features, rows, outcomes, "generations") for _, p in sweep] == [16, 4]
+    lam, policy = closest_to(sweep, features, rows, outcomes, "generations", target=5.0)
+    assert lam == 1.0 and mean_compute(policy, features, rows, outcomes, "generations") == 4
 
 
 def test_outcome_policy_learns_every_arms_rate_and_prices_compute_without_refitting():
@@ -74,26 +78,27 @@ def test_outcome_policy_learns_every_arms_rate_and_prices_compute_without_refitt
     assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {4} and 0.4 / 0.75 < policy.lam
 
 
-def test_outcome_fit_chooses_its_weight_decay_by_held_out_loss():
-    # Features that carry nothing: the outcome is a coin whatever they say. The strongest decay
+def test_outcome_fit_chooses_its_penalty_by_held_out_loss():
+    # Features that carry nothing: the outcome is a coin whatever they say. The strongest penalty
     # predicts held-out questions best (the per-arm rate, nothing from the features) and is chosen.
     rng = np.random.default_rng(0)
     features = rng.normal(size=(48, 64)).astype(np.float32)
     correct = (rng.random((48, len(ARMS))) < 0.5).astype(float)
     space = ActionSpace.from_arms(ARMS, adaptive=False)
-    config = AllocatorTrainConfig(outcome_weight_decays=[0.0, 10.0])
+    config = AllocatorTrainConfig(outcome_penalties=[0.0, 10.0])
     chosen = fit_outcomes(features, table(correct), np.arange(48), space, config, 16.0)
     strong = fit_outcomes(
         features,
         table(correct),
         np.arange(48),
         space,
-        config.model_copy(update={"outcome_weight_decays": [10.0]}),
+        config.model_copy(update={"outcome_penalties": [10.0]}),
         16.0,
     )
+    assert chosen.penalty == 10.0
     assert np.array_equal(chosen.predict(features), strong.predict(features))
     spread = chosen.predict(features).std(axis=0).max()
     free = fit_outcomes(
-        features, table(correct), np.arange(48), space, config.model_copy(update={"outcome_weight_decays": [0.0]}), 16.0
+        features, table(correct), np.arange(48), space, config.model_copy(update={"outcome_penalties": [0.0]}), 16.0
     )
     assert spread < free.predict(features).std(axis=0).max()

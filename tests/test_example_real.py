@@ -304,7 +304,7 @@ TINY_STAGES = {
     },
     "train_pool": {"problems_per_level": 0},
     "baselines": {"bins": 2, "bootstrap": 20},
-    "allocator": {"training": {"updates": 20, "envs": 8}, "adaptive_targets": [3]},
+    "allocator": {"training": {"updates": 20, "envs": 8}, "reinforce_lambdas": [0.0, 0.3], "adaptive_target": 3},
     "wandb": {"enabled": False},
 }
 

@@ -349,7 +349,8 @@ pool:
 baselines: {{bins: 2, bootstrap: 20}}
 allocator:
   training: {{updates: 40, envs: 16}}
-  adaptive_targets: [2, 4]
+  reinforce_lambdas: [0.0, 0.3]
+  adaptive_target: 3
 counterpart:
   enabled: true
   architecture: {{hidden_size: 64, num_layers: 2, num_heads: 2, intermediate_size: 128, max_positions: 256}}

@@ -62,7 +62,7 @@ def test_outcome_policy_directory_round_trips_with_its_price():
         table(correct),
         np.arange(16),
         space,
-        AllocatorTrainConfig(outcome_epochs=20, outcome_weight_decays=[1e-2]),
+        AllocatorTrainConfig(outcome_epochs=20, outcome_penalties=[1e-2]),
         16.0,
     )
     policy.lam = 0.25

@@ -12,8 +12,14 @@ early and commits late.
 
 Two modes: **fixed** budget (the episode draws a budget N, the policy picks strategy and knob
 among the arms that spend at most N generations; ``lam`` = 0, since they all spend N) and **adaptive** (the policy
-also picks the budget; ``lam`` prices compute, and ``calibrate_lambda`` finds the ``lam`` whose
-trained policy spends a target mean compute on the training questions).
+also picks the budget; ``lam`` prices compute). ``reinforce_sweep`` trains one adaptive policy per
+price of a sweep: their points on held-out questions form REINFORCE's frontier of accuracy against
+compute, as the price sweep does for every other adaptive allocator.
+
+**Regularisation.** The pool has a few hundred training questions and the features have hundreds of
+dimensions, so a policy that maximises its training reward memorises which arm got lucky on which
+training question. Every fit here carries an L2 penalty on its weights: REINFORCE a fixed one
+(``weight_decay``, Adam's coupled form), the outcome model one chosen by held-out loss.
 
 ``fit_supervised`` is the ablation: the same network fitted by cross-entropy to the best arm of
 each training question in hindsight.
@@ -22,6 +28,8 @@ each training question in hindsight.
 every arm's expected correctness on every training question at once (the replay environment's
 full information, where REINFORCE sees one sampled reward per episode), then choosing by the
 Lagrangian rule; ``outcome_lambda`` sets its ``lam`` for a target mean compute without refitting.
+Its L2 penalty is the one of ``outcome_penalties`` whose fits on folds of the training questions
+predict the held-out folds best.
 
 Logging: reward, accuracy, mean compute, entropy and the share of each strategy per update go to
 wandb when ``report_to`` is ``wandb`` (offline unless ``WANDB_MODE`` says otherwise).
@@ -30,7 +38,7 @@ wandb when ``report_to`` is ``wandb`` (offline unless ``WANDB_MODE`` says otherw
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -44,7 +52,7 @@ from ttc_runtime.env.allocation import AllocationEnv, ReplayBackend
 from ttc_runtime.policies.features import FeatureConfig
 from ttc_runtime.policies.learned import AllocatorPolicy, OutcomePolicy, PolicyConfig
 
-from ttc_runtime.config import StrictModel, positive
+from ttc_runtime.config import StrictModel
 from ttc_runtime.outcomes import ArmOutcomes, folds_of
 
 
@@ -53,24 +61,40 @@ class AllocatorTrainConfig(StrictModel):
 
     unit: Literal["generations", "flops"] = Field("generations", description="Compute unit of the reward.")
     envs: int = Field(64, ge=1, description="Environments stepped per update (episodes per update).")
-    updates: int = Field(600, ge=1)
+    updates: int = Field(400, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     entropy_coef: float = Field(0.02, ge=0, description="Initial entropy bonus, decayed linearly to 0.")
     value_coef: float = Field(0.5, ge=0)
+    weight_decay: float = Field(
+        0.01,
+        ge=0,
+        description="L2 penalty of REINFORCE's and the supervised fit's Adam steps (coupled: added to the "
+        "gradient). Without it the policy memorises the training questions' lucky arms: on the 20-minute job's "
+        "pool, 1,500 updates without it fell from 1.6x to out of range at best-of-N's accuracy at N = 16.",
+    )
     policy: PolicyConfig = PolicyConfig()
     outcome_epochs: int = Field(300, ge=1, description="Full-batch Adam steps of the outcome policy's fit.")
-    outcome_weight_decays: list[float] = Field(
-        [1e-2, 1e-1, 1.0],
+    outcome_penalties: list[float] = Field(
+        [1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         min_length=1,
-        description="AdamW weight decays the outcome policy's fit chooses from by cross-validation on its "
-        "training questions (few questions, many features: how much to trust them is measured, not guessed).",
+        description="L2 penalties (on the weights, added to the mean cross-entropy) the outcome policy's fit "
+        "chooses from by cross-validation on its training questions: few questions and many features, so how "
+        "much to trust the features is measured, not guessed.",
     )
     outcome_folds: int = Field(3, ge=2, description="Folds of that choice.")
     seed: int = 0
 
+    @field_validator("outcome_penalties")
+    @classmethod
+    def _non_negative(cls, penalties: list[float]) -> list[float]:
+        bad = [p for p in penalties if p < 0]
+        if bad:
+            raise ValueError(f"penalties must be >= 0, got {bad[0]}")
+        return penalties
+
 
 class AllocatorConfig(StrictModel):
-    """The learned allocator: features, training, the adaptive mode's compute targets, logging."""
+    """The learned allocator: features, training, the adaptive mode's prices, logging."""
 
     trainer: Literal["outcomes", "reinforce"] = Field(
         "outcomes",
@@ -78,21 +102,31 @@ class AllocatorConfig(StrictModel):
         "Both are evaluated.",
     )
     features: FeatureConfig = FeatureConfig()
-    ablation_features: FeatureConfig = Field(
-        FeatureConfig(kind="ngrams"), description="Features of the ablation run (hashed n-grams by default)."
+    ablation_features: list[FeatureConfig] = Field(
+        [FeatureConfig(kind="proposer_hidden"), FeatureConfig(kind="ngrams")],
+        description="Other features, each evaluated with the outcome model (fixed and adaptive) beside the main ones.",
     )
     training: AllocatorTrainConfig = AllocatorTrainConfig()
-    adaptive_targets: list[float] = Field(
-        [4.0, 8.0, 16.0, 32.0, 64.0],
+    reinforce_lambdas: list[float] = Field(
+        [0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
         min_length=1,
-        description="Mean compute per question (training.unit) the adaptive allocator is calibrated to: one "
-        "point of its accuracy-against-compute curve each.",
+        description="Prices of compute (accuracy per largest-budget run, see env.allocation) REINFORCE's adaptive "
+        "policies are trained at, one policy each: the points of its frontier.",
+    )
+    adaptive_target: float = Field(
+        8.0,
+        gt=0,
+        description="Mean compute per question (training.unit) on the training questions of the adaptive policy "
+        "saved for the runtime: the price is set to spend it.",
     )
 
-    @field_validator("adaptive_targets")
+    @field_validator("reinforce_lambdas")
     @classmethod
-    def _positive(cls, targets: list[float]) -> list[float]:
-        return positive(targets, "targets")
+    def _prices(cls, lambdas: list[float]) -> list[float]:
+        bad = [lam for lam in lambdas if lam < 0]
+        if bad:
+            raise ValueError(f"prices must be >= 0, got {bad[0]}")
+        return lambdas
 
 
 @dataclass(frozen=True)
@@ -154,7 +188,7 @@ def _train_policy(features, outcomes, rows, actions, config, lam, scale, log):
     policy = AllocatorPolicy(envs.single_observation_space.shape[0], actions, config.policy)
     budgets = [None] if actions.adaptive else actions.budgets
     policy.set_normalisation(np.vstack([actions.observations(features[[r]], b) for r in rows for b in budgets]))
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     obs, _ = envs.reset(seed=config.seed)
     history = TrainLog([], [], [], [])
     for update in range(config.updates):
@@ -204,32 +238,30 @@ def mean_compute(
     return float(outcomes.compute(unit)[rows, columns].mean())
 
 
-def calibrate_lambda(
+def reinforce_sweep(
     features: np.ndarray,
     outcomes: ArmOutcomes,
     rows: np.ndarray,
     actions: ActionSpace,
     config: AllocatorTrainConfig,
     scale: float,
+    lambdas: Sequence[float],
+) -> list[tuple[float, AllocatorPolicy]]:
+    """One adaptive policy trained on ``rows`` at each price of ``lambdas``: REINFORCE's frontier."""
+    return [(lam, train_policy(features, outcomes, rows, actions, config, lam, scale)[0]) for lam in lambdas]
+
+
+def closest_to(
+    policies: Sequence[tuple[float, AllocatorPolicy]],
+    features: np.ndarray,
+    rows: np.ndarray,
+    outcomes: ArmOutcomes,
+    unit: str,
     target: float,
-    steps: int = 8,
 ) -> tuple[float, AllocatorPolicy]:
-    """Bisection on ``lam`` (geometric, between 1e-4 and 10) for the adaptive policy whose greedy
-    mean compute on ``rows`` comes closest to ``target`` (same unit as the config's); returns
-    ``lam`` and that policy. Uses the training questions only."""
-    low, high = 1e-4, 10.0
-    best: tuple[float, float, AllocatorPolicy] | None = None
-    for _ in range(steps):
-        lam = float(np.sqrt(low * high))
-        policy, _ = train_policy(features, outcomes, rows, actions, config, lam, scale)
-        spent = mean_compute(policy, features, rows, outcomes, config.unit)
-        if best is None or abs(np.log(spent / target)) < abs(np.log(best[1] / target)):
-            best = (lam, spent, policy)
-        if spent > target:
-            low = lam
-        else:
-            high = lam
-    return best[0], best[2]
+    """The (price, policy) of a sweep whose greedy mean compute on ``rows`` is closest to ``target``
+    (a ratio: 4 is as far from 8 as 16 is)."""
+    return min(policies, key=lambda pair: abs(np.log(mean_compute(pair[1], features, rows, outcomes, unit) / target)))
 
 
 def fit_supervised(
@@ -262,7 +294,7 @@ def _fit_supervised(features, outcomes, rows, actions, config, epochs):
     policy.set_normalisation(np.stack(obs))
     inputs = torch.as_tensor(np.stack(obs))
     labels = torch.as_tensor(targets)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     for _ in range(epochs):
         log_prob, *_ = policy.evaluate(inputs, labels)
         loss = -log_prob.mean()
@@ -280,10 +312,11 @@ def fit_outcomes(
     config: AllocatorTrainConfig,
     scale: float,
 ) -> OutcomePolicy:
-    """An ``OutcomePolicy`` over ``actions`` fitted on the pool questions ``rows``: binary
+    """An ``OutcomePolicy`` over ``actions`` fitted on the pool questions ``rows``: mean binary
     cross-entropy between its per-arm predictions and the arms' expected correctness (soft
-    targets), full batch, with the weight decay of ``config.outcome_weight_decays`` whose fits on
-    ``config.outcome_folds`` folds of ``rows`` predict the held-out folds best; arm costs are their
+    targets) plus an L2 penalty on its weights, full batch, the output biases started at each arm's
+    mean rate; the penalty is the one of ``config.outcome_penalties`` whose fits on
+    ``config.outcome_folds`` folds of ``rows`` predict the held-out folds best. Arm costs are their
     mean compute on ``rows`` (``config.unit``) over ``scale``; ``lam`` starts at 0."""
     rows = np.asarray(rows)
     arms = actions.arms()
@@ -291,19 +324,21 @@ def fit_outcomes(
     costs = outcomes.compute(config.unit)[np.ix_(rows, columns)].mean(axis=0) / scale
     targets = outcomes.correct[:, columns]
     with _one_thread():
-        decay = config.outcome_weight_decays[0]
-        if len(config.outcome_weight_decays) > 1 and len(rows) >= 2 * config.outcome_folds:
+        penalty = config.outcome_penalties[0]
+        if len(config.outcome_penalties) > 1 and len(rows) >= 2 * config.outcome_folds:
             folds = folds_of(len(rows), config.outcome_folds, config.seed)
             losses = []
-            for candidate in config.outcome_weight_decays:
+            for candidate in config.outcome_penalties:
                 held_loss = 0.0
                 for fold in range(config.outcome_folds):
                     train, held = rows[folds != fold], rows[folds == fold]
                     model = _fit_outcome_model(features, targets, train, actions, config, costs, candidate)
                     held_loss += _outcome_loss(model, features[held], targets[held]) * len(held)
                 losses.append(held_loss)
-            decay = config.outcome_weight_decays[int(np.argmin(losses))]
-        return _fit_outcome_model(features, targets, rows, actions, config, costs, decay)
+            penalty = config.outcome_penalties[int(np.argmin(losses))]
+        policy = _fit_outcome_model(features, targets, rows, actions, config, costs, penalty)
+        policy.penalty = penalty
+        return policy
 
 
 def _fit_outcome_model(
@@ -313,16 +348,20 @@ def _fit_outcome_model(
     actions: ActionSpace,
     config: AllocatorTrainConfig,
     costs: np.ndarray,
-    decay: float,
+    penalty: float,
 ) -> OutcomePolicy:
     torch.manual_seed(config.seed)
     policy = OutcomePolicy(features.shape[1], actions, config.policy, costs)
     inputs = torch.as_tensor(features[rows], dtype=torch.float32)
     labels = torch.as_tensor(targets[rows], dtype=torch.float32)
     policy.set_normalisation(features[rows])
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=decay)
+    with torch.no_grad():
+        policy.head.bias.copy_(torch.logit(labels.mean(dim=0).clamp(0.01, 0.99)))
+    weights = [p for name, p in policy.named_parameters() if name.endswith("weight")]
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     for _ in range(config.outcome_epochs):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(policy.logits(inputs), labels)
+        loss = loss + penalty * sum((w**2).sum() for w in weights)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

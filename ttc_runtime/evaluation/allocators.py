@@ -47,6 +47,8 @@ from ttc_runtime.evaluation.efficiency import (
     UNITS,
     Difference,
     Efficiency,
+    Interval,
+    bootstrap_weights,
     on_frontier,
     paired_differences,
     paired_efficiency,
@@ -75,9 +77,9 @@ from ttc_runtime.policies.allocators import (
 from ttc_runtime.pool import PoolConfig, RolloutPool
 from ttc_runtime.trainers.allocator import (
     AllocatorTrainConfig,
-    calibrate_lambda,
     fit_outcomes,
     fit_supervised,
+    reinforce_sweep,
     scale_of,
     train_policy,
 )
@@ -87,6 +89,7 @@ ORACLE_BINS = "compute-optimal (oracle bins)"
 PREDICTED_BINS = "compute-optimal (predicted bins)"
 CHARGED = ", estimation charged"
 FEATURE_TABLE = "feature table (level), fixed budget"
+FIXED_FITTED = "best fixed strategy, fitted"
 FEATURE_ADAPTIVE = "feature table (level), adaptive budget"
 ORACLE_FRONTIER = "expected-rate oracle, adaptive budget"
 
@@ -242,22 +245,19 @@ def cross_validated_adaptive(
     outcomes: ArmOutcomes,
     splits: Splits,
     config: AllocatorTrainConfig,
-    targets: list[float],
+    lambdas: Sequence[float],
 ) -> list[PerQuestion]:
-    """The adaptive allocator at each target mean compute (``config.unit``): per split, ``lam``
-    calibrated on its training rows, then its answered rows answered. Reported under the target as
-    its budget label; its real spend is in the compute columns."""
+    """REINFORCE's adaptive allocator over every arm of the pool: per split, one policy trained on
+    its training rows at each price of ``lambdas`` (``reinforce_sweep``), its answered rows answered
+    by each; the frontier of the sweep (``sweep_points``). Feature FLOPs charged."""
     space = ActionSpace.from_arms(outcomes.arms, adaptive=True)
     scale = scale_of(outcomes, config.unit)
-    results = []
-    for target in targets:
-        parts = []
-        for train, held in splits.parts:
-            _, policy = calibrate_lambda(features, outcomes, train, space, config, scale, target)
+    parts: list[list] = [[] for _ in lambdas]
+    for train, held in splits.parts:
+        for k, (_, policy) in enumerate(reinforce_sweep(features, outcomes, train, space, config, scale, lambdas)):
             arms = policy.greedy_arms(features[held], None)
-            parts.append((held, outcome_of(outcomes, name, int(target), held, arms, feature_flops)))
-        results.append(merge_folds(parts, splits.tested))
-    return results
+            parts[k].append((held, outcome_of(outcomes, name, 0, held, arms, feature_flops)))
+    return sweep_points([merge_folds(p, splits.tested) for p in parts])
 
 
 def cross_validated_outcomes(
@@ -271,12 +271,12 @@ def cross_validated_outcomes(
     scales: dict[str, float],
 ) -> tuple[list[PerQuestion], list[PerQuestion]]:
     """The outcome policy (``fit_outcomes``), fitted once per split on its training rows: named
-    ``names[0]``, at every budget of the fixed mode; named ``names[1]``, adaptive over the arms
-    within their budget (those of the oracle frontier), its frontier over ``lambdas`` priced in
-    each unit, with arm costs the mean compute of the split's training rows over ``scales``.
-    Feature FLOPs charged."""
+    ``names[0]``, at every budget of the fixed mode; named ``names[1]``, adaptive over every arm of
+    the pool (those of the oracle frontier), its frontier over ``lambdas`` priced in each unit,
+    with arm costs the mean compute of the split's training rows over ``scales``. Feature FLOPs
+    charged."""
     fixed_space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=False)
-    adaptive_space = ActionSpace.from_arms(outcomes.within_budget(), adaptive=True)
+    adaptive_space = ActionSpace.from_arms(outcomes.arms, adaptive=True)
     fixed_parts: dict[int, list] = {n: [] for n in fixed_space.budgets}
     swept: dict[tuple[str, float], list] = {(unit, lam): [] for unit in UNITS for lam in lambdas}
     for train, held in splits.parts:
@@ -366,7 +366,11 @@ class AllocatorReport:
     view; best-of-N weighted's curve; the efficiencies at matched accuracy; the fitted tables (for
     reading); which allocators are fixed strategies and which adaptive (their points a frontier);
     the price sweep with its scale per unit; and the fixed-budget allocators' paired differences
-    from the best fixed strategy within each budget."""
+    from the best fixed strategy within each budget: the best on the evaluation questions
+    (``differences``: chosen in hindsight, so the luckiest of arms that do the same in expectation)
+    and the best on the questions fitted allocators learn from (``fitted_differences``: the fixed
+    strategy a user would pick on their own validation questions); per level and budget, what the
+    level's own best arm gains over the best single fixed arm (``level_gains``)."""
 
     points: list[AllocatorPoint]
     curve: list[CurvePoint]
@@ -380,6 +384,54 @@ class AllocatorReport:
     lambdas: list[float]
     scales: dict[str, float]
     differences: list[Difference]
+    fitted_differences: list[Difference]
+    level_gains: list[LevelGain]
+
+
+@dataclass(frozen=True)
+class LevelGain:
+    """What a level's own best arm at ``budget`` gains on that level over the best single fixed
+    arm (``reference``, the most accurate within the budget on all questions): the world's room
+    for an allocator that sees the level. Both are chosen on the evaluation questions; the gain's
+    interval is the paired bootstrap's over the level's questions."""
+
+    level: int
+    budget: int
+    best: str
+    accuracy: float
+    reference: str
+    reference_accuracy: float
+    gain: Interval
+
+
+def level_gains(outcomes: ArmOutcomes, resamples: int, seed: int) -> list[LevelGain]:
+    """Per budget and level: the level's best arm within the budget against the best single fixed
+    arm within the budget (``LevelGain``)."""
+    allowed = set(outcomes.within_budget())
+    levels = np.asarray(outcomes.levels, dtype=int)
+    gains = []
+    for budget in sorted({arm.budget for arm in outcomes.arms}):
+        columns = [a for a, arm in enumerate(outcomes.arms) if arm.budget == budget and arm in allowed]
+        if not columns:
+            continue
+        reference = max(columns, key=lambda a: outcomes.correct[:, a].mean())
+        for level in sorted(set(levels.tolist())):
+            rows = np.flatnonzero(levels == level)
+            best = max(columns, key=lambda a: outcomes.correct[rows, a].mean())
+            weights = bootstrap_weights(len(rows), resamples, derive_seed(seed, budget, level))
+            values = weights @ (outcomes.correct[rows, best] - outcomes.correct[rows, reference])
+            gains.append(
+                LevelGain(
+                    level,
+                    budget,
+                    outcomes.arms[best].strategy.label,
+                    float(outcomes.correct[rows, best].mean()),
+                    outcomes.arms[reference].strategy.label,
+                    float(outcomes.correct[rows, reference].mean()),
+                    Interval.of(values.tolist()),
+                )
+            )
+    return gains
 
 
 @dataclass(frozen=True)
@@ -450,12 +502,17 @@ def baseline_results(protocol: Protocol, lambdas: Sequence[float] | None = None)
         by_level = cross_validate(
             FEATURE_TABLE, table, budget, splits, lambda train: FeatureTable.fit_levels(FEATURE_TABLE, table, train)
         )
+        one_bin = np.ones(len(table.questions), dtype=int)
+        by_fixed = cross_validate(
+            FIXED_FITTED, table, budget, splits, lambda train: BinAllocator.fit(FIXED_FITTED, table, one_bin, train)
+        )
         results += [
             by_oracle,
             charged(by_oracle, ORACLE_BINS + CHARGED, estimate.oracle_flops, estimate.samples),
             by_predicted,
             charged(by_predicted, PREDICTED_BINS + CHARGED, estimate.predicted_flops, estimate.samples),
             by_level,
+            by_fixed,
             run_allocator(oracle, outcomes, budget),
         ]
     results += feature_table_frontier(table, splits, lambdas, protocol.scales)
@@ -479,7 +536,8 @@ def allocator_report(
     for result in results:
         frontiers.setdefault(result.allocator, []).append(result)
     oracle = ORACLE_FRONTIER if ORACLE_FRONTIER in frontiers else None
-    efficiency = paired_efficiency(curve, frontiers, oracle, config.bootstrap, derive_seed(config.seed, 1))
+    bar = FEATURE_ADAPTIVE if FEATURE_ADAPTIVE in frontiers else None
+    efficiency = paired_efficiency(curve, frontiers, oracle, config.bootstrap, derive_seed(config.seed, 1), bar=bar)
     bin_table = {}
     for name, bins in ((ORACLE_BINS, protocol.oracle_bins), (PREDICTED_BINS, protocol.predicted_bins)):
         fitted = BinAllocator.fit(name, protocol.table, bins, protocol.splits.fit_rows)
@@ -501,6 +559,10 @@ def allocator_report(
                 references[result.budget] = result
     budgeted = [r for r in results if r.allocator not in adaptive_names and r.allocator not in strategies]
     differences = paired_differences(budgeted, references, config.bootstrap, derive_seed(config.seed, 2))
+    fitted = {r.budget: r for r in results if r.allocator == FIXED_FITTED}
+    fitted_differences = paired_differences(
+        [r for r in budgeted if r.allocator != FIXED_FITTED], fitted, config.bootstrap, derive_seed(config.seed, 3)
+    )
     return AllocatorReport(
         points(results, protocol.estimate.oracle_bins, config.bootstrap, config.seed),
         curve_points(curve, config.bootstrap, config.seed),
@@ -514,6 +576,8 @@ def allocator_report(
         list(lambda_sweep() if lambdas is None else lambdas),
         protocol.scales,
         differences,
+        fitted_differences,
+        level_gains(protocol.outcomes, config.bootstrap, derive_seed(config.seed, 4)),
     )
 
 

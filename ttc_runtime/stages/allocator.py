@@ -3,9 +3,10 @@ modes, with their ablations, trained on the training pool or cross-validated on 
 (``allocator.md``; ``allocator.png``, one panel in generations and one in FLOPs;
 ``allocator_choices.png`` and JSON), and the policies of ``allocator.trainer`` trained on every
 question it learns from, saved under ``allocator/`` for the runtime. Two learners: REINFORCE on
-the replay environment (its adaptive points are the compute targets it was calibrated to) and
+the replay environment (its adaptive points are one policy per price of ``reinforce_lambdas``) and
 the outcome model (its adaptive points are the price sweep's frontier); both frontiers are
-matched against best-of-N weighted and the oracle frontier like the baselines'."""
+matched against best-of-N weighted and the oracle frontier like the baselines'. The outcome model
+also runs on each of ``allocator.ablation_features``."""
 
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ from ..policies.features import build_featurizer
 from ..policies.learned import LearnedAllocator
 from ..pool import RolloutPool
 from ..tracking import training_logger
-from ..trainers.allocator import calibrate_lambda, fit_outcomes, outcome_lambda, scale_of, train_policy
+from ..trainers.allocator import (
+    closest_to,
+    fit_outcomes,
+    outcome_lambda,
+    reinforce_sweep,
+    scale_of,
+    train_policy,
+)
 from .base import RunContext, Stage, fingerprint
 from .pool import pools_key, train_pool
 
@@ -72,55 +80,62 @@ class Allocator(Stage):
         table, splits, training = protocol.table, protocol.splits, settings.training
         proposer = str(ctx.layout.proposer_dir())
         featurizer = build_featurizer(settings.features, proposer, config.proposer.prompt, ctx.device)
-        ablation = build_featurizer(settings.ablation_features, proposer, config.proposer.prompt, ctx.device)
         main, main_flops = featurizer(table.questions)
-        ablation_features, ablation_flops = ablation(table.questions)
-        label, ablation_label = settings.features.kind, settings.ablation_features.kind
+        label = settings.features.kind
         say(
-            f"  {splits.description}: REINFORCE at a fixed budget ({label}, {ablation_label}), supervised, the "
-            f"outcome model, then adaptive: REINFORCE at mean compute {settings.adaptive_targets}, the outcome "
-            "model over the price sweep"
+            f"  {splits.description}: the outcome model ({', '.join(f.kind for f in [settings.features, *settings.ablation_features])}), "
+            f"REINFORCE and the supervised fit at a fixed budget ({label}), REINFORCE at "
+            f"{len(settings.reinforce_lambdas)} prices of compute"
         )
         results = baseline_results(protocol)
+        lambdas = lambda_sweep()
         names = {
             "reinforce": (f"REINFORCE, fixed budget ({label})", f"REINFORCE, adaptive budget ({label})"),
             "outcomes": (f"outcome model, fixed budget ({label})", f"outcome model, adaptive budget ({label})"),
         }
+        adaptive_names = [names["reinforce"][1]]
+        penalties = {}
+        for features in [settings.features, *settings.ablation_features]:
+            if features == settings.features:
+                rows, flops, pair = main, main_flops, names["outcomes"]
+            else:
+                other = build_featurizer(features, proposer, config.proposer.prompt, ctx.device)
+                rows, flops = other(table.questions)
+                pair = (
+                    f"outcome model, fixed budget ({features.kind})",
+                    f"outcome model, adaptive budget ({features.kind})",
+                )
+            fixed_results, adaptive_results = cross_validated_outcomes(
+                pair, rows, flops, table, splits, training, lambdas, protocol.scales
+            )
+            results += fixed_results + adaptive_results
+            adaptive_names.append(pair[1])
         results += cross_validated_fixed(names["reinforce"][0], main, main_flops, table, splits, training)
-        results += cross_validated_fixed(
-            f"REINFORCE, fixed budget ({ablation_label})", ablation_features, ablation_flops, table, splits, training
-        )
         results += cross_validated_fixed(
             f"supervised, fixed budget ({label})", main, main_flops, table, splits, training, supervised=True
         )
         results += cross_validated_adaptive(
-            names["reinforce"][1], main, main_flops, table, splits, training, settings.adaptive_targets
+            names["reinforce"][1], main, main_flops, table, splits, training, settings.reinforce_lambdas
         )
-        lambdas = lambda_sweep()
-        fixed_outcomes, adaptive_outcomes = cross_validated_outcomes(
-            names["outcomes"], main, main_flops, table, splits, training, lambdas, protocol.scales
-        )
-        results += fixed_outcomes + adaptive_outcomes
-        adaptive_names = [names["reinforce"][1], names["outcomes"][1]]
         report = allocator_report(protocol, results, config.baselines, adaptive=adaptive_names, lambdas=lambdas)
 
         tested = np.arange(splits.tested)
         log = training_logger(config.wandb, run_dir, "allocator-training", settings.model_dump(mode="json"))
         scale = scale_of(table, training.unit)
-        middle = sorted(settings.adaptive_targets)[len(settings.adaptive_targets) // 2]
         fixed_space = ActionSpace.from_arms(table.within_budget(), False)
+        adaptive_space = ActionSpace.from_arms(table.arms, True)
         reinforced, history = train_policy(main, table, splits.fit_rows, fixed_space, training, 0.0, 1.0, log)
         if settings.trainer == "outcomes":
             fixed = fit_outcomes(main, table, splits.fit_rows, fixed_space, training, scale)
-            adaptive = fit_outcomes(
-                main, table, splits.fit_rows, ActionSpace.from_arms(table.within_budget(), True), training, scale
-            )
-            lam = adaptive.lam = outcome_lambda(adaptive, main[splits.fit_rows], middle, scale)
+            adaptive = fit_outcomes(main, table, splits.fit_rows, adaptive_space, training, scale)
+            lam = adaptive.lam = outcome_lambda(adaptive, main[splits.fit_rows], settings.adaptive_target, scale)
+            penalties = {"fixed": fixed.penalty, "adaptive": adaptive.penalty}
         else:
             fixed = reinforced
-            lam, adaptive = calibrate_lambda(
-                main, table, splits.fit_rows, ActionSpace.from_arms(table.arms, True), training, scale, middle
+            sweep = reinforce_sweep(
+                main, table, splits.fit_rows, adaptive_space, training, scale, settings.reinforce_lambdas
             )
+            lam, adaptive = closest_to(sweep, main, splits.fit_rows, table, training.unit, settings.adaptive_target)
         fixed.save(ctx.layout.policy_dir("fixed"), settings.features)
         adaptive.save(ctx.layout.policy_dir("adaptive"), settings.features)
         timing = decision_time(fixed, featurizer, table.questions[: splits.tested], max(a.budget for a in table.arms))
@@ -138,16 +153,14 @@ class Allocator(Stage):
             log.finish()
         return {
             "seconds": time.perf_counter() - started,
-            "feature_flops_mean": {
-                "main": float(main_flops[tested].mean()),
-                "ablation": float(ablation_flops[tested].mean()),
-            },
+            "feature_flops_mean": float(main_flops[tested].mean()),
             "final_training": {"reward": history.reward[-20:], "accuracy": history.accuracy[-20:]},
             "decision_ms_per_question": timing,
             "choices_by_oracle_bin": choices,
             "trainer": settings.trainer,
             "adaptive_lambda": lam,
-            "adaptive_target": middle,
+            "adaptive_target": settings.adaptive_target,
+            "outcome_penalties_chosen": penalties,
             **report_to_json(report),
         }
 
