@@ -82,8 +82,9 @@ def stepwise_pair():
     The proposer is ``biased_model`` towards letters, spaces, newlines and the end of sequence,
     with its attention and MLP given small random weights so that its probabilities depend on the
     context. It writes no digits, so the tokenizer encodes a sampled text back into the tokens
-    sampled and the full PRM reads what the proposer wrote. The PRM's head is random, so that every
-    feature counts (token counts included: a step score read a token early or late differs)."""
+    sampled and the full PRM reads what the proposer wrote. The PRM's head and its tokens'
+    evidence are random, so that every feature counts (token counts included: a step score read a
+    token early or late differs)."""
     from ttc_runtime.generation.hf import TransformersGenerator
     from ttc_runtime.scoring import MarginPRMForTokenClassification, TokenClassificationPRM
 
@@ -93,9 +94,9 @@ def stepwise_pair():
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.normal_(0.0, 0.3, generator=generator)
             layer.mlp.down_proj.weight.normal_(0.0, 0.3, generator=generator)
-    prm = MarginPRMForTokenClassification.from_proposer(model, tokenizer, head_size=4)
+    prm = MarginPRMForTokenClassification.from_proposer(model, tokenizer, head_size=4, token_evidence=True)
     with torch.no_grad():
-        for weight in [*prm.head.parameters(), *prm.linear.parameters()]:
+        for weight in [*prm.head.parameters(), *prm.linear.parameters(), *prm.evidence.parameters()]:
             weight.normal_(generator=generator)
     return TransformersGenerator(model, tokenizer), TokenClassificationPRM(prm, tokenizer)
 

@@ -29,7 +29,13 @@ from ttc_runtime.scoring import (
     encode_steps,
     load_verifier,
 )
-from ttc_runtime.scoring.margin import MARGIN_FEATURES, margin_features, token_margins
+from ttc_runtime.scoring.margin import (
+    EVIDENCE_SCALE,
+    MARGIN_FEATURES,
+    evidence_features,
+    margin_features,
+    token_margins,
+)
 
 from .conftest import biased_model, save_math_shepherd_style_prm
 
@@ -293,6 +299,34 @@ def test_margin_prm_loads_as_a_token_classification_prm_and_reads_the_margins(ti
             expected = torch.sigmoid(prm.model.linear(features)[:, 0] + prm.model.head(features)[:, 0])
         assert scores == pytest.approx(expected.tolist(), rel=1e-4)
         assert features[:, 0].tolist() == pytest.approx(margin_scores, rel=1e-4)  # the untrained scorer's score
+
+
+def test_token_evidence_is_pooled_by_running_maximum_and_minimum_over_counted_tokens():
+    evidence = torch.tensor([[0.5, -2.0, 3.0, 1.0, -1.0]])
+    counted = torch.tensor([[True, True, False, True, True]])  # the 3.0 is a blank token: never counts
+    features = evidence_features(evidence, counted)
+    assert features[0, :, 0].tolist() == [0.0, 0.5, 0.5, 0.5, 1.0, 1.0]
+    assert features[0, :, 1].tolist() == [0.0, 0.0, -2.0, -2.0, -2.0, -2.0]
+
+
+def test_a_margin_prm_with_token_evidence_reads_what_was_written(tiny_model_dir):
+    tokenizer = load_tokenizer(tiny_model_dir)
+    proposer = load_causal_lm(tiny_model_dir)
+    model = MarginPRMForTokenClassification.from_proposer(proposer, tokenizer, head_size=4, token_evidence=True)
+    assert model.evidence.weight.abs().sum() == 0 and model.evidence.weight.requires_grad
+    prm = TokenClassificationPRM(model, tokenizer)
+    before = prm.score(["Evaluate left to right:\n7-3"], [["4 < 5"]]).step_scores[0][0]
+    assert model.linear.weight[0, len(MARGIN_FEATURES) :].tolist() == [-1.0, -1.0]  # evidence in logit units
+    with torch.no_grad():
+        model.evidence.weight[tokenizer.convert_tokens_to_ids("<")] = 1.0
+    after = prm.score(["Evaluate left to right:\n7-3"], [["4 < 5"]]).step_scores[0][0]
+    # One "<" moves the step's logit by the feature's weight times its evidence, and a step without
+    # one not at all (the head's non-linear part starts at zero).
+    assert math.log(after / (1 - after)) == pytest.approx(math.log(before / (1 - before)) - EVIDENCE_SCALE, abs=1e-3)
+    plain = prm.score(["Evaluate left to right:\n7-3"], [["4 = 4"]]).step_scores[0][0]
+    with torch.no_grad():
+        model.evidence.weight.zero_()
+    assert prm.score(["Evaluate left to right:\n7-3"], [["4 = 4"]]).step_scores[0][0] == pytest.approx(plain)
 
 
 @pytest.mark.parametrize("layout", ["embedded", "sentencepiece"])

@@ -61,6 +61,11 @@ class PRMConfig(StrictModel):
         "fine-tuned token classifier.",
     )
     head_size: int = Field(16, ge=1, description="Hidden units of the margin head (reads: margins).")
+    token_evidence: bool = Field(
+        True,
+        description="The margin head also reads a learned evidence per token, pooled over the solution "
+        "(scoring.margin.EVIDENCE_FEATURES): what was written, besides how surely (reads: margins).",
+    )
     init: Literal["proposer", "scratch"] = Field(
         "proposer",
         description="Start from the proposer's weights (as the paper does) or from scratch (reads: hidden_states).",
@@ -257,7 +262,9 @@ class PRMTrainer(Trainer):
 def _build_model(config: PRMConfig, proposer_dir: Path, tokenizer: PreTrainedTokenizerBase):
     torch.manual_seed(config.training.seed)
     if config.reads == "margins":
-        return MarginPRMForTokenClassification.from_proposer(load_causal_lm(proposer_dir), tokenizer, config.head_size)
+        return MarginPRMForTokenClassification.from_proposer(
+            load_causal_lm(proposer_dir), tokenizer, config.head_size, config.token_evidence
+        )
     if config.init == "proposer":
         return AutoModelForTokenClassification.from_pretrained(str(proposer_dir), num_labels=1)
     llama = tiny_llama_config(config.architecture, tokenizer)

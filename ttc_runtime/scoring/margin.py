@@ -11,7 +11,11 @@ content. Two verifiers read these margins:
 - ``MarginPRMForTokenClassification``, the embedded default PRM: the proposer, frozen, plus a small
   head trained on the Monte Carlo step labels that maps running statistics of the margins
   (``MARGIN_FEATURES``) to the probability that the step is on a correct path. It is a one-label
-  token-classification model like any other PRM here, saved as one directory.
+  token-classification model like any other PRM here, saved as one directory. With
+  ``token_evidence`` it also reads *what* was written, not only how surely: one learned number
+  per vocabulary token, pooled over the solution so far by its running maximum and minimum
+  (``EVIDENCE_FEATURES``). A solution can be wrong with every token written confidently (a
+  guess whose own check says ``84 < 91``); its tokens say so, its margins cannot.
 
 Where the margin PRM's proposer is the generator's own model (``fuse``), its scores need no forward
 pass of their own: the generator returns each sampled token's log-probability and the top one, and
@@ -75,6 +79,18 @@ MARGIN_FEATURES = (
 """What the margin PRM's head reads at every position, over the non-blank solution tokens up to it;
 all but the counts lie in [-1, 1]."""
 
+EVIDENCE_FEATURES = (
+    "max(0, running maximum of the tokens' evidence)",
+    "min(0, running minimum of the tokens' evidence)",
+)
+"""What a margin PRM with ``token_evidence`` reads besides ``MARGIN_FEATURES``: each token's learned
+evidence (0 until trained), pooled over the non-blank solution tokens up to the position."""
+
+EVIDENCE_SCALE = 10.0
+"""A token's evidence is its embedding times this: the PRM trainer's learning rate, sized for the
+head, then moves a token's evidence by up to a hundredth a step, so a few hundred steps can bring
+a telling token to the scale of the margin features."""
+
 
 def blank_tokens(tokenizer: PreTrainedTokenizerBase, vocabulary: int) -> torch.Tensor:
     """(vocabulary,) True for tokens that decode to whitespace only; their margins never count."""
@@ -102,6 +118,17 @@ def token_margins(
     return torch.where(counted, margin, zero), torch.where(counted, chosen, zero), counted
 
 
+def evidence_features(evidence: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """(B, T, len(EVIDENCE_FEATURES)) from per-token evidence (B, T - 1) for tokens 1..T-1 and
+    which of them count; position 0 (a prompt token) gets those of an empty solution (0, 0)."""
+    zero = torch.zeros_like(evidence)
+    present = torch.where(counted, evidence, zero)
+    features = torch.stack(
+        [torch.cummax(present, dim=1).values.clamp(min=0), torch.cummin(present, dim=1).values.clamp(max=0)], dim=-1
+    )
+    return torch.cat([torch.zeros_like(features[:, :1]), features], dim=1)
+
+
 def margin_features(margin: torch.Tensor, chosen: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
     """(B, T, len(MARGIN_FEATURES)) running statistics from ``token_margins``' outputs; position 0
     (a prompt token) gets the statistics of an empty solution."""
@@ -125,17 +152,24 @@ def margin_features(margin: torch.Tensor, chosen: torch.Tensor, counted: torch.T
 
 
 class MarginPRMConfig(PretrainedConfig):
-    """Configuration of ``MarginPRMForTokenClassification``: the proposer's own configuration and
-    the width of the head."""
+    """Configuration of ``MarginPRMForTokenClassification``: the proposer's own configuration, the
+    width of the head, and whether it reads the tokens' evidence (off in PRMs saved before it)."""
 
     model_type = "ttc_margin_prm"
     sub_configs = {"proposer": AutoConfig}
 
-    def __init__(self, proposer: PretrainedConfig | dict | None = None, head_size: int = 16, **kwargs) -> None:
+    def __init__(
+        self,
+        proposer: PretrainedConfig | dict | None = None,
+        head_size: int = 16,
+        token_evidence: bool = False,
+        **kwargs,
+    ) -> None:
         if isinstance(proposer, dict):
             proposer = AutoConfig.for_model(**proposer)
         self.proposer = proposer
         self.head_size = head_size
+        self.token_evidence = token_evidence
         kwargs["num_labels"] = 1
         super().__init__(**kwargs)
 
@@ -157,20 +191,24 @@ class MarginPRMForTokenClassification(PreTrainedModel):
     def __init__(self, config: MarginPRMConfig) -> None:
         super().__init__(config)
         self.proposer = AutoModelForCausalLM.from_config(config.proposer)
-        self.linear = nn.Linear(len(MARGIN_FEATURES), 1)
-        self.head = nn.Sequential(
-            nn.Linear(len(MARGIN_FEATURES), config.head_size), nn.SiLU(), nn.Linear(config.head_size, 1)
-        )
+        width = len(MARGIN_FEATURES) + (len(EVIDENCE_FEATURES) if config.token_evidence else 0)
+        self.linear = nn.Linear(width, 1)
+        self.head = nn.Sequential(nn.Linear(width, config.head_size), nn.SiLU(), nn.Linear(config.head_size, 1))
+        self.evidence = nn.Embedding(config.proposer.vocab_size, 1) if config.token_evidence else None
         self.register_buffer("blank", torch.zeros(config.proposer.vocab_size, dtype=torch.bool))
         self.post_init()
 
     @classmethod
     def from_proposer(
-        cls, proposer: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, head_size: int = 16
+        cls,
+        proposer: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        head_size: int = 16,
+        token_evidence: bool = False,
     ) -> MarginPRMForTokenClassification:
         """A PRM around a copy of ``proposer``'s weights, proposer frozen, head as
         ``start_from_running_minimum`` sets it."""
-        model = cls(MarginPRMConfig(proposer=proposer.config, head_size=head_size))
+        model = cls(MarginPRMConfig(proposer=proposer.config, head_size=head_size, token_evidence=token_evidence))
         model.proposer.load_state_dict(proposer.state_dict())
         model.blank.copy_(blank_tokens(tokenizer, model.blank.shape[0]))
         model.start_from_running_minimum()
@@ -181,8 +219,15 @@ class MarginPRMForTokenClassification(PreTrainedModel):
     def start_from_running_minimum(self) -> None:
         """Make the untrained head ``sigmoid(4 exp(running minimum margin) - 2)``, from 0.12 to
         0.88: it ranks steps as the untrained ``ProposerMarginScorer`` does, and training corrects
-        from there rather than from noise (the non-linear part starts at zero)."""
+        from there rather than from noise (the non-linear part and every token's evidence start at
+        zero, the evidence in logit units)."""
         self.linear.weight.zero_()
+        if self.evidence is not None:
+            # Evidence in logit units: the pooled evidence lowers the step's logit one for one (a
+            # token with evidence e above every other lowers it by e, one below every other, e < 0,
+            # raises it by -e), so each token's evidence learns from the first step.
+            self.evidence.weight.zero_()
+            self.linear.weight[0, len(MARGIN_FEATURES) :] = -1.0
         self.linear.weight[0, 0] = 4.0
         self.linear.bias.fill_(-2.0)
         self.head[-1].weight.zero_()
@@ -200,7 +245,11 @@ class MarginPRMForTokenClassification(PreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         logits = self.proposer(input_ids=input_ids, attention_mask=attention_mask).logits
-        features = margin_features(*token_margins(logits, input_ids, attention_mask, solution_start, self.blank))
+        margin, chosen, counted = token_margins(logits, input_ids, attention_mask, solution_start, self.blank)
+        features = margin_features(margin, chosen, counted)
+        if self.evidence is not None:
+            evidence = EVIDENCE_SCALE * self.evidence(input_ids[:, 1:])[..., 0].float()
+            features = torch.cat([features, evidence_features(evidence, counted)], dim=-1)
         features = features.to(self.linear.weight.dtype)
         return TokenClassifierOutput(logits=self.linear(features) + self.head(features))
 
@@ -219,13 +268,21 @@ class MarginState:
     sum_margin: float = 0.0
     slips: int = 0
     tokens: int = 0
+    max_evidence: float = 0.0
+    min_evidence: float = 0.0
 
     def extend(
-        self, completion: Completion, skip: torch.Tensor, start: int = 0, stop: int | None = None
+        self,
+        completion: Completion,
+        skip: torch.Tensor,
+        start: int = 0,
+        stop: int | None = None,
+        evidence: Sequence[float] | None = None,
     ) -> MarginState:
         """The statistics after ``completion``'s tokens ``start:stop``, all of them by default (it
         must carry ``logprobs``); tokens marked in ``skip`` (blank tokens, end of sequence) do not
-        count, as in ``token_margins``."""
+        count, as in ``token_margins``; ``evidence`` is the per-token evidence of a PRM that reads
+        it."""
         if len(completion.logprobs) != len(completion.token_ids):
             raise ValueError("fused margin scoring needs completions sampled with logprobs=True")
         state = self
@@ -236,19 +293,23 @@ class MarginState:
             if skip[token]:
                 continue
             margin = logprob - top
+            weight = 0.0 if evidence is None else evidence[token]
             state = MarginState(
                 min(state.min_margin, margin),
                 min(state.min_logprob, logprob),
                 state.sum_margin + margin,
                 state.slips + (margin < SLIP),
                 state.tokens + 1,
+                max(state.max_evidence, weight),
+                min(state.min_evidence, weight),
             )
         return state
 
-    def features(self) -> list[float]:
-        """``MARGIN_FEATURES`` at the position these statistics end at."""
+    def features(self, evidence: bool = False) -> list[float]:
+        """``MARGIN_FEATURES`` at the position these statistics end at, then ``EVIDENCE_FEATURES``
+        with ``evidence``."""
         running_min = max(self.min_margin, FLOOR)
-        return [
+        margins = [
             math.exp(running_min),
             running_min / -FLOOR,
             math.exp(max(self.min_logprob, FLOOR)),
@@ -256,6 +317,7 @@ class MarginState:
             math.log1p(self.slips),
             math.log1p(self.tokens),
         ]
+        return margins + [self.max_evidence, self.min_evidence] if evidence else margins
 
 
 @functools.lru_cache(maxsize=4)
@@ -309,13 +371,18 @@ class FusedMarginScorer:
         self.model = model
         self.skip = skip.cpu()
         self.tokenizer = tokenizer
+        self.evidence = (
+            None
+            if model.evidence is None
+            else (EVIDENCE_SCALE * model.evidence.weight[:, 0].detach().float().cpu()).tolist()
+        )
         self.head_params = sum(p.numel() for p in [*model.linear.parameters(), *model.head.parameters()])
 
     def step_states(self, completion: Completion) -> list[MarginState]:
         """The margin statistics at the end of each step of a sampled solution (``step_ends``)."""
         states, state, start = [], MarginState(), 0
         for end in step_ends(self.tokenizer, completion):
-            state = state.extend(completion, self.skip, start, end)
+            state = state.extend(completion, self.skip, start, end, self.evidence)
             states.append(state)
             start = end
         return states
@@ -333,7 +400,8 @@ class FusedMarginScorer:
         if not states:
             return []
         weight = self.model.linear.weight
-        features = torch.tensor([s.features() for s in states], dtype=weight.dtype, device=weight.device)
+        reads = self.evidence is not None
+        features = torch.tensor([s.features(reads) for s in states], dtype=weight.dtype, device=weight.device)
         logits = self.model.linear(features) + self.model.head(features)
         return torch.sigmoid(logits[:, 0].float()).tolist()
 

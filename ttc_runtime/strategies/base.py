@@ -105,7 +105,7 @@ class Beam:
         "length". With ``fused``, the margin statistics take in the step's tokens."""
         tokens = self.tokens + completion.num_tokens
         blank = not completion.text.strip()
-        state = self.state.extend(completion, fused.skip) if fused is not None else self.state
+        state = self.state.extend(completion, fused.skip, evidence=fused.evidence) if fused is not None else self.state
         if completion.finish_reason == "stop":
             reason = "length" if tokens >= max_tokens else None
             text = self.text + completion.text + STEP_SEPARATOR

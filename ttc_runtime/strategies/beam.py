@@ -185,7 +185,10 @@ class BeamSearch(Strategy):
         charge(ledgers, owners, continued(rolled.usages, generator.flop_params), "proposer")
         self._record_depths(depths, owners, rolled.completions)
         charge(ledgers, owners, [Usage.inference(fused.head_params, 1)] * len(ahead), "verifier")
-        states = [children[i][1].state.extend(row[0], fused.skip) for i, row in zip(ahead, rolled.completions)]
+        states = [
+            children[i][1].state.extend(row[0], fused.skip, evidence=fused.evidence)
+            for i, row in zip(ahead, rolled.completions)
+        ]
         for i, probability in zip(ahead, fused.probabilities(states)):
             ranks[i] = probability
         return ranks
