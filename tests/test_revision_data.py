@@ -39,6 +39,11 @@ def test_one_example_per_correct_solution_with_up_to_four_close_attempts():
         assert sum(f"bad {i}" in example["prompt"] for i in range(1, 6)) == example["attempts"]
     only_right = revision_examples(problem, ["good"], [True], PROMPT, REVISION, 4, random.Random(0))
     assert only_right[0]["attempts"] == 0
+    # A wrong text sampled four times is one attempt: a context never holds the same attempt twice.
+    repeated = revision_examples(
+        problem, ["good", *["bad"] * 4], [True] + [False] * 4, PROMPT, REVISION, 4, random.Random(1)
+    )
+    assert all(e["attempts"] <= 1 and e["prompt"].count("bad") == e["attempts"] for e in repeated)
 
 
 def test_build_revision_data_is_seeded_and_independent_of_the_batching():

@@ -2,10 +2,11 @@
 
 For each training problem, sample ``samples_per_problem`` (64) solutions from the proposer and grade
 them. Each correct solution becomes one example: its target is that correct solution, and its
-context holds 0 to ``max_attempts`` (4) incorrect solutions of the same problem, the number drawn
-uniformly per example and the attempts chosen as the incorrect solutions closest to the target by
-character edit distance (Levenshtein, from rapidfuzz), the closest placed last, as the most recent
-attempt. Problems without a correct sample give no example. The prompt is built by
+context holds 0 to ``max_attempts`` (4) distinct incorrect solutions of the same problem, the number
+drawn uniformly per example and the attempts chosen as the incorrect solutions closest to the target
+by character edit distance (Levenshtein, from rapidfuzz), the closest placed last, as the most recent
+attempt. An incorrect text sampled several times counts once: a context of four copies of one
+wrong guess shows less than a context of four wrong guesses. Problems without a correct sample give no example. The prompt is built by
 ``prompts.RevisionPromptConfig`` around the proposer's prompt. The result is a ``datasets`` dataset
 in TRL's prompt-completion layout (``prompt``, ``completion``) plus ``question`` and
 ``attempt_texts`` (to rebuild the prompt with fewer attempts, see
@@ -72,7 +73,7 @@ def revision_examples(
     """One example per correct solution of ``problem`` (see the module docstring)."""
     if len(solutions) != len(correct):
         raise ValueError(f"got {len(correct)} grades for {len(solutions)} solutions")
-    wrong = [s for s, ok in zip(solutions, correct) if not ok]
+    wrong = list(dict.fromkeys(s for s, ok in zip(solutions, correct) if not ok))
     examples = []
     for target in (s for s, ok in zip(solutions, correct) if ok):
         count = min(rng.randint(0, max_attempts), len(wrong))
