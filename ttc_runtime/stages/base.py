@@ -143,13 +143,13 @@ class RunContext:
 
     def data_key(self, *splits: str) -> Part:
         """The task as the fingerprint of a stage that reads ``splits`` sees it. A generated task is
-        its settings; a task read from files is its settings with, in place of the files' paths,
+        its name and its own settings (the other tasks' sections do not count); a task read from files is its settings with, in place of the files' paths,
         the content of the files of ``splits`` only, so rewriting the test file leaves the stages
         that read only the training split up to date."""
         task = self.config.task
         files = task.files()
         if not files:
-            return task
+            return json.dumps({"name": task.name, task.name: getattr(task, task.name).model_dump(mode="json")})
         settings = task.model_dump(mode="json", exclude={task.name: set(files)})
         data = {split: self.content(files[split]) if files[split] else None for split in splits}
         return json.dumps({"task": settings, "data": data}, sort_keys=True)

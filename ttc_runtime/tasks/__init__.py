@@ -2,11 +2,16 @@
 
 from .base import LEVELS, SPLITS, DataError, DataWarning, Problem, Task, check_levels, jsonl_objects, per_level
 from .grading import STEP_SEPARATOR, answers_match, extract_boxed, group_answers, normalize_answer, split_steps
+from .families import ChainFamily, FamilyTask, FamilyTaskConfig, GuessFamily
 from .math_jsonl import MathJsonlConfig, MathJsonlTask, load_math_jsonl
 from .synthetic import LevelSpec, SyntheticTask, SyntheticTaskConfig
 
 __all__ = [
     "LEVELS",
+    "ChainFamily",
+    "FamilyTask",
+    "FamilyTaskConfig",
+    "GuessFamily",
     "DataError",
     "DataWarning",
     "jsonl_objects",

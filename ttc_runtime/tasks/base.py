@@ -101,6 +101,11 @@ class Task(abc.ABC):
         """True when the solution's final answer equals the problem's gold answer."""
         return answers_match(extract_boxed(solution), problem.answer)
 
+    def format_question(self, text: str) -> str:
+        """A question typed by a person, in the form the proposer was trained on (a generated task
+        adds its header and padding to a bare expression); as given by default."""
+        return text
+
     def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool] | None:
         """For each step, whether the solution is still on a correct path after it.
 

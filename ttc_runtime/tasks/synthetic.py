@@ -29,6 +29,7 @@ ever trained on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cached_property
 
@@ -95,7 +96,7 @@ class SyntheticTask(Task):
         return {"train": train, **held_out}
 
     @cached_property
-    def _width(self) -> int:
+    def width(self) -> int:
         """Operations of the longest chain: every line is padded to this many."""
         return max(spec.num_ops[1] for spec in self.config.levels)
 
@@ -111,7 +112,7 @@ class SyntheticTask(Task):
                         f"level {level} cannot supply {per_level} {split} problems outside the held-out"
                         " splits; widen its ranges or ask for fewer"
                     )
-                question, steps, answer = _draw_chain(rng, spec, self._width)
+                question, steps, answer = _draw_chain(rng, spec, self.width)
                 if question in exclude:
                     continue
                 problems.append(
@@ -125,6 +126,10 @@ class SyntheticTask(Task):
                 )
                 drawn += 1
         return problems
+
+    def format_question(self, text: str) -> str:
+        """A bare chain (``7-3*2+5``) as the proposer was trained on it: header and padding."""
+        return format_typed_chain(text, self.width)
 
     def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool]:
         """A step is correct when it matches the reference step exactly (spaces aside) and every
@@ -143,8 +148,11 @@ class SyntheticTask(Task):
         return result
 
 
-def _draw_chain(rng: np.random.Generator, spec: LevelSpec, width: int) -> tuple[str, list[str], int]:
-    """One problem: (question, worked steps without the boxed answer, final value)."""
+CHAIN_HEADER = "Evaluate left to right:\n"
+
+
+def draw_chain(rng: np.random.Generator, spec: LevelSpec) -> tuple[list[int], list[str]]:
+    """One chain: its values (start first) and operations (``"+7"``, ``"*2"``)."""
     value = int(rng.integers(1, spec.max_start + 1))
     num_ops = int(rng.integers(spec.num_ops[0], spec.num_ops[1] + 1))
     values, ops = [value], []
@@ -168,14 +176,50 @@ def _draw_chain(rng: np.random.Generator, spec: LevelSpec, width: int) -> tuple[
         ops.append(f"{op}{operand}")
         values.append(new)
         value = new
+    return values, ops
 
-    # Step i rewrites the expression with its first operation done, so that everything a step
-    # needs stands in the line before it.
-    # Lines are padded with spaces to the same number of operations, so that each number of a line
-    # sits at a fixed distance from where the next line needs it.
-    def line(i: int) -> str:
-        return f"{values[i]}{''.join(ops[i:])}" + " " * (2 * (width - (num_ops - i)))
 
-    steps = [line(i) for i in range(1, num_ops + 1)]
-    question = f"Evaluate left to right:\n{line(0)}"
-    return question, steps, value
+def chain_line(values: Sequence[int], ops: Sequence[str], i: int, width: int) -> str:
+    """Line ``i`` of a chain: its ``i``-th value followed by the operations still to do, padded with
+    spaces to ``width`` operations, so that each number of a line sits at a fixed distance from
+    where the next line needs it. Step ``i`` rewrites the expression with its first operation
+    done, so that everything a step needs stands in the line before it."""
+    return f"{values[i]}{''.join(ops[i:])}" + " " * (2 * (width - (len(ops) - i)))
+
+
+def format_chain(values: Sequence[int], ops: Sequence[str], width: int) -> str:
+    """The question of a chain: the header, then its padded first line."""
+    return CHAIN_HEADER + chain_line(values, ops, 0, width)
+
+
+def parse_chain(question: str) -> tuple[list[int], list[str]]:
+    """The values (start first) and operations of a chain question's last line, evaluated left to
+    right."""
+    line = question.split("\n")[-1].strip()
+    tokens = re.findall(r"\d+|[+\-*]", line)
+    value = int(tokens[0])
+    values, ops = [value], []
+    for op, operand in zip(tokens[1::2], tokens[2::2]):
+        value = value + int(operand) if op == "+" else value - int(operand) if op == "-" else value * int(operand)
+        values.append(value)
+        ops.append(f"{op}{operand}")
+    return values, ops
+
+
+def format_typed_chain(text: str, width: int) -> str:
+    """``text`` as a chain question of ``width`` operations: a bare expression (``7-3*2+5``, spaces
+    allowed) gets the header and the padding the proposer was trained with; any other text (a
+    question already in a task's format) is kept."""
+    stripped = text.strip()
+    if re.fullmatch(r"\d+(?:\s*[+\-*]\s*\d+)+", stripped):
+        values, ops = parse_chain(stripped.replace(" ", ""))
+        if len(ops) <= width:
+            return format_chain(values, ops, width)
+    return text
+
+
+def _draw_chain(rng: np.random.Generator, spec: LevelSpec, width: int) -> tuple[str, list[str], int]:
+    """One problem: (question, worked steps without the boxed answer, final value)."""
+    values, ops = draw_chain(rng, spec)
+    steps = [chain_line(values, ops, i, width) for i in range(1, len(ops) + 1)]
+    return format_chain(values, ops, width), steps, values[-1]

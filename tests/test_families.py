@@ -1,0 +1,105 @@
+"""The family task: chains whose training solutions slip, guess-and-check questions whose training
+guesses are uniform, clean held-out references, step checks, and typed questions."""
+
+import re
+
+import numpy as np
+import pytest
+
+from ttc_runtime.tasks import LEVELS, ChainFamily, FamilyTask, FamilyTaskConfig, GuessFamily, split_steps
+from ttc_runtime.tasks.families import guess_solution, values_of
+
+SMALL = FamilyTaskConfig(train_per_level=2000, validation_per_level=50, test_per_level=100)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return FamilyTask(SMALL)
+
+
+def test_splits_are_seeded_sized_and_disjoint(task):
+    assert task.problems("test") == FamilyTask(SMALL).problems("test")
+    for split, per_level in (("train", 2000), ("validation", 50), ("test", 100)):
+        problems = task.problems(split)
+        assert {lv: sum(p.level == lv for p in problems) for lv in LEVELS} == dict.fromkeys(LEVELS, per_level)
+    train = {p.question for p in task.problems("train")}
+    assert not train & {p.question for s in ("validation", "test") for p in task.problems(s)}
+
+
+def test_held_out_references_are_right_and_pass_every_step_check(task):
+    for split in ("validation", "test"):
+        for problem in task.problems(split):
+            assert task.is_correct(problem.solution, problem)
+            assert all(task.step_correctness(problem, split_steps(problem.solution)))
+
+
+def test_chain_demonstrations_slip_at_the_configured_rate_and_go_on_from_the_slip(task):
+    family = SMALL.levels[3]
+    assert isinstance(family, ChainFamily) and family.slip_rate == 0.25 and family.num_ops == (5, 5)
+    slips = steps = 0
+    for problem in (p for p in task.problems("train") if p.level == 4):
+        lines = split_steps(problem.solution)[:-1]
+        values = [int(re.match(r"\d+", line).group()) for line in lines]
+        right = values_of(problem.question)[1:]
+        previous = values_of(problem.question)[0]
+        ops = re.findall(r"[+\-*]\d+", problem.question.split("\n")[1])
+        for value, op, truth in zip(values, ops, right, strict=True):
+            expected = eval(f"{previous}{op}")  # the step from the previous written value, slip or not
+            steps += 1
+            slips += value != expected
+            assert abs(value - expected) <= 1
+            previous = value
+        assert task.is_correct(problem.solution, problem) == (values[-1] == right[-1])
+    assert steps == 2000 * 5 and 0.23 < slips / steps < 0.27
+
+
+def test_guess_demonstrations_guess_uniformly_and_check_their_guess(task):
+    family = SMALL.levels[2]
+    assert isinstance(family, GuessFamily) and family.candidates == 3
+    problems = [p for p in task.problems("train") if p.level == 3]
+    right = []
+    for problem in problems:
+        low, high, m, target = map(
+            int, re.match(r"Find x in (\d+)\.\.(\d+):\nx\*(\d+) = (\d+)$", problem.question).groups()
+        )
+        guess = int(re.match(r"x = (\d+)\n", problem.solution).group(1))
+        assert low <= guess <= high == low + 2 and low <= int(problem.answer) <= high
+        assert problem.solution == guess_solution(guess, m, target)
+        right.append(guess == int(problem.answer))
+    assert abs(np.mean(right) - 1 / 3) < 0.03
+
+
+def test_a_guess_is_checked_in_the_step_after_it():
+    assert guess_solution(12, 7, 91) == "x = 12\n\n12*7 = 84, 84 != 91\n\n\\boxed{12}"
+    assert split_steps(guess_solution(13, 7, 91))[1] == "13*7 = 91, 91 = 91"
+    with pytest.raises(ValueError, match="at least candidates"):
+        GuessFamily(answer=(2, 9), candidates=3)
+
+
+def test_step_checks_follow_the_path(task):
+    guess = next(p for p in task.problems("test") if p.level == 3)
+    wrong = int(guess.answer) + 1
+    m, target = map(int, re.search(r"x\*(\d+) = (\d+)", guess.question).groups())
+    assert task.step_correctness(guess, split_steps(guess_solution(wrong, m, target))) == [False] * 3
+    right = split_steps(guess_solution(int(guess.answer), m, target))
+    assert task.step_correctness(guess, [right[0], right[1].replace("=", "!=", 2)[:-3], right[2]]) == [
+        True,
+        False,
+        False,
+    ]
+    chain = next(p for p in task.problems("test") if p.level == 4)
+    steps = split_steps(chain.solution)
+    slipped = [str(int(re.match(r"\d+", steps[0]).group()) + 1) + steps[0][len(re.match(r"\d+", steps[0]).group()) :]]
+    assert task.step_correctness(chain, [*slipped, *steps[1:]]) == [False] * len(steps)
+    assert task.step_correctness(chain, [*steps[:2], "9999"]) == [True, True, False]
+
+
+def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
+    formatted = task.format_question("7-3*2+5")
+    assert formatted == "Evaluate left to right:\n7-3*2+5" + " " * 4
+    assert task.format_question(" 7 - 3*2 + 5 ") == formatted
+    problem = task.problems("test")[0]
+    assert task.format_question(problem.question) == problem.question
+    assert task.format_question("what is 7-3?") == "what is 7-3?"
+    too_long = "+".join(["1"] * 9)
+    assert task.format_question(too_long) == too_long

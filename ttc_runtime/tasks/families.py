@@ -1,0 +1,261 @@
+"""The embedded family task: five families of questions, one per level, each with an error
+structure that favours a different way of spending test-time compute.
+
+- **Chains** (``kind: chain``): the synthetic task's arithmetic chains, evaluated left to right one
+  operation per step (``tasks.synthetic``). The training split's worked solutions *slip*: at each
+  step, with probability ``slip_rate``, the new value is off by one and the chain goes on from it.
+  The proposer learns those odds, so its own slips at sampling time are set by the data, not by how
+  far its training got (a chain task whose errors are facts not yet learned puts pass@1 on a cliff:
+  100 fewer steps took level 3 of the chain task from 0.69 to 0.30). A slip is a token the
+  proposer gives less probability than the right one, which the margin PRM sees step by step, so
+  step-level search (beam search) repairs what whole-solution sampling cannot.
+- **Guess and check** (``kind: guess``): find the ``x`` among ``candidates`` consecutive integers
+  with ``x*m = T``. A solution writes a guess (one step), checks it (the next step), then boxes
+  the guess::
+
+      Find x in 11..13:
+      x*7 = 91
+
+      x = 12
+
+      12*7 = 84, 84 != 91
+
+      \\boxed{12}
+
+  The training split's guesses are drawn uniformly among the candidates, so the proposer guesses
+  (pass@1 = 1 / candidates by design) and never learns to divide. A wrong guess says so in its own
+  check, so an attempt carries what a fresh sample lacks: a revision that reads it (another
+  candidate than 12 after ``84 != 91``) beats resampling, and a chain of revisions beats as many
+  parallel samples (three candidates: the third attempt of a chain that never repeats a failed
+  guess is right). A bare guess tells a verifier nothing, so beam search, which keeps one
+  first step of N before any check is written, does no better than one sample; best-of-N, whose
+  verifier reads each whole solution with its check, keeps the right guess among N. (The check
+  says only whether the guess is right, not which way the answer lies: a 1M-parameter proposer
+  trained for minutes writes the product right but compares two numbers by size no better than
+  chance, while telling whether two numbers are the same is a matter of matching tokens.)
+
+Held-out splits (validation, test) hold clean reference solutions: no slips, the right guess. Every
+line of a chain, the question's included, is padded to the longest chain's width, as in the chain
+task. Levels order the families; ``FamilyTaskConfig`` holds one family per level.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ..config import StrictModel
+from .base import LEVELS, SPLITS, Problem, Task
+from .grading import STEP_SEPARATOR, extract_boxed, normalize_answer, split_steps
+from .synthetic import LevelSpec, chain_line, draw_chain, format_chain, format_typed_chain, parse_chain
+
+
+class ChainFamily(LevelSpec):
+    """Arithmetic chains (``tasks.synthetic.LevelSpec``) whose training solutions slip."""
+
+    kind: Literal["chain"] = "chain"
+    slip_rate: float = Field(
+        0.0, ge=0, lt=1, description="Chance that a training solution's step is off by one (the chain goes on from it)."
+    )
+
+
+class GuessFamily(StrictModel):
+    """Find x with x*m = T among consecutive candidates, by guessing and checking."""
+
+    kind: Literal["guess"] = "guess"
+    multiplier: tuple[int, int] = Field((2, 9), description="Inclusive range of m.")
+    answer: tuple[int, int] = Field((3, 14), description="Inclusive range of x; from candidates up.")
+    candidates: int = Field(4, ge=2, description="How many consecutive integers the question offers.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> GuessFamily:
+        for name in ("multiplier", "answer"):
+            low, high = getattr(self, name)
+            if not 1 <= low <= high:
+                raise ValueError(f"{name}: expected 1 <= low <= high, got {low}..{high}")
+        if self.answer[0] < self.candidates:
+            raise ValueError(
+                f"answer: the smallest x ({self.answer[0]}) must be at least candidates ({self.candidates}), "
+                "so that every window of candidates lies above 0"
+            )
+        return self
+
+
+Family = Annotated[ChainFamily | GuessFamily, Field(discriminator="kind")]
+
+
+def _default_families() -> list[ChainFamily | GuessFamily]:
+    # Design pass@1 at temperature 0.8, for a proposer that has learned its data: a slip of 0.25
+    # split over +1 and -1 becomes 0.176 a step (probabilities to the power 1 / 0.8), so 0.56 over
+    # 3 steps and 0.38 over 5; a guess among 3 is right 1 time in 3; 1-2 operations on numbers
+    # below 10 are near 1; 4-5 operations on numbers to 999 (facts a 1M model does not learn in
+    # minutes) near 0.
+    return [
+        ChainFamily(num_ops=(1, 2), max_start=9, max_operand=9, max_multiplier=0, max_value=9),
+        ChainFamily(num_ops=(3, 3), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
+        GuessFamily(answer=(3, 20), candidates=3),
+        ChainFamily(num_ops=(5, 5), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
+        ChainFamily(num_ops=(4, 5), max_start=99, max_operand=99, max_multiplier=9, max_value=999),
+    ]
+
+
+class FamilyTaskConfig(StrictModel):
+    """The family task: sizes of each split (problems per level) and one family per level."""
+
+    seed: int = Field(0, description="Base seed; each split draws from its own stream derived from it.")
+    train_per_level: int = Field(8000, ge=1)
+    validation_per_level: int = Field(100, ge=1)
+    test_per_level: int = Field(200, ge=1)
+    levels: list[Family] = Field(default_factory=_default_families, min_length=5, max_length=5)
+
+
+GUESS_HEADER = re.compile(r"^Find x in (\d+)\.\.(\d+):\nx\*(\d+) = (\d+)$")
+
+
+class FamilyTask(Task):
+    """Chains and guess-and-check questions in five levels (see the module docstring)."""
+
+    name = "families"
+
+    def __init__(self, config: FamilyTaskConfig | None = None) -> None:
+        self.config = config or FamilyTaskConfig()
+
+    def problems(self, split: str) -> list[Problem]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return list(self._splits[split])
+
+    @cached_property
+    def width(self) -> int:
+        """Operations of the longest chain: every chain line is padded to this many."""
+        return max((f.num_ops[1] for f in self.config.levels if isinstance(f, ChainFamily)), default=1)
+
+    @cached_property
+    def _splits(self) -> dict[str, tuple[Problem, ...]]:
+        held_out = {}
+        for split in ("test", "validation"):
+            held_out[split] = tuple(self._draw(split, getattr(self.config, f"{split}_per_level"), set()))
+        seen = {p.question for problems in held_out.values() for p in problems}
+        train = tuple(self._draw("train", self.config.train_per_level, seen))
+        return {"train": train, **held_out}
+
+    def _draw(self, split: str, per_level: int, exclude: set[str]) -> list[Problem]:
+        problems = []
+        for level, family in zip(LEVELS, self.config.levels, strict=True):
+            rng = np.random.default_rng((self.config.seed, SPLITS.index(split), level, 1))
+            drawn, attempts = 0, 0
+            while drawn < per_level:
+                attempts += 1
+                if attempts > 50 * per_level + 1000:
+                    raise ValueError(
+                        f"level {level} cannot supply {per_level} {split} problems outside the held-out"
+                        " splits; widen its ranges or ask for fewer"
+                    )
+                question, answer, solution = self._one(rng, family, demonstration=split == "train")
+                if question in exclude:
+                    continue
+                problems.append(
+                    Problem(f"families-{split}-L{level}-{drawn:05d}", question, str(answer), level, solution)
+                )
+                drawn += 1
+        return problems
+
+    def _one(self, rng: np.random.Generator, family: ChainFamily | GuessFamily, demonstration: bool):
+        """(question, answer, worked solution) of one problem; a demonstration (training split)
+        slips or guesses as the family says, a reference does neither."""
+        if isinstance(family, GuessFamily):
+            m = int(rng.integers(family.multiplier[0], family.multiplier[1] + 1))
+            x = int(rng.integers(family.answer[0], family.answer[1] + 1))
+            low = x - int(rng.integers(family.candidates))
+            guess = low + int(rng.integers(family.candidates)) if demonstration else x
+            question = f"Find x in {low}..{low + family.candidates - 1}:\nx*{m} = {x * m}"
+            return question, x, guess_solution(guess, m, x * m)
+        values, ops = draw_chain(rng, family)
+        question = format_chain(values, ops, self.width)
+        if demonstration and family.slip_rate > 0:
+            values = _slipped(rng, values, ops, family)
+        steps = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
+        return question, values_of(question)[-1], STEP_SEPARATOR.join([*steps, f"\\boxed{{{values[-1]}}}"])
+
+    def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool]:
+        """A step is correct when it is the reference step (spaces aside) and every earlier step was
+        correct; the boxed answer is graded as an answer (a guess step is right when its guess is
+        the answer, a check when it is the answer's check). The reference comes from the question,
+        never from a stored solution."""
+        guess = GUESS_HEADER.match(problem.question)
+        if guess:
+            _, _, m, target = (int(g) for g in guess.groups())
+            reference = split_steps(guess_solution(int(problem.answer), m, target))
+        else:
+            values, ops = parse_chain(problem.question)
+            reference = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
+            reference.append(f"\\boxed{{{problem.answer}}}")
+        result, on_path = [], True
+        for i, step in enumerate(steps):
+            if on_path:
+                if i >= len(reference):
+                    on_path = False
+                elif i == len(reference) - 1:
+                    on_path = normalize_answer(extract_boxed(step)) == normalize_answer(problem.answer)
+                else:
+                    on_path = step.replace(" ", "") == reference[i].replace(" ", "")
+            result.append(on_path)
+        return result
+
+    def format_question(self, text: str) -> str:
+        """A question as the proposer was trained on it: a bare chain (``7-3*2+5``) gets the chain
+        header and its padding; a question already in a family's format is kept."""
+        return format_typed_chain(text, self.width)
+
+
+def guess_solution(guess: int, m: int, target: int) -> str:
+    """The worked solution that tries ``guess`` for ``x*m = target``: the guess, its check, the
+    boxed guess."""
+    product = guess * m
+    verdict = "=" if product == target else "!="
+    steps = [f"x = {guess}", f"{guess}*{m} = {product}, {product} {verdict} {target}", f"\\boxed{{{guess}}}"]
+    return STEP_SEPARATOR.join(steps)
+
+
+def values_of(question: str) -> list[int]:
+    """The values of a chain question's evaluation, start first."""
+    values, _ = parse_chain(question)
+    return values
+
+
+def _slipped(rng: np.random.Generator, values: list[int], ops: list[str], family: ChainFamily) -> list[int]:
+    """The chain's values with each step off by one with probability ``slip_rate`` (up or down at
+    random, the other way where the rest of the chain would leave the family's range, not at all
+    where both would), later steps computed from the written value."""
+    out = [values[0]]
+    for i, op in enumerate(ops):
+        new = _apply(out[-1], op)
+        if rng.random() < family.slip_rate:
+            for step in (1, -1) if rng.random() < 0.5 else (-1, 1):
+                if _in_range(new + step, ops[i + 1 :], family.max_value):
+                    new += step
+                    break
+        out.append(new)
+    return out
+
+
+def _in_range(value: int, ops: Sequence[str], limit: int) -> bool:
+    """Whether ``value`` and every value the chain ``ops`` computes from it lie in 0..``limit``."""
+    for op in (None, *ops):
+        if op is not None:
+            value = _apply(value, op)
+        if not 0 <= value <= limit:
+            return False
+    return True
+
+
+def _apply(value: int, op: str) -> int:
+    operand = int(op[1:])
+    return value + operand if op[0] == "+" else value - operand if op[0] == "-" else value * operand
+
+
