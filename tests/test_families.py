@@ -95,6 +95,10 @@ def test_step_checks_follow_the_path(task):
 
 
 def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
+    # The family that draws chains like it gives the header: 1-2 operations on numbers below 10 are
+    # easy chains, the rest are chains.
+    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 8
+    assert all(p.question.startswith("Compute:\n") for p in task.problems("test") if p.level == 1)
     formatted = task.format_question("7-3*2+5")
     assert formatted == "Evaluate left to right:\n7-3*2+5" + " " * 4
     assert task.format_question(" 7 - 3*2 + 5 ") == formatted

@@ -172,6 +172,18 @@ def test_bad_queries_are_refused_before_any_work(tiny_model_dir):
         config(tiny_model_dir, verifier={"kind": "token_classification"})
 
 
+def test_a_typed_chain_is_asked_in_the_format_of_the_task_the_proposer_learned(tiny_model_dir):
+    plain = Solver.load(config(tiny_model_dir))
+    assert plain.check(Query("7-3*2+5")).question == "7-3*2+5"
+    solver = Solver.load(config(tiny_model_dir, task={}))
+    assert solver.check(Query("7-3*2+5")).question == "Evaluate left to right:\n7-3*2+5    "
+    assert solver.check(Query("3+4")).question == "Compute:\n3+4        "
+    solution = solver.solve("7 - 3*2 + 5", budget=1)
+    assert solution.question == "Evaluate left to right:\n7-3*2+5    "
+    chains = Solver.load(config(tiny_model_dir, task={"name": "synthetic"}))
+    assert chains.check(Query("3+4")).question == "Evaluate left to right:\n3+4        "
+
+
 def test_solve_command_answers_one_question_and_a_jsonl_file(tiny_model_dir, tmp_path, capsys):
     path = tmp_path / "solver.yaml"
     path.write_text(json.dumps(config(tiny_model_dir).model_dump(mode="json")))

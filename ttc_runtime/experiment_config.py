@@ -26,16 +26,7 @@ from .generation.engines import GenerationConfig
 from .models import torch_device
 from .pool import PoolConfig, TrainPoolConfig
 from .scoring import VerifierConfig
-from .tasks import (
-    SPLITS,
-    FamilyTask,
-    FamilyTaskConfig,
-    MathJsonlConfig,
-    MathJsonlTask,
-    SyntheticTask,
-    SyntheticTaskConfig,
-    Task,
-)
+from .tasks import TaskConfig
 from .tracking import WandbConfig
 from .trainers.allocator import AllocatorConfig
 from .trainers.prm import PRMConfig
@@ -43,25 +34,6 @@ from .trainers.prm_labels import LabelConfig
 from .trainers.proposer import ProposerConfig
 from .trainers.revision import RevisionConfig
 from .trainers.revision_data import RevisionDataConfig
-
-
-class TaskConfig(StrictModel):
-    """Which task: the embedded family task (the default), the embedded chain task it grew from
-    (``synthetic``), or MATH-format JSONL files."""
-
-    name: Literal["families", "synthetic", "math"] = "families"
-    families: FamilyTaskConfig = FamilyTaskConfig()
-    synthetic: SyntheticTaskConfig = SyntheticTaskConfig()
-    math: MathJsonlConfig = MathJsonlConfig()
-
-    def build(self) -> Task:
-        if self.name == "families":
-            return FamilyTask(self.families)
-        return SyntheticTask(self.synthetic) if self.name == "synthetic" else MathJsonlTask(self.math)
-
-    def files(self) -> dict[str, str | None]:
-        """The data file of each split (None: the split is empty); empty for a generated task."""
-        return {split: getattr(self.math, split) for split in SPLITS} if self.name == "math" else {}
 
 
 class ExperimentConfig(StrictModel):

@@ -58,8 +58,7 @@ from .policies.learned import LearnedAllocator, load_policy
 from .prompts import PromptConfig, RevisionPromptConfig
 from .scoring import StepScorer, VerifierConfig, load_verifier
 from .strategies import Candidate, SearchSettings, StrategyConfig
-from .tasks import group_answers
-from .tasks.synthetic import format_typed_chain
+from .tasks import TaskConfig, group_answers
 
 if TYPE_CHECKING:
     from .experiment_config import ExperimentConfig
@@ -86,11 +85,11 @@ class SolverConfig(StrictModel):
     budget: int = Field(16, ge=1, description="Generations per question when a query gives none.")
     max_budget: int = Field(64, ge=1, description="The largest budget a query may ask for.")
     prompt: PromptConfig = PromptConfig()
-    chain_width: int | None = Field(
+    task: TaskConfig | None = Field(
         None,
-        ge=1,
-        description="For a proposer trained on the embedded tasks: a bare chain typed as `7-3*2+5` is asked with "
-        "the chain header and padded to this many operations, as in training (None: questions as given).",
+        description="The task the proposer was trained on, whose format a typed question is put in "
+        "(Task.format_question: a bare chain `7-3*2+5` gets the embedded tasks' header and padding); None: "
+        "questions as given.",
     )
     revision_prompt: RevisionPromptConfig = RevisionPromptConfig()
     sampling: SamplingConfig = SamplingConfig()
@@ -124,7 +123,6 @@ class SolverConfig(StrictModel):
                 raise ConfigError(f"{policy_dir} holds no trained allocator: run `ttc run` on this config first")
         revision = layout.revision_dir()
         budgets = sorted(run.pool.budgets)
-        task = run.task.build() if run.task.name != "math" else None
         return cls(
             proposer=str(proposer),
             verifier=run.verifier,
@@ -134,7 +132,7 @@ class SolverConfig(StrictModel):
             budget=budgets[len(budgets) // 2],
             max_budget=budgets[-1],
             prompt=run.proposer.prompt,
-            chain_width=getattr(task, "width", None),
+            task=None if run.task.name == "math" else run.task,
             revision_prompt=run.revision.prompt,
             sampling=run.sampling,
             generation=run.generation,
@@ -251,6 +249,7 @@ class Solver:
         self.scorer = scorer
         self.reviser = reviser
         self.allocator = allocator
+        self.task = None if config.task is None else config.task.build()
         self.settings = SearchSettings(
             config.prompt,
             config.sampling.params(),
@@ -305,12 +304,12 @@ class Solver:
 
     def check(self, query: Query) -> Query:
         """``query`` with its defaults filled in and its question in the proposer's format
-        (``chain_width``), or ``BadQuery`` saying what is wrong."""
+        (``SolverConfig.task``), or ``BadQuery`` saying what is wrong."""
         config = self.config
         if not isinstance(query.question, str) or not query.question.strip():
             raise BadQuery("the question is empty")
-        if config.chain_width is not None:
-            query = replace(query, question=format_typed_chain(query.question, config.chain_width))
+        if self.task is not None:
+            query = replace(query, question=self.task.format_question(query.question))
         budget = config.budget if query.budget is None else query.budget
         if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= config.max_budget:
             raise BadQuery(f"budget must be an integer from 1 to {config.max_budget} generations, got {budget!r}")

@@ -2,6 +2,7 @@
 
 from .base import LEVELS, SPLITS, DataError, DataWarning, Problem, Task, check_levels, jsonl_objects, per_level
 from .grading import STEP_SEPARATOR, answers_match, extract_boxed, group_answers, normalize_answer, split_steps
+from .config import TaskConfig
 from .families import ChainFamily, FamilyTask, FamilyTaskConfig, GuessFamily
 from .math_jsonl import MathJsonlConfig, MathJsonlTask, load_math_jsonl
 from .synthetic import LevelSpec, SyntheticTask, SyntheticTaskConfig
@@ -24,6 +25,7 @@ __all__ = [
     "SyntheticTask",
     "SyntheticTaskConfig",
     "Task",
+    "TaskConfig",
     "answers_match",
     "check_levels",
     "extract_boxed",

@@ -52,7 +52,7 @@ from pydantic import Field, model_validator
 from ..config import StrictModel
 from .base import LEVELS, SPLITS, Problem, Task
 from .grading import STEP_SEPARATOR, extract_boxed, normalize_answer, split_steps
-from .synthetic import LevelSpec, chain_line, draw_chain, format_chain, format_typed_chain, parse_chain
+from .synthetic import CHAIN_HEADER, LevelSpec, chain_line, draw_chain, format_chain, parse_chain, typed_chain
 
 
 class ChainFamily(LevelSpec):
@@ -62,6 +62,21 @@ class ChainFamily(LevelSpec):
     slip_rate: float = Field(
         0.0, ge=0, lt=1, description="Chance that a training solution's step is off by one (the chain goes on from it)."
     )
+    header: str = Field(CHAIN_HEADER, min_length=1, description="The question's first line.")
+
+    def admits(self, values: Sequence[int], ops: Sequence[str]) -> bool:
+        """Whether this family draws chains like this one: its number of operations, start,
+        operands and values within the family's ranges."""
+        low, high = self.num_ops
+        operands = [int(op[1:]) for op in ops]
+        multipliers = [n for op, n in zip(ops, operands) if op[0] == "*"]
+        return (
+            low <= len(ops) <= high
+            and 1 <= values[0] <= self.max_start
+            and all(n <= self.max_operand for op, n in zip(ops, operands) if op[0] != "*")
+            and all(n <= self.max_multiplier for n in multipliers)
+            and all(0 <= v <= self.max_value for v in values)
+        )
 
 
 class GuessFamily(StrictModel):
@@ -94,9 +109,10 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
     # split over +1 and -1 becomes 0.176 a step (probabilities to the power 1 / 0.8), so 0.56 over
     # 3 steps and 0.38 over 5; a guess among 3 is right 1 time in 3; 1-2 operations on numbers
     # below 10 are near 1; 4-5 operations on numbers to 999 (facts a 1M model does not learn in
-    # minutes) near 0.
+    # minutes) near 0. The easy chains have a header of their own: under the chains' header, the
+    # proposer carried the slips of the longer chains over to them (0.79 where 0.97 was designed).
     return [
-        ChainFamily(num_ops=(1, 2), max_start=9, max_operand=9, max_multiplier=0, max_value=9),
+        ChainFamily(num_ops=(1, 2), max_start=9, max_operand=9, max_multiplier=0, max_value=9, header="Compute:"),
         ChainFamily(num_ops=(3, 3), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
         GuessFamily(answer=(3, 20), candidates=3),
         ChainFamily(num_ops=(5, 5), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
@@ -176,7 +192,7 @@ class FamilyTask(Task):
             question = f"Find x in {low}..{low + family.candidates - 1}:\nx*{m} = {x * m}"
             return question, x, guess_solution(guess, m, x * m)
         values, ops = draw_chain(rng, family)
-        question = format_chain(values, ops, self.width)
+        question = format_chain(values, ops, self.width, family.header)
         if demonstration and family.slip_rate > 0:
             values = _slipped(rng, values, ops, family)
         steps = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
@@ -208,9 +224,18 @@ class FamilyTask(Task):
         return result
 
     def format_question(self, text: str) -> str:
-        """A question as the proposer was trained on it: a bare chain (``7-3*2+5``) gets the chain
-        header and its padding; a question already in a family's format is kept."""
-        return format_typed_chain(text, self.width)
+        """A question as the proposer was trained on it: a bare chain (``7-3*2+5``) gets the header
+        of the first chain family that draws chains like it (``ChainFamily.admits``), else of the
+        first whose number of operations it has, and the padding; any other text (a question
+        already in a family's format) is kept, as is a chain longer than the longest trained."""
+        chain = typed_chain(text)
+        if chain is None or len(chain[1]) > self.width:
+            return text
+        chains = [f for f in self.config.levels if isinstance(f, ChainFamily)]
+        admitting = [f for f in chains if f.admits(*chain)]
+        fitting = [f for f in chains if f.num_ops[0] <= len(chain[1]) <= f.num_ops[1]]
+        family = (admitting or fitting or chains)[0]
+        return format_chain(*chain, self.width, family.header)
 
 
 def guess_solution(guess: int, m: int, target: int) -> str:
@@ -257,5 +282,3 @@ def _in_range(value: int, ops: Sequence[str], limit: int) -> bool:
 def _apply(value: int, op: str) -> int:
     operand = int(op[1:])
     return value + operand if op[0] == "+" else value - operand if op[0] == "-" else value * operand
-
-

@@ -128,8 +128,12 @@ class SyntheticTask(Task):
         return problems
 
     def format_question(self, text: str) -> str:
-        """A bare chain (``7-3*2+5``) as the proposer was trained on it: header and padding."""
-        return format_typed_chain(text, self.width)
+        """A bare chain (``7-3*2+5``) as the proposer was trained on it: header and padding; any
+        other text, or a chain longer than the longest trained, as given."""
+        chain = typed_chain(text)
+        if chain is None or len(chain[1]) > self.width:
+            return text
+        return format_chain(*chain, self.width)
 
     def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool]:
         """A step is correct when it matches the reference step exactly (spaces aside) and every
@@ -148,7 +152,8 @@ class SyntheticTask(Task):
         return result
 
 
-CHAIN_HEADER = "Evaluate left to right:\n"
+CHAIN_HEADER = "Evaluate left to right:"
+"""The first line of a chain question (the family task lets a family name another)."""
 
 
 def draw_chain(rng: np.random.Generator, spec: LevelSpec) -> tuple[list[int], list[str]]:
@@ -187,9 +192,9 @@ def chain_line(values: Sequence[int], ops: Sequence[str], i: int, width: int) ->
     return f"{values[i]}{''.join(ops[i:])}" + " " * (2 * (width - (len(ops) - i)))
 
 
-def format_chain(values: Sequence[int], ops: Sequence[str], width: int) -> str:
-    """The question of a chain: the header, then its padded first line."""
-    return CHAIN_HEADER + chain_line(values, ops, 0, width)
+def format_chain(values: Sequence[int], ops: Sequence[str], width: int, header: str = CHAIN_HEADER) -> str:
+    """The question of a chain: the header line, then its padded first line."""
+    return f"{header}\n{chain_line(values, ops, 0, width)}"
 
 
 def parse_chain(question: str) -> tuple[list[int], list[str]]:
@@ -206,16 +211,13 @@ def parse_chain(question: str) -> tuple[list[int], list[str]]:
     return values, ops
 
 
-def format_typed_chain(text: str, width: int) -> str:
-    """``text`` as a chain question of ``width`` operations: a bare expression (``7-3*2+5``, spaces
-    allowed) gets the header and the padding the proposer was trained with; any other text (a
-    question already in a task's format) is kept."""
+def typed_chain(text: str) -> tuple[list[int], list[str]] | None:
+    """The values and operations of a bare chain a person typed (``7-3*2+5``, spaces allowed), or
+    None for any other text."""
     stripped = text.strip()
-    if re.fullmatch(r"\d+(?:\s*[+\-*]\s*\d+)+", stripped):
-        values, ops = parse_chain(stripped.replace(" ", ""))
-        if len(ops) <= width:
-            return format_chain(values, ops, width)
-    return text
+    if not re.fullmatch(r"\d+(?:\s*[+\-*]\s*\d+)+", stripped):
+        return None
+    return parse_chain(stripped.replace(" ", ""))
 
 
 def _draw_chain(rng: np.random.Generator, spec: LevelSpec, width: int) -> tuple[str, list[str], int]:
