@@ -70,8 +70,8 @@ def test_guess_demonstrations_guess_uniformly_and_check_their_guess(task):
 
 
 def test_a_guess_is_checked_in_the_step_after_it():
-    assert guess_solution(12, 7, 91) == "x = 12\n\n12*7 = 84, 84 != 91\n\n\\boxed{12}"
-    assert split_steps(guess_solution(13, 7, 91))[1] == "13*7 = 91, 91 = 91"
+    assert guess_solution(12, 7, 91) == "x = 12\n\n12*7 = 84 != 91\n\n\\boxed{12}"
+    assert split_steps(guess_solution(13, 7, 91))[1] == "13*7 = 91 = 91"
     with pytest.raises(ValueError, match="at least candidates"):
         GuessFamily(answer=(2, 9), candidates=3)
 

@@ -307,6 +307,11 @@ def test_token_evidence_is_pooled_by_running_maximum_and_minimum_over_counted_to
     features = evidence_features(evidence, counted)
     assert features[0, :, 0].tolist() == [0.0, 0.5, 0.5, 0.5, 1.0, 1.0]
     assert features[0, :, 1].tolist() == [0.0, 0.0, -2.0, -2.0, -2.0, -2.0]
+    # At the start every evidence is 0; a score read at a blank token (a step's end) still passes
+    # its gradient to the counted tokens before it, not to the blank one.
+    zero = torch.zeros(1, 5, requires_grad=True)
+    evidence_features(zero, counted)[0, 3, 0].backward()  # position 3 reads tokens 1..3; token 3 is blank
+    assert zero.grad[0, 2] == 0 and zero.grad[0, :2].sum() == 1
 
 
 def test_a_margin_prm_with_token_evidence_reads_what_was_written(tiny_model_dir):

@@ -121,10 +121,13 @@ def token_margins(
 def evidence_features(evidence: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
     """(B, T, len(EVIDENCE_FEATURES)) from per-token evidence (B, T - 1) for tokens 1..T-1 and
     which of them count; position 0 (a prompt token) gets those of an empty solution (0, 0)."""
-    zero = torch.zeros_like(evidence)
-    present = torch.where(counted, evidence, zero)
+    # Uncounted positions hold -inf (+inf) rather than 0, so that a running maximum tied at 0 takes
+    # the gradient to a counted token's evidence, not to a blank token: step scores are read at
+    # blank tokens (the separators), where a tie would otherwise send every gradient nowhere.
+    low = torch.where(counted, evidence, torch.full_like(evidence, -math.inf))
+    high = torch.where(counted, evidence, torch.full_like(evidence, math.inf))
     features = torch.stack(
-        [torch.cummax(present, dim=1).values.clamp(min=0), torch.cummin(present, dim=1).values.clamp(max=0)], dim=-1
+        [torch.cummax(low, dim=1).values.clamp(min=0), torch.cummin(high, dim=1).values.clamp(max=0)], dim=-1
     )
     return torch.cat([torch.zeros_like(features[:, :1]), features], dim=1)
 

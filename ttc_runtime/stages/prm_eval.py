@@ -39,7 +39,7 @@ class PrmEval(Stage):
             ctx.generator(),
             scorer,
             ctx.task,
-            per_level(held_out, settings.problems_per_level),
+            per_level(held_out, settings.problems_per_level, distinct=True),
             config.proposer.prompt,
             config.sampling.params(),
             settings.n,
@@ -56,7 +56,7 @@ class PrmEval(Stage):
         }
         if settings.label_problems_per_level:
             # The labels depend on the proposer and the problems, not on the PRM: a new PRM reuses them.
-            problems = per_level(held_out, settings.label_problems_per_level)
+            problems = per_level(held_out, settings.label_problems_per_level, distinct=True)
             out_dir = ctx.run_dir / "prm_eval_labels"
             label_into(
                 ctx, problems, out_dir, fingerprint(labels_key(ctx, settings.split), ",".join(p.id for p in problems))

@@ -90,7 +90,7 @@ class PrmLabels(Stage):
         if force:
             shutil.rmtree(out_dir, ignore_errors=True)
         settings = ctx.config.prm_labels
-        problems = per_level(ctx.task.problems("train"), settings.problems_per_level)
+        problems = per_level(ctx.task.problems("train"), settings.problems_per_level, distinct=True)
         say(
             f"  {len(problems)} problems x {settings.samples_per_problem} solutions, "
             f"K = {settings.rollouts} rollouts per step"

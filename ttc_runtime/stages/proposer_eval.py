@@ -27,7 +27,7 @@ class ProposerEval(Stage):
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         config, settings = ctx.config, ctx.config.proposer_eval
-        problems = per_level(ctx.task.problems(settings.split), settings.problems_per_level)
+        problems = per_level(ctx.task.problems(settings.split), settings.problems_per_level, distinct=True)
         started = time.perf_counter()
         levels, usage = pass_at_1_by_level(
             ctx.generator(),

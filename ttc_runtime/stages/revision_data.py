@@ -37,7 +37,7 @@ class RevisionData(Stage):
 
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         config, settings = ctx.config, ctx.config.revision_data
-        problems = per_level(ctx.task.problems("train"), settings.problems_per_level)
+        problems = per_level(ctx.task.problems("train"), settings.problems_per_level, distinct=True)
         say(f"  {len(problems)} problems x {settings.samples_per_problem} samples")
         started = time.perf_counter()
         dataset = build_revision_data(

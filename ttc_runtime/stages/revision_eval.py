@@ -40,11 +40,11 @@ class RevisionEval(Stage):
             search.reviser,
             scorer,
             ctx.task,
-            per_level(held_out, settings.problems_per_level),
+            per_level(held_out, settings.problems_per_level, distinct=True),
             search,
             settings,
         )
-        problems = per_level(held_out, settings.ratio_problems_per_level)
+        problems = per_level(held_out, settings.ratio_problems_per_level, distinct=True)
         say(f"  {len(problems)} problems, chain lengths {settings.lengths()} at N = {max(settings.budgets)}")
         points = revision_ratios(generator, scorer, ctx.task, problems, search, settings)
         best = best_lengths(points)

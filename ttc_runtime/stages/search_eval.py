@@ -28,7 +28,7 @@ class SearchEval(Stage):
     def run(self, ctx: RunContext, force: bool) -> dict[str, object]:
         settings = ctx.config.search_eval
         held_out = [p for p in ctx.task.problems(settings.split) if p.level in settings.levels]
-        problems = per_level(held_out, settings.problems_per_level)
+        problems = per_level(held_out, settings.problems_per_level, distinct=True)
         say(f"  {len(problems)} problems, budgets {settings.budgets()}, {len(settings.strategies)} strategies")
         started = time.perf_counter()
         points, skipped = evaluate_budgets(

@@ -18,7 +18,7 @@ structure that favours a different way of spending test-time compute.
 
       x = 12
 
-      12*7 = 84, 84 != 91
+      12*7 = 84 != 91
 
       \\boxed{12}
 
@@ -84,7 +84,7 @@ class GuessFamily(StrictModel):
 
     kind: Literal["guess"] = "guess"
     multiplier: tuple[int, int] = Field((2, 9), description="Inclusive range of m.")
-    answer: tuple[int, int] = Field((3, 14), description="Inclusive range of x; from candidates up.")
+    answer: tuple[int, int] = Field((3, 12), description="Inclusive range of x; from candidates up.")
     candidates: int = Field(4, ge=2, description="How many consecutive integers the question offers.")
 
     @model_validator(mode="after")
@@ -114,7 +114,7 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
     return [
         ChainFamily(num_ops=(1, 2), max_start=9, max_operand=9, max_multiplier=0, max_value=9, header="Compute:"),
         ChainFamily(num_ops=(3, 3), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
-        GuessFamily(answer=(3, 20), candidates=3),
+        GuessFamily(answer=(3, 12), candidates=3),
         ChainFamily(num_ops=(5, 5), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
         ChainFamily(num_ops=(4, 5), max_start=99, max_operand=99, max_multiplier=9, max_value=999),
     ]
@@ -243,7 +243,7 @@ def guess_solution(guess: int, m: int, target: int) -> str:
     boxed guess."""
     product = guess * m
     verdict = "=" if product == target else "!="
-    steps = [f"x = {guess}", f"{guess}*{m} = {product}, {product} {verdict} {target}", f"\\boxed{{{guess}}}"]
+    steps = [f"x = {guess}", f"{guess}*{m} = {product} {verdict} {target}", f"\\boxed{{{guess}}}"]
     return STEP_SEPARATOR.join(steps)
 
 
