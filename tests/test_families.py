@@ -19,9 +19,14 @@ def task():
 
 def test_splits_are_seeded_sized_and_disjoint(task):
     assert task.problems("test") == FamilyTask(SMALL).problems("test")
-    for split, per_level in (("train", 2000), ("validation", 50), ("test", 100)):
+    for split, per_level in (("validation", 50), ("test", 100)):
         problems = task.problems(split)
         assert {lv: sum(p.level == lv for p in problems) for lv in LEVELS} == dict.fromkeys(LEVELS, per_level)
+    # Training problems per family: train_per_level times its share (guesses 2, out of reach 1/4).
+    counts = {lv: sum(p.level == lv for p in task.problems("train")) for lv in LEVELS}
+    assert counts == {1: 2000, 2: 2000, 3: 4000, 4: 2000, 5: 500}
+    easy = next(p for p in task.problems("test") if p.level == 1)
+    assert re.fullmatch(r"Compute:\n\d+[+\-*]\d+", easy.question) and easy.solution == f"\\boxed{{{easy.answer}}}"
     train = {p.question for p in task.problems("train")}
     assert not train & {p.question for s in ("validation", "test") for p in task.problems(s)}
 
@@ -95,9 +100,10 @@ def test_step_checks_follow_the_path(task):
 
 
 def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
-    # The family that draws chains like it gives the header: 1-2 operations on numbers below 10 are
-    # easy chains, the rest are chains.
-    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 8
+    # The family that draws chains like it gives the header and the layout: one operation is an easy
+    # fact, answered at once (no padding); longer chains are worked one step a line, padded.
+    assert task.format_question("3+4") == "Compute:\n3+4"
+    assert task.format_question("3+4+1") == "Evaluate left to right:\n3+4+1" + " " * 6
     assert all(p.question.startswith("Compute:\n") for p in task.problems("test") if p.level == 1)
     formatted = task.format_question("7-3*2+5")
     assert formatted == "Evaluate left to right:\n7-3*2+5" + " " * 4
