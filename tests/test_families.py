@@ -22,11 +22,12 @@ def test_splits_are_seeded_sized_and_disjoint(task):
     for split, per_level in (("validation", 50), ("test", 100)):
         problems = task.problems(split)
         assert {lv: sum(p.level == lv for p in problems) for lv in LEVELS} == dict.fromkeys(LEVELS, per_level)
-    # Training problems per family: train_per_level times its share (guesses 2, out of reach 1/4).
+    # Training problems per family: train_per_level times its share (easy and guesses 2, out of
+    # reach 1/4).
     counts = {lv: sum(p.level == lv for p in task.problems("train")) for lv in LEVELS}
-    assert counts == {1: 2000, 2: 2000, 3: 4000, 4: 2000, 5: 500}
+    assert counts == {1: 4000, 2: 2000, 3: 4000, 4: 2000, 5: 500}
     easy = next(p for p in task.problems("test") if p.level == 1)
-    assert re.fullmatch(r"Compute:\n\d+[+\-*]\d+", easy.question) and easy.solution == f"\\boxed{{{easy.answer}}}"
+    assert easy.question.startswith("Compute:\n")
     train = {p.question for p in task.problems("train")}
     assert not train & {p.question for s in ("validation", "test") for p in task.problems(s)}
 
@@ -64,19 +65,19 @@ def test_guess_demonstrations_guess_uniformly_and_check_their_guess(task):
     problems = [p for p in task.problems("train") if p.level == 3]
     right = []
     for problem in problems:
-        low, high, m, target = map(
-            int, re.match(r"Find x in (\d+)\.\.(\d+):\nx\*(\d+) = (\d+)$", problem.question).groups()
-        )
+        low, high, op, target = re.match(r"Find x in (\d+)\.\.(\d+):\nx([+\-*]\d+) = (\d+)$", problem.question).groups()
+        low, high, target = int(low), int(high), int(target)
         guess = int(re.match(r"x = (\d+)\n", problem.solution).group(1))
         assert low <= guess <= high == low + 2 and low <= int(problem.answer) <= high
-        assert problem.solution == guess_solution(guess, m, target)
+        assert problem.solution == guess_solution(guess, op, target)
+        assert all(0 <= eval(f"{g}{op}") <= 19 for g in range(low, high + 1))
         right.append(guess == int(problem.answer))
     assert abs(np.mean(right) - 1 / 3) < 0.03
 
 
 def test_a_guess_is_checked_in_the_step_after_it():
-    assert guess_solution(12, 7, 91) == "x = 12\n\n12*7 = 84 != 91\n\n\\boxed{12}"
-    assert split_steps(guess_solution(13, 7, 91))[1] == "13*7 = 91 = 91"
+    assert guess_solution(11, "+5", 17) == "x = 11\n\n11+5 = 16 != 17\n\n\\boxed{11}"
+    assert split_steps(guess_solution(13, "*7", 91))[1] == "13*7 = 91 = 91"
     with pytest.raises(ValueError, match="at least candidates"):
         GuessFamily(answer=(2, 9), candidates=3)
 
@@ -84,9 +85,9 @@ def test_a_guess_is_checked_in_the_step_after_it():
 def test_step_checks_follow_the_path(task):
     guess = next(p for p in task.problems("test") if p.level == 3)
     wrong = int(guess.answer) + 1
-    m, target = map(int, re.search(r"x\*(\d+) = (\d+)", guess.question).groups())
-    assert task.step_correctness(guess, split_steps(guess_solution(wrong, m, target))) == [False] * 3
-    right = split_steps(guess_solution(int(guess.answer), m, target))
+    op, target = re.search(r"x([+\-*]\d+) = (\d+)", guess.question).groups()
+    assert task.step_correctness(guess, split_steps(guess_solution(wrong, op, int(target)))) == [False] * 3
+    right = split_steps(guess_solution(int(guess.answer), op, int(target)))
     assert task.step_correctness(guess, [right[0], right[1].replace("=", "!=", 2)[:-3], right[2]]) == [
         True,
         False,
@@ -100,10 +101,10 @@ def test_step_checks_follow_the_path(task):
 
 
 def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
-    # The family that draws chains like it gives the header and the layout: one operation is an easy
-    # fact, answered at once (no padding); longer chains are worked one step a line, padded.
-    assert task.format_question("3+4") == "Compute:\n3+4"
-    assert task.format_question("3+4+1") == "Evaluate left to right:\n3+4+1" + " " * 6
+    # The family that draws chains like it gives the header: 1-2 operations on numbers below 10 are
+    # easy, longer chains are chains.
+    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 8
+    assert task.format_question("3+4+1+2") == "Evaluate left to right:\n3+4+1+2" + " " * 4
     assert all(p.question.startswith("Compute:\n") for p in task.problems("test") if p.level == 1)
     formatted = task.format_question("7-3*2+5")
     assert formatted == "Evaluate left to right:\n7-3*2+5" + " " * 4

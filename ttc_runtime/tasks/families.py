@@ -10,29 +10,31 @@ structure that favours a different way of spending test-time compute.
   proposer gives less probability than the right one, which the margin PRM sees step by step, so
   step-level search (beam search) repairs what whole-solution sampling cannot.
 - **Guess and check** (``kind: guess``): find the ``x`` among ``candidates`` consecutive integers
-  with ``x*m = T``. A solution writes a guess (one step), checks it (the next step), then boxes
-  the guess::
+  with ``x op a = T`` (``op`` one of ``+ - *``). A solution writes a guess (one step), checks it
+  (the next step), then boxes the guess::
 
       Find x in 11..13:
-      x*7 = 91
+      x+5 = 17
 
-      x = 12
+      x = 11
 
-      12*7 = 84 != 91
+      11+5 = 16 != 17
 
-      \\boxed{12}
+      \\boxed{11}
 
   The training split's guesses are drawn uniformly among the candidates, so the proposer guesses
-  (pass@1 = 1 / candidates by design) and never learns to divide. A wrong guess says so in its own
-  check, so an attempt carries what a fresh sample lacks: a revision that reads it (another
-  candidate than 12 after ``84 != 91``) beats resampling, and a chain of revisions beats as many
+  (pass@1 = 1 / candidates by design) and never learns to solve for x. A wrong guess says so in its
+  own check, so an attempt carries what a fresh sample lacks: a revision that reads it (another
+  candidate than 11 after ``16 != 17``) beats resampling, and a chain of revisions beats as many
   parallel samples (three candidates: the third attempt of a chain that never repeats a failed
-  guess is right). A bare guess tells a verifier nothing, so beam search, which keeps one
-  first step of N before any check is written, does no better than one sample; best-of-N, whose
-  verifier reads each whole solution with its check, keeps the right guess among N. (The check
+  guess is right). A bare guess tells a verifier nothing, so beam search, which keeps one first
+  step of N before any check is written, does no better than one sample; best-of-N, whose verifier
+  reads each whole solution with its check, keeps the right guess among N. Checks stay within the
+  facts the chains teach (values to 19 by default): with products of the times table to 126 the
+  proposer wrote 56-76% of them right after 1,000 steps, and a wrong check says nothing. The check
   says only whether the guess is right, not which way the answer lies: a 1M-parameter proposer
-  trained for minutes writes the product right but compares two numbers by size no better than
-  chance, while telling whether two numbers are the same is a matter of matching tokens.)
+  trained for minutes compares two numbers by size no better than chance, while whether two
+  numbers are the same is a matter of matching tokens.
 
 Held-out splits (validation, test) hold clean reference solutions: no slips, the right guess. Every
 line of a chain, the question's included, is padded to the longest chain's width, as in the chain
@@ -63,11 +65,6 @@ class ChainFamily(LevelSpec):
         0.0, ge=0, lt=1, description="Chance that a training solution's step is off by one (the chain goes on from it)."
     )
     header: str = Field(CHAIN_HEADER, min_length=1, description="The question's first line.")
-    show_steps: bool = Field(
-        True,
-        description="Solutions write one operation per step (padded lines, as in the chain task); False: the "
-        "answer alone, from a question line without padding (a fact the proposer knows, not a chain it works).",
-    )
     train_share: float = Field(1.0, gt=0, description="Training problems of this family per train_per_level.")
 
     def admits(self, values: Sequence[int], ops: Sequence[str]) -> bool:
@@ -86,17 +83,24 @@ class ChainFamily(LevelSpec):
 
 
 class GuessFamily(StrictModel):
-    """Find x with x*m = T among consecutive candidates, by guessing and checking."""
+    """Find x with ``x op a = T`` among consecutive candidates, by guessing and checking."""
 
     kind: Literal["guess"] = "guess"
-    multiplier: tuple[int, int] = Field((2, 9), description="Inclusive range of m.")
+    ops: list[Literal["+", "-", "*"]] = Field(["+", "-"], min_length=1, description="Operations drawn from.")
+    operand: tuple[int, int] = Field((1, 9), description="Inclusive range of a (of m for *).")
     answer: tuple[int, int] = Field((3, 12), description="Inclusive range of x; from candidates up.")
-    candidates: int = Field(4, ge=2, description="How many consecutive integers the question offers.")
+    max_value: int = Field(
+        19,
+        ge=1,
+        description="Every candidate's check stays within 0..max_value: the facts the proposer learns from the "
+        "chains (a check it cannot compute says nothing about its guess).",
+    )
+    candidates: int = Field(3, ge=2, description="How many consecutive integers the question offers.")
     train_share: float = Field(1.0, gt=0, description="Training problems of this family per train_per_level.")
 
     @model_validator(mode="after")
     def _ranges(self) -> GuessFamily:
-        for name in ("multiplier", "answer"):
+        for name in ("operand", "answer"):
             low, high = getattr(self, name)
             if not 1 <= low <= high:
                 raise ValueError(f"{name}: expected 1 <= low <= high, got {low}..{high}")
@@ -107,6 +111,16 @@ class GuessFamily(StrictModel):
             )
         return self
 
+    def draw(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
+        """One question's (op, a, x, lowest candidate), every candidate's check within range."""
+        while True:
+            op = self.ops[int(rng.integers(len(self.ops)))]
+            a = int(rng.integers(self.operand[0], self.operand[1] + 1))
+            x = int(rng.integers(self.answer[0], self.answer[1] + 1))
+            low = x - int(rng.integers(self.candidates))
+            if all(0 <= _apply(g, f"{op}{a}") <= self.max_value for g in range(low, low + self.candidates)):
+                return op, a, x, low
+
 
 Family = Annotated[ChainFamily | GuessFamily, Field(discriminator="kind")]
 
@@ -116,23 +130,24 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
     # split over +1 and -1 becomes 0.176 a step (probabilities to the power 1 / 0.8), so 0.56 over
     # 3 steps and 0.38 over 5; a guess among 3 is right 1 time in 3; 1-2 operations on numbers
     # below 10 are near 1; 4-5 operations on numbers to 999 (facts a 1M model does not learn in
-    # minutes) near 0. The easy questions are single facts answered at once under a header of their
-    # own: written out as chains, the proposer carried the longer chains' slips over to them (pass@1
-    # 0.79 under the chains' header, 0.88 under its own). Guesses have twice the training questions
-    # (their checks are a fifth of the tokens of a chain's, and are learnt last) and the out-of-reach
-    # chains a quarter (their facts are not learnt; a few show the format).
+    # minutes) near 0. The easy chains have a header of their own and twice the training questions:
+    # under the chains' header and share the proposer carried the longer chains' slips over to them
+    # (pass@1 0.79; 0.88 under their own header; answered at once without steps, 0.48). Guesses have
+    # three times the training questions (their checks are a fifth of a chain's tokens and are learnt
+    # last: at the same share the proposer wrote 76% of products right) and the out-of-reach chains
+    # a quarter (their facts are not learnt; a few show the format).
     return [
         ChainFamily(
-            num_ops=(1, 1),
-            max_start=19,
+            num_ops=(1, 2),
+            max_start=9,
             max_operand=9,
-            max_multiplier=2,
-            max_value=19,
+            max_multiplier=0,
+            max_value=9,
             header="Compute:",
-            show_steps=False,
+            train_share=2.0,
         ),
         ChainFamily(num_ops=(3, 3), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
-        GuessFamily(answer=(3, 12), candidates=3, train_share=2.0),
+        GuessFamily(train_share=2.0),
         ChainFamily(num_ops=(5, 5), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
         ChainFamily(num_ops=(4, 5), max_start=99, max_operand=99, max_multiplier=9, max_value=999, train_share=0.25),
     ]
@@ -148,7 +163,7 @@ class FamilyTaskConfig(StrictModel):
     levels: list[Family] = Field(default_factory=_default_families, min_length=5, max_length=5)
 
 
-GUESS_HEADER = re.compile(r"^Find x in (\d+)\.\.(\d+):\nx\*(\d+) = (\d+)$")
+GUESS_HEADER = re.compile(r"^Find x in (\d+)\.\.(\d+):\nx([+\-*]\d+) = (\d+)$")
 
 
 class FamilyTask(Task):
@@ -204,15 +219,12 @@ class FamilyTask(Task):
         """(question, answer, worked solution) of one problem; a demonstration (training split)
         slips or guesses as the family says, a reference does neither."""
         if isinstance(family, GuessFamily):
-            m = int(rng.integers(family.multiplier[0], family.multiplier[1] + 1))
-            x = int(rng.integers(family.answer[0], family.answer[1] + 1))
-            low = x - int(rng.integers(family.candidates))
+            op, a, x, low = family.draw(rng)
             guess = low + int(rng.integers(family.candidates)) if demonstration else x
-            question = f"Find x in {low}..{low + family.candidates - 1}:\nx*{m} = {x * m}"
-            return question, x, guess_solution(guess, m, x * m)
+            target = _apply(x, f"{op}{a}")
+            question = f"Find x in {low}..{low + family.candidates - 1}:\nx{op}{a} = {target}"
+            return question, x, guess_solution(guess, f"{op}{a}", target)
         values, ops = draw_chain(rng, family)
-        if not family.show_steps:
-            return f"{family.header}\n{values[0]}{''.join(ops)}", values[-1], f"\\boxed{{{values[-1]}}}"
         question = format_chain(values, ops, self.width, family.header)
         if demonstration and family.slip_rate > 0:
             values = _slipped(rng, values, ops, family)
@@ -226,13 +238,11 @@ class FamilyTask(Task):
         never from a stored solution."""
         guess = GUESS_HEADER.match(problem.question)
         if guess:
-            _, _, m, target = (int(g) for g in guess.groups())
-            reference = split_steps(guess_solution(int(problem.answer), m, target))
+            _, _, op, target = guess.groups()
+            reference = split_steps(guess_solution(int(problem.answer), op, int(target)))
         else:
             values, ops = parse_chain(problem.question)
-            family = self.config.levels[problem.level - 1]
-            shown = range(1, len(ops) + 1) if getattr(family, "show_steps", True) else ()
-            reference = [chain_line(values, ops, i, self.width) for i in shown]
+            reference = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
             reference.append(f"\\boxed{{{problem.answer}}}")
         result, on_path = [], True
         for i, step in enumerate(steps):
@@ -249,8 +259,8 @@ class FamilyTask(Task):
     def format_question(self, text: str) -> str:
         """A question as the proposer was trained on it: a bare chain (``7-3*2+5``) gets the header
         of the first chain family that draws chains like it (``ChainFamily.admits``), else of the
-        first whose number of operations it has, else of the shortest worked family it fits, and
-        that family's layout; any other text (a question already in a family's format) is kept, as
+        first whose number of operations it has, else of the shortest family it fits, padded to
+        the longest chain's width; any other text (a question already in a family's format) is kept, as
         is a chain longer than the longest trained."""
         chain = typed_chain(text)
         if chain is None or len(chain[1]) > self.width:
@@ -259,20 +269,17 @@ class FamilyTask(Task):
         count = len(chain[1])
         admitting = [f for f in chains if f.admits(*chain)]
         fitting = [f for f in chains if f.num_ops[0] <= count <= f.num_ops[1]]
-        longer = sorted((f for f in chains if f.show_steps and f.num_ops[1] >= count), key=lambda f: f.num_ops[1])
+        longer = sorted((f for f in chains if f.num_ops[1] >= count), key=lambda f: f.num_ops[1])
         family = (admitting or fitting or longer or chains)[0]
-        if not family.show_steps:
-            values, ops = chain
-            return f"{family.header}\n{values[0]}{''.join(ops)}"
         return format_chain(*chain, self.width, family.header)
 
 
-def guess_solution(guess: int, m: int, target: int) -> str:
-    """The worked solution that tries ``guess`` for ``x*m = target``: the guess, its check, the
-    boxed guess."""
-    product = guess * m
-    verdict = "=" if product == target else "!="
-    steps = [f"x = {guess}", f"{guess}*{m} = {product} {verdict} {target}", f"\\boxed{{{guess}}}"]
+def guess_solution(guess: int, op: str, target: int) -> str:
+    """The worked solution that tries ``guess`` for ``x op = target`` (``op`` as ``"+5"``): the
+    guess, its check, the boxed guess."""
+    value = _apply(guess, op)
+    verdict = "=" if value == target else "!="
+    steps = [f"x = {guess}", f"{guess}{op} = {value} {verdict} {target}", f"\\boxed{{{guess}}}"]
     return STEP_SEPARATOR.join(steps)
 
 
