@@ -122,6 +122,19 @@ def test_touching_inputs_without_changing_them_reruns_nothing(inputs):
     assert keys(config(root)) == before
 
 
-def test_the_generated_task_keeps_the_keys_runs_already_have(tmp_path):
+def test_a_generated_task_is_keyed_by_its_own_section_only(tmp_path):
+    def key(**task):
+        return RunContext(ExperimentConfig(run_dir=str(tmp_path), task=task), STAGES).data_key("train")
+
+    chains = key(name="synthetic")
+    assert chains == key(name="synthetic", families={"seed": 5}, math={"train": "x.jsonl"})
+    assert chains != key(name="synthetic", synthetic={"seed": 5}) and chains != key()
+    assert key() == key(name="families", synthetic={"seed": 5}) != key(families={"seed": 5})
     ctx = RunContext(ExperimentConfig(run_dir=str(tmp_path)), STAGES)
-    assert ctx.data_key("train") is ctx.config.task and ctx.training_files(ctx.config.revision.training) == ()
+    assert ctx.training_files(ctx.config.revision.training) == ()
+
+
+def test_a_task_section_without_its_name_is_refused():
+    with pytest.raises(ValueError, match="task.synthetic is set but task.name is not"):
+        ExperimentConfig.model_validate({"task": {"synthetic": {"seed": 1}}})
+    assert ExperimentConfig.model_validate({"task": {"families": {"seed": 1}}}).task.families.seed == 1

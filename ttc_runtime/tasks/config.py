@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from ..config import StrictModel
 from .base import SPLITS, Task
 from .families import FamilyTask, FamilyTaskConfig
@@ -19,6 +21,19 @@ class TaskConfig(StrictModel):
     families: FamilyTaskConfig = FamilyTaskConfig()
     synthetic: SyntheticTaskConfig = SyntheticTaskConfig()
     math: MathJsonlConfig = MathJsonlConfig()
+
+    @model_validator(mode="after")
+    def _named(self) -> TaskConfig:
+        # A section of another task with no name given is a config that means that task and runs
+        # the default one instead: say so rather than ignore the section.
+        if "name" not in self.model_fields_set:
+            others = sorted(set(self.model_fields_set) - {self.name})
+            if others:
+                raise ValueError(
+                    f"task.{others[0]} is set but task.name is not (the default is {self.name!r}); "
+                    f"set task.name: {others[0]} to use it"
+                )
+        return self
 
     def build(self) -> Task:
         if self.name == "families":
