@@ -22,12 +22,16 @@ def test_splits_are_seeded_sized_and_disjoint(task):
     for split, per_level in (("validation", 50), ("test", 100)):
         problems = task.problems(split)
         assert {lv: sum(p.level == lv for p in problems) for lv in LEVELS} == dict.fromkeys(LEVELS, per_level)
+    held_out = [p.question for s in ("validation", "test") for p in task.problems(s)]
+    assert len(set(held_out)) == len(held_out)  # the guesses' few hundred questions too
     # Training problems per family: train_per_level times its share (easy and guesses 2, out of
     # reach 1/4).
     counts = {lv: sum(p.level == lv for p in task.problems("train")) for lv in LEVELS}
     assert counts == {1: 4000, 2: 2000, 3: 4000, 4: 2000, 5: 500}
     easy = next(p for p in task.problems("test") if p.level == 1)
-    assert easy.question.startswith("Compute:\n")
+    # The easy chains are padded to their own 2 operations, the others to the longest chain's 5.
+    assert re.fullmatch(r"Compute:\n\d[+\-]\d([+\-]\d)?( {2})?", easy.question)
+    assert all(re.fullmatch(r"[^ ]+ {4}", p.question.split("\n")[1]) for p in task.problems("test") if p.level == 2)
     train = {p.question for p in task.problems("train")}
     assert not train & {p.question for s in ("validation", "test") for p in task.problems(s)}
 
@@ -101,9 +105,9 @@ def test_step_checks_follow_the_path(task):
 
 
 def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
-    # The family that draws chains like it gives the header: 1-2 operations on numbers below 10 are
-    # easy, longer chains are chains.
-    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 8
+    # The family that draws chains like it gives the header and the padding: 1-2 operations on
+    # numbers below 10 are easy (padded to 2 operations), longer chains are chains (to 5).
+    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 2
     assert task.format_question("3+4+1+2") == "Evaluate left to right:\n3+4+1+2" + " " * 4
     assert all(p.question.startswith("Compute:\n") for p in task.problems("test") if p.level == 1)
     formatted = task.format_question("7-3*2+5")

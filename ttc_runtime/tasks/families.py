@@ -38,7 +38,7 @@ structure that favours a different way of spending test-time compute.
 
 Held-out splits (validation, test) hold clean reference solutions: no slips, the right guess. Every
 line of a chain, the question's included, is padded to the longest chain's width, as in the chain
-task. Levels order the families; ``FamilyTaskConfig`` holds one family per level.
+task, unless its family sets a width of its own. Levels order the families; ``FamilyTaskConfig`` holds one family per level.
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ class ChainFamily(LevelSpec):
         0.0, ge=0, lt=1, description="Chance that a training solution's step is off by one (the chain goes on from it)."
     )
     header: str = Field(CHAIN_HEADER, min_length=1, description="The question's first line.")
+    width: int | None = Field(
+        None,
+        ge=1,
+        description="Operations every line is padded to; None: the longest chain family's. A family of its own "
+        "width is told apart at every line, not only by its header.",
+    )
     train_share: float = Field(1.0, gt=0, description="Training problems of this family per train_per_level.")
 
     def admits(self, values: Sequence[int], ops: Sequence[str]) -> bool:
@@ -87,8 +93,8 @@ class GuessFamily(StrictModel):
 
     kind: Literal["guess"] = "guess"
     ops: list[Literal["+", "-", "*"]] = Field(["+", "-"], min_length=1, description="Operations drawn from.")
-    operand: tuple[int, int] = Field((1, 9), description="Inclusive range of a (of m for *).")
-    answer: tuple[int, int] = Field((3, 12), description="Inclusive range of x; from candidates up.")
+    operand: tuple[int, int] = Field((1, 12), description="Inclusive range of a (of m for *).")
+    answer: tuple[int, int] = Field((3, 17), description="Inclusive range of x; from candidates up.")
     max_value: int = Field(
         19,
         ge=1,
@@ -144,6 +150,7 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
             max_multiplier=0,
             max_value=9,
             header="Compute:",
+            width=2,
             train_share=2.0,
         ),
         ChainFamily(num_ops=(3, 3), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
@@ -181,19 +188,26 @@ class FamilyTask(Task):
 
     @cached_property
     def width(self) -> int:
-        """Operations of the longest chain: every chain line is padded to this many."""
+        """Operations of the longest chain: chain lines are padded to this many unless their family
+        sets a width of its own."""
         return max((f.num_ops[1] for f in self.config.levels if isinstance(f, ChainFamily)), default=1)
+
+    def line_width(self, family: ChainFamily) -> int:
+        """Operations the lines of ``family`` are padded to."""
+        return family.width or self.width
 
     @cached_property
     def _splits(self) -> dict[str, tuple[Problem, ...]]:
-        held_out = {}
+        held_out, seen = {}, set()
         for split in ("test", "validation"):
-            held_out[split] = tuple(self._draw(split, getattr(self.config, f"{split}_per_level"), set()))
-        seen = {p.question for problems in held_out.values() for p in problems}
+            held_out[split] = tuple(self._draw(split, getattr(self.config, f"{split}_per_level"), seen))
         train = tuple(self._draw("train", self.config.train_per_level, seen))
         return {"train": train, **held_out}
 
     def _draw(self, split: str, per_level: int, exclude: set[str]) -> list[Problem]:
+        """``per_level`` problems of each family (times its share in training) outside ``exclude``;
+        a held-out split's questions are distinct and join ``exclude`` (a family with few questions,
+        such as the guesses, would otherwise measure some twice)."""
         problems = []
         for level, family in zip(LEVELS, self.config.levels, strict=True):
             rng = np.random.default_rng((self.config.seed, SPLITS.index(split), level, 1))
@@ -209,6 +223,8 @@ class FamilyTask(Task):
                 question, answer, solution = self._one(rng, family, demonstration=split == "train")
                 if question in exclude:
                     continue
+                if split != "train":
+                    exclude.add(question)
                 problems.append(
                     Problem(f"families-{split}-L{level}-{drawn:05d}", question, str(answer), level, solution)
                 )
@@ -225,10 +241,11 @@ class FamilyTask(Task):
             question = f"Find x in {low}..{low + family.candidates - 1}:\nx{op}{a} = {target}"
             return question, x, guess_solution(guess, f"{op}{a}", target)
         values, ops = draw_chain(rng, family)
-        question = format_chain(values, ops, self.width, family.header)
+        width = self.line_width(family)
+        question = format_chain(values, ops, width, family.header)
         if demonstration and family.slip_rate > 0:
             values = _slipped(rng, values, ops, family)
-        steps = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
+        steps = [chain_line(values, ops, i, width) for i in range(1, len(ops) + 1)]
         return question, values_of(question)[-1], STEP_SEPARATOR.join([*steps, f"\\boxed{{{values[-1]}}}"])
 
     def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool]:
@@ -242,7 +259,8 @@ class FamilyTask(Task):
             reference = split_steps(guess_solution(int(problem.answer), op, int(target)))
         else:
             values, ops = parse_chain(problem.question)
-            reference = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
+            width = self.line_width(self.config.levels[problem.level - 1])
+            reference = [chain_line(values, ops, i, width) for i in range(1, len(ops) + 1)]
             reference.append(f"\\boxed{{{problem.answer}}}")
         result, on_path = [], True
         for i, step in enumerate(steps):
@@ -259,8 +277,8 @@ class FamilyTask(Task):
     def format_question(self, text: str) -> str:
         """A question as the proposer was trained on it: a bare chain (``7-3*2+5``) gets the header
         of the first chain family that draws chains like it (``ChainFamily.admits``), else of the
-        first whose number of operations it has, else of the shortest family it fits, padded to
-        the longest chain's width; any other text (a question already in a family's format) is kept, as
+        first whose number of operations it has, else of the shortest family it fits, padded as
+        that family pads; any other text (a question already in a family's format) is kept, as
         is a chain longer than the longest trained."""
         chain = typed_chain(text)
         if chain is None or len(chain[1]) > self.width:
@@ -271,7 +289,7 @@ class FamilyTask(Task):
         fitting = [f for f in chains if f.num_ops[0] <= count <= f.num_ops[1]]
         longer = sorted((f for f in chains if f.num_ops[1] >= count), key=lambda f: f.num_ops[1])
         family = (admitting or fitting or longer or chains)[0]
-        return format_chain(*chain, self.width, family.header)
+        return format_chain(*chain, self.line_width(family), family.header)
 
 
 def guess_solution(guess: int, op: str, target: int) -> str:
