@@ -29,9 +29,7 @@ def test_splits_are_seeded_sized_and_disjoint(task):
     counts = {lv: sum(p.level == lv for p in task.problems("train")) for lv in LEVELS}
     assert counts == {1: 4000, 2: 2000, 3: 4000, 4: 2000, 5: 500}
     easy = next(p for p in task.problems("test") if p.level == 1)
-    # The easy chains are padded to their own 2 operations, the others to the longest chain's 5.
-    assert re.fullmatch(r"Compute:\n\d[+\-]\d([+\-]\d)?( {2})?", easy.question)
-    assert all(re.fullmatch(r"[^ ]+ {4}", p.question.split("\n")[1]) for p in task.problems("test") if p.level == 2)
+    assert re.fullmatch(r"Compute:\n\d[+\-]\d([+\-]\d)? {6,8}", easy.question)
     train = {p.question for p in task.problems("train")}
     assert not train & {p.question for s in ("validation", "test") for p in task.problems(s)}
 
@@ -45,22 +43,25 @@ def test_held_out_references_are_right_and_pass_every_step_check(task):
 
 def test_chain_demonstrations_slip_at_the_configured_rate_and_go_on_from_the_slip(task):
     family = SMALL.levels[3]
-    assert isinstance(family, ChainFamily) and family.slip_rate == 0.25 and family.num_ops == (5, 5)
-    slips = steps = 0
+    assert isinstance(family, ChainFamily) and family.slip_rate == 0.35 and family.num_ops == (5, 5)
+    assert family.clean_tail == 2
+    slips, steps = np.zeros(5), 0
     for problem in (p for p in task.problems("train") if p.level == 4):
         lines = split_steps(problem.solution)[:-1]
         values = [int(re.match(r"\d+", line).group()) for line in lines]
         right = values_of(problem.question)[1:]
         previous = values_of(problem.question)[0]
         ops = re.findall(r"[+\-*]\d+", problem.question.split("\n")[1])
-        for value, op, truth in zip(values, ops, right, strict=True):
+        for i, (value, op) in enumerate(zip(values, ops, strict=True)):
             expected = eval(f"{previous}{op}")  # the step from the previous written value, slip or not
-            steps += 1
-            slips += value != expected
+            slips[i] += value != expected
             assert abs(value - expected) <= 1
             previous = value
+        steps += 1
         assert task.is_correct(problem.solution, problem) == (values[-1] == right[-1])
-    assert steps == 2000 * 5 and 0.23 < slips / steps < 0.27
+    # The first three steps slip at the rate (a slip pushed out of range is not taken), the last two
+    # never: they look like the easy chains' steps.
+    assert steps == 2000 and all(0.32 < rate < 0.37 for rate in slips[:3] / steps) and slips[3:].sum() == 0
 
 
 def test_guess_demonstrations_guess_uniformly_and_check_their_guess(task):
@@ -105,9 +106,9 @@ def test_step_checks_follow_the_path(task):
 
 
 def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
-    # The family that draws chains like it gives the header and the padding: 1-2 operations on
-    # numbers below 10 are easy (padded to 2 operations), longer chains are chains (to 5).
-    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 2
+    # The family that draws chains like it gives the header: 1-2 operations on numbers below 10 are
+    # easy, longer chains are chains; every line is padded to the longest chain's 5 operations.
+    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 8
     assert task.format_question("3+4+1+2") == "Evaluate left to right:\n3+4+1+2" + " " * 4
     assert all(p.question.startswith("Compute:\n") for p in task.problems("test") if p.level == 1)
     formatted = task.format_question("7-3*2+5")

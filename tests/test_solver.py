@@ -177,7 +177,7 @@ def test_a_typed_chain_is_asked_in_the_format_of_the_task_the_proposer_learned(t
     assert plain.check(Query("7-3*2+5")).question == "7-3*2+5"
     solver = Solver.load(config(tiny_model_dir, task={}))
     assert solver.check(Query("7-3*2+5")).question == "Evaluate left to right:\n7-3*2+5    "
-    assert solver.check(Query("3+4")).question == "Compute:\n3+4  "
+    assert solver.check(Query("3+4")).question == "Compute:\n3+4        "
     solution = solver.solve("7 - 3*2 + 5", budget=1)
     assert solution.question == "Evaluate left to right:\n7-3*2+5    "
     chains = Solver.load(config(tiny_model_dir, task={"name": "synthetic"}))

@@ -38,7 +38,7 @@ structure that favours a different way of spending test-time compute.
 
 Held-out splits (validation, test) hold clean reference solutions: no slips, the right guess. Every
 line of a chain, the question's included, is padded to the longest chain's width, as in the chain
-task, unless its family sets a width of its own. Levels order the families; ``FamilyTaskConfig`` holds one family per level.
+task. Levels order the families; ``FamilyTaskConfig`` holds one family per level.
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ class ChainFamily(LevelSpec):
         0.0, ge=0, lt=1, description="Chance that a training solution's step is off by one (the chain goes on from it)."
     )
     header: str = Field(CHAIN_HEADER, min_length=1, description="The question's first line.")
-    width: int | None = Field(
-        None,
-        ge=1,
-        description="Operations every line is padded to; None: the longest chain family's. A family of its own "
-        "width is told apart at every line, not only by its header.",
+    clean_tail: int = Field(
+        0,
+        ge=0,
+        description="A training solution's last this many steps never slip: they look like a short chain's "
+        "steps, whose family should not learn to slip.",
     )
     train_share: float = Field(1.0, gt=0, description="Training problems of this family per train_per_level.")
 
@@ -132,16 +132,18 @@ Family = Annotated[ChainFamily | GuessFamily, Field(discriminator="kind")]
 
 
 def _default_families() -> list[ChainFamily | GuessFamily]:
-    # Design pass@1 at temperature 0.8, for a proposer that has learned its data: a slip of 0.25
-    # split over +1 and -1 becomes 0.176 a step (probabilities to the power 1 / 0.8), so 0.56 over
-    # 3 steps and 0.38 over 5; a guess among 3 is right 1 time in 3; 1-2 operations on numbers
-    # below 10 are near 1; 4-5 operations on numbers to 999 (facts a 1M model does not learn in
-    # minutes) near 0. The easy chains have a header of their own and twice the training questions:
-    # under the chains' header and share the proposer carried the longer chains' slips over to them
-    # (pass@1 0.79; 0.88 under their own header; answered at once without steps, 0.48). Guesses have
-    # three times the training questions (their checks are a fifth of a chain's tokens and are learnt
-    # last: at the same share the proposer wrote 76% of products right) and the out-of-reach chains
-    # a quarter (their facts are not learnt; a few show the format).
+    # Design pass@1 at temperature 0.8, for a proposer that has learned its data: a slip of 0.35
+    # split over +1 and -1 becomes 0.28 a step (probabilities to the power 1 / 0.8), so 0.72 for the
+    # one step of a 3-operation chain that may slip and 0.37 for the three of a 5-operation chain;
+    # a guess among 3 is right 1 time in 3; 1-2 operations on numbers below 10 are near 1; 4-5
+    # operations on numbers to 999 (facts a 1M model does not learn in minutes) near 0. The easy
+    # chains look like the last two steps of a longer chain, so those steps never slip (with slips
+    # on every step the proposer carried them over to the easy chains: pass@1 0.79 under the
+    # chains' header, 0.74 under one of their own; padded to a width of their own the easy chains
+    # lost the facts they share with the chains: 0.64). They have a header of their own and twice
+    # the training questions. Guesses have twice the training questions (their checks are a fifth
+    # of a chain's tokens) and the out-of-reach chains a quarter (their facts are not learnt; a few
+    # show the format).
     return [
         ChainFamily(
             num_ops=(1, 2),
@@ -150,12 +152,15 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
             max_multiplier=0,
             max_value=9,
             header="Compute:",
-            width=2,
             train_share=2.0,
         ),
-        ChainFamily(num_ops=(3, 3), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
+        ChainFamily(
+            num_ops=(3, 3), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.35, clean_tail=2
+        ),
         GuessFamily(train_share=2.0),
-        ChainFamily(num_ops=(5, 5), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.25),
+        ChainFamily(
+            num_ops=(5, 5), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.35, clean_tail=2
+        ),
         ChainFamily(num_ops=(4, 5), max_start=99, max_operand=99, max_multiplier=9, max_value=999, train_share=0.25),
     ]
 
@@ -188,13 +193,8 @@ class FamilyTask(Task):
 
     @cached_property
     def width(self) -> int:
-        """Operations of the longest chain: chain lines are padded to this many unless their family
-        sets a width of its own."""
+        """Operations of the longest chain: every chain line is padded to this many."""
         return max((f.num_ops[1] for f in self.config.levels if isinstance(f, ChainFamily)), default=1)
-
-    def line_width(self, family: ChainFamily) -> int:
-        """Operations the lines of ``family`` are padded to."""
-        return family.width or self.width
 
     @cached_property
     def _splits(self) -> dict[str, tuple[Problem, ...]]:
@@ -241,11 +241,10 @@ class FamilyTask(Task):
             question = f"Find x in {low}..{low + family.candidates - 1}:\nx{op}{a} = {target}"
             return question, x, guess_solution(guess, f"{op}{a}", target)
         values, ops = draw_chain(rng, family)
-        width = self.line_width(family)
-        question = format_chain(values, ops, width, family.header)
+        question = format_chain(values, ops, self.width, family.header)
         if demonstration and family.slip_rate > 0:
             values = _slipped(rng, values, ops, family)
-        steps = [chain_line(values, ops, i, width) for i in range(1, len(ops) + 1)]
+        steps = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
         return question, values_of(question)[-1], STEP_SEPARATOR.join([*steps, f"\\boxed{{{values[-1]}}}"])
 
     def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool]:
@@ -259,8 +258,7 @@ class FamilyTask(Task):
             reference = split_steps(guess_solution(int(problem.answer), op, int(target)))
         else:
             values, ops = parse_chain(problem.question)
-            width = self.line_width(self.config.levels[problem.level - 1])
-            reference = [chain_line(values, ops, i, width) for i in range(1, len(ops) + 1)]
+            reference = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
             reference.append(f"\\boxed{{{problem.answer}}}")
         result, on_path = [], True
         for i, step in enumerate(steps):
@@ -277,8 +275,8 @@ class FamilyTask(Task):
     def format_question(self, text: str) -> str:
         """A question as the proposer was trained on it: a bare chain (``7-3*2+5``) gets the header
         of the first chain family that draws chains like it (``ChainFamily.admits``), else of the
-        first whose number of operations it has, else of the shortest family it fits, padded as
-        that family pads; any other text (a question already in a family's format) is kept, as
+        first whose number of operations it has, else of the shortest family it fits, padded to
+        the longest chain's width; any other text (a question already in a family's format) is kept, as
         is a chain longer than the longest trained."""
         chain = typed_chain(text)
         if chain is None or len(chain[1]) > self.width:
@@ -289,7 +287,7 @@ class FamilyTask(Task):
         fitting = [f for f in chains if f.num_ops[0] <= count <= f.num_ops[1]]
         longer = sorted((f for f in chains if f.num_ops[1] >= count), key=lambda f: f.num_ops[1])
         family = (admitting or fitting or longer or chains)[0]
-        return format_chain(*chain, self.line_width(family), family.header)
+        return format_chain(*chain, self.width, family.header)
 
 
 def guess_solution(guess: int, op: str, target: int) -> str:
@@ -308,13 +306,13 @@ def values_of(question: str) -> list[int]:
 
 
 def _slipped(rng: np.random.Generator, values: list[int], ops: list[str], family: ChainFamily) -> list[int]:
-    """The chain's values with each step off by one with probability ``slip_rate`` (up or down at
-    random, the other way where the rest of the chain would leave the family's range, not at all
-    where both would), later steps computed from the written value."""
+    """The chain's values with each step but the last ``clean_tail`` off by one with probability
+    ``slip_rate`` (up or down at random, the other way where the rest of the chain would leave the
+    family's range, not at all where both would), later steps computed from the written value."""
     out = [values[0]]
     for i, op in enumerate(ops):
         new = _apply(out[-1], op)
-        if rng.random() < family.slip_rate:
+        if i < len(ops) - family.clean_tail and rng.random() < family.slip_rate:
             for step in (1, -1) if rng.random() < 0.5 else (-1, 1):
                 if _in_range(new + step, ops[i + 1 :], family.max_value):
                     new += step
