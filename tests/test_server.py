@@ -185,6 +185,9 @@ def test_the_load_script_reports_every_request(server):
     result = run_load(server.url, QUESTIONS * 4, concurrency=4, api_key=KEY)
     assert result.failures == [] and len(result.latencies) == 12 and result.throughput > 0
     assert set(result.strategies) == {"beam_search(M=2)"}
+    # Each request's compute comes back with it: the strategy's generations and FLOPs.
+    assert len(result.generations) == len(result.flops) == 12
+    assert all(g >= 1 for g in result.generations) and all(f > 0 for f in result.flops)
 
 
 # Hostile and faulty input: every class of malformed request gets a 4xx in OpenAI's shape on a

@@ -6,7 +6,7 @@ records, per request, the status, the latency, the answer and the server's ``ttc
 size (16 and 1 by default: batched, then one at a time), runs the same load against each, checks
 that the server still answers ``/health`` afterwards, and reports throughput, failures, accuracy
 against the gold answers, whether every run gave the same answers (batching must not change
-them), and the allocator's decision time against the strategies' time (per request: the wall
+them), the mean generations, FLOPs (decision included) and latency per request, and the allocator's decision time against the strategies' time (per request: the wall
 time of the decision and of the strategy call it was part of). Ratios
 come from runs in the same invocation on the same machine, so they compare like with like.
 
@@ -58,6 +58,8 @@ class LoadResult:
     decision_ms: list[float] = field(default_factory=list)
     strategy_ms: list[float] = field(default_factory=list)
     strategies: list[str] = field(default_factory=list)
+    generations: list[int] = field(default_factory=list)
+    flops: list[int] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
@@ -92,6 +94,8 @@ async def _load(
             result.decision_ms.append(record["decision_ms"])
             result.strategy_ms.append(record["strategy_ms"])
             result.strategies.append(record["label"])
+            result.generations.append(record["compute"]["generations"])
+            result.flops.append(record["flops"])
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i, q) for i, q in enumerate(questions)))
@@ -193,8 +197,9 @@ def format_benchmark(runs: Sequence[ServerRun], gold: Sequence[str], concurrency
 
     lines = [
         "| max batch | requests | concurrency | failed | seconds | requests/s | accuracy | same answers as "
-        "the first run | mean batch | largest batch | decision ms | strategy ms | decision / strategy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "the first run | generations / request | FLOPs / request | latency s | mean batch | largest batch "
+        "| decision ms | strategy ms | decision / strategy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         load = run.load
@@ -206,6 +211,7 @@ def format_benchmark(runs: Sequence[ServerRun], gold: Sequence[str], concurrency
         lines.append(
             f"| {run.max_batch} | {load.requests} | {concurrency} | {len(load.failures)} | {load.seconds:.1f} "
             f"| {load.throughput:.2f} | {right / load.requests:.3f} | {same}/{load.requests} "
+            f"| {_mean(load.generations):.2f} | {_mean(load.flops):.3g} | {_mean(load.latencies):.2f} "
             f"| {health['served'] / max(1, health['batches']):.1f} | {health['largest_batch']} "
             f"| {decision:.2f} | {strategy:.0f} | {decision / strategy if strategy else 0:.2%} |"
         )
@@ -219,6 +225,10 @@ def format_benchmark(runs: Sequence[ServerRun], gold: Sequence[str], concurrency
         for failure in run.load.failures[:5]:
             lines.append(f"- max batch {run.max_batch}: {failure}")
     return "\n".join(lines)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 # Fault probes (``ttc loadtest --probes``): hostile but fair requests against a live server, each
