@@ -301,17 +301,16 @@ def test_margin_prm_loads_as_a_token_classification_prm_and_reads_the_margins(ti
         assert features[:, 0].tolist() == pytest.approx(margin_scores, rel=1e-4)  # the untrained scorer's score
 
 
-def test_token_evidence_is_pooled_by_running_maximum_and_minimum_over_counted_tokens():
+def test_token_evidence_is_summed_over_counted_tokens():
     evidence = torch.tensor([[0.5, -2.0, 3.0, 1.0, -1.0]])
     counted = torch.tensor([[True, True, False, True, True]])  # the 3.0 is a blank token: never counts
     features = evidence_features(evidence, counted)
-    assert features[0, :, 0].tolist() == [0.0, 0.5, 0.5, 0.5, 1.0, 1.0]
-    assert features[0, :, 1].tolist() == [0.0, 0.0, -2.0, -2.0, -2.0, -2.0]
-    # At the start every evidence is 0; a score read at a blank token (a step's end) still passes
-    # its gradient to the counted tokens before it, not to the blank one.
+    assert features.shape == (1, 6, 1) and features[0, :, 0].tolist() == [0.0, 0.5, -1.5, -1.5, -0.5, -1.5]
+    # A score read at a blank token (a step's end) passes its gradient to every counted token
+    # before it, not to the blank one nor to later ones.
     zero = torch.zeros(1, 5, requires_grad=True)
     evidence_features(zero, counted)[0, 3, 0].backward()  # position 3 reads tokens 1..3; token 3 is blank
-    assert zero.grad[0, 2] == 0 and zero.grad[0, :2].sum() == 1
+    assert zero.grad[0].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
 
 
 def test_a_margin_prm_with_token_evidence_reads_what_was_written(tiny_model_dir):
@@ -321,7 +320,7 @@ def test_a_margin_prm_with_token_evidence_reads_what_was_written(tiny_model_dir)
     assert model.evidence.weight.abs().sum() == 0 and model.evidence.weight.requires_grad
     prm = TokenClassificationPRM(model, tokenizer)
     before = prm.score(["Evaluate left to right:\n7-3"], [["4 < 5"]]).step_scores[0][0]
-    assert model.linear.weight[0, len(MARGIN_FEATURES) :].tolist() == [-1.0, -1.0]  # evidence in logit units
+    assert model.linear.weight[0, len(MARGIN_FEATURES) :].tolist() == [-1.0]  # evidence in logit units
     with torch.no_grad():
         model.evidence.weight[tokenizer.convert_tokens_to_ids("<")] = 1.0
     after = prm.score(["Evaluate left to right:\n7-3"], [["4 < 5"]]).step_scores[0][0]

@@ -172,7 +172,7 @@ def _train_flops(model: torch.nn.Module, tokens: int) -> int:
     """6·N·D for the trained weights, 2·N·D for frozen ones (forward only): a frozen proposer
     under a trained head (the margin PRM) is never back-propagated through."""
     total = flop_params(model)
-    trained = min(total, sum(p.numel() for p in model.parameters() if p.requires_grad))
+    trained = flop_params(model, trained_only=True)
     return training_flops(trained, tokens) + inference_flops(total - trained, tokens)
 
 

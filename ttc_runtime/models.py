@@ -137,17 +137,19 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype | str = "auto", device: 
     return model.eval()
 
 
-def flop_params(model: torch.nn.Module) -> int:
-    """Parameters that cost FLOPs per token: all of them but an untied input embedding.
+def flop_params(model: torch.nn.Module, trained_only: bool = False) -> int:
+    """Parameters that cost FLOPs per token (of them, with ``trained_only``, those that train): all
+    but embedding lookups (the input embedding, the margin PRM's token evidence).
 
     An embedding lookup is a gather, not a matrix product; when input and output embeddings are
     tied the shared matrix still costs FLOPs as the output head, so it stays counted.
     """
-    total = sum(p.numel() for p in model.parameters())
-    get_input = getattr(model, "get_input_embeddings", None)
     get_output = getattr(model, "get_output_embeddings", None)
-    embedding = get_input() if get_input else None
     head = get_output() if get_output else None
-    if embedding is not None and (head is None or head.weight is not embedding.weight):
-        total -= embedding.weight.numel()
-    return total
+    tied = {id(head.weight)} if head is not None else set()
+    lookups = {
+        id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding) and id(m.weight) not in tied
+    }
+    return sum(
+        p.numel() for p in model.parameters() if id(p) not in lookups and (p.requires_grad or not trained_only)
+    )

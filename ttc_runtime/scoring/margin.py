@@ -13,8 +13,7 @@ content. Two verifiers read these margins:
   (``MARGIN_FEATURES``) to the probability that the step is on a correct path. It is a one-label
   token-classification model like any other PRM here, saved as one directory. With
   ``token_evidence`` it also reads *what* was written, not only how surely: one learned number
-  per vocabulary token, pooled over the solution so far by its running maximum and minimum
-  (``EVIDENCE_FEATURES``). A solution can be wrong with every token written confidently (a
+  per vocabulary token, summed over the solution so far (``EVIDENCE_FEATURES``). A solution can be wrong with every token written confidently (a
   guess whose own check says ``84 < 91``); its tokens say so, its margins cannot.
 
 Where the margin PRM's proposer is the generator's own model (``fuse``), its scores need no forward
@@ -79,12 +78,12 @@ MARGIN_FEATURES = (
 """What the margin PRM's head reads at every position, over the non-blank solution tokens up to it;
 all but the counts lie in [-1, 1]."""
 
-EVIDENCE_FEATURES = (
-    "max(0, running maximum of the tokens' evidence)",
-    "min(0, running minimum of the tokens' evidence)",
-)
+EVIDENCE_FEATURES = ("running sum of the tokens' evidence",)
 """What a margin PRM with ``token_evidence`` reads besides ``MARGIN_FEATURES``: each token's learned
-evidence (0 until trained), pooled over the non-blank solution tokens up to the position."""
+evidence (0 until trained), summed over the non-blank solution tokens up to the position. A sum
+passes every token its gradient, so the head learns what each token says as a bag of words does;
+a running maximum and minimum, tried first, passed it to one token per position and left the
+family task's ``!`` (a guess whose check fails) at 0.01 after training."""
 
 EVIDENCE_SCALE = 10.0
 """A token's evidence is its embedding times this: the PRM trainer's learning rate, sized for the
@@ -120,16 +119,9 @@ def token_margins(
 
 def evidence_features(evidence: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
     """(B, T, len(EVIDENCE_FEATURES)) from per-token evidence (B, T - 1) for tokens 1..T-1 and
-    which of them count; position 0 (a prompt token) gets those of an empty solution (0, 0)."""
-    # Uncounted positions hold -inf (+inf) rather than 0, so that a running maximum tied at 0 takes
-    # the gradient to a counted token's evidence, not to a blank token: step scores are read at
-    # blank tokens (the separators), where a tie would otherwise send every gradient nowhere.
-    low = torch.where(counted, evidence, torch.full_like(evidence, -math.inf))
-    high = torch.where(counted, evidence, torch.full_like(evidence, math.inf))
-    features = torch.stack(
-        [torch.cummax(low, dim=1).values.clamp(min=0), torch.cummin(high, dim=1).values.clamp(max=0)], dim=-1
-    )
-    return torch.cat([torch.zeros_like(features[:, :1]), features], dim=1)
+    which of them count; position 0 (a prompt token) gets that of an empty solution (0)."""
+    running = torch.cumsum(torch.where(counted, evidence, torch.zeros_like(evidence)), dim=1)[..., None]
+    return torch.cat([torch.zeros_like(running[:, :1]), running], dim=1)
 
 
 def margin_features(margin: torch.Tensor, chosen: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
@@ -226,9 +218,8 @@ class MarginPRMForTokenClassification(PreTrainedModel):
         zero, the evidence in logit units)."""
         self.linear.weight.zero_()
         if self.evidence is not None:
-            # Evidence in logit units: the pooled evidence lowers the step's logit one for one (a
-            # token with evidence e above every other lowers it by e, one below every other, e < 0,
-            # raises it by -e), so each token's evidence learns from the first step.
+            # Evidence in logit units: every token's evidence lowers the logit of the steps from its
+            # own on one for one (e < 0 raises it), so each token's evidence learns from the first step.
             self.evidence.weight.zero_()
             self.linear.weight[0, len(MARGIN_FEATURES) :] = -1.0
         self.linear.weight[0, 0] = 4.0
@@ -271,8 +262,7 @@ class MarginState:
     sum_margin: float = 0.0
     slips: int = 0
     tokens: int = 0
-    max_evidence: float = 0.0
-    min_evidence: float = 0.0
+    sum_evidence: float = 0.0
 
     def extend(
         self,
@@ -303,8 +293,7 @@ class MarginState:
                 state.sum_margin + margin,
                 state.slips + (margin < SLIP),
                 state.tokens + 1,
-                max(state.max_evidence, weight),
-                min(state.min_evidence, weight),
+                state.sum_evidence + weight,
             )
         return state
 
@@ -320,7 +309,7 @@ class MarginState:
             math.log1p(self.slips),
             math.log1p(self.tokens),
         ]
-        return margins + [self.max_evidence, self.min_evidence] if evidence else margins
+        return [*margins, self.sum_evidence] if evidence else margins
 
 
 @functools.lru_cache(maxsize=4)
