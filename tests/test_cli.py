@@ -162,7 +162,7 @@ def test_margin_verifier_needs_no_labels_and_no_prm(tmp_path, tiny_model_dir):
     config = tmp_path / "margin.yaml"
     config.write_text(
         f"run_dir: {tmp_path / 'run'}\n"
-        "task:\n  synthetic: {train_per_level: 4, validation_per_level: 2, test_per_level: 3}\n"
+        "task:\n  name: synthetic\n  synthetic: {train_per_level: 4, validation_per_level: 2, test_per_level: 3}\n"
         f"proposer:\n  model: {tiny_model_dir}\n"
         "sampling:\n  max_new_tokens: 24\n"
         "proposer_eval:\n  problems_per_level: 2\n"

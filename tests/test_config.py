@@ -26,7 +26,7 @@ def test_values_override_defaults(tmp_path):
 
 
 def test_yaml_list_fills_a_tuple(tmp_path):
-    text = "task:\n  synthetic:\n    levels:\n" + "".join(
+    text = "task:\n  name: synthetic\n  synthetic:\n    levels:\n" + "".join(
         f"      - {{num_ops: [1, {n}], max_start: 9, max_operand: 9}}\n" for n in range(1, 6)
     )
     config = load_config(ExperimentConfig, write(tmp_path, text))

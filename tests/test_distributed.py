@@ -102,6 +102,7 @@ def test_prm_and_revision_model_train_with_two_processes(tiny_model_dir, tmp_pat
 PIPELINE = """
 run_dir: {run_dir}
 task:
+  name: synthetic
   synthetic: {{train_per_level: 40, validation_per_level: 5, test_per_level: 10}}
 proposer:
   architecture: {{hidden_size: 32, num_layers: 2, num_heads: 2, intermediate_size: 64, max_positions: 256}}
