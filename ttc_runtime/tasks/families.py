@@ -3,9 +3,9 @@ structure that favours a different way of spending test-time compute.
 
 - **Chains** (``kind: chain``): the synthetic task's arithmetic chains, evaluated left to right one
   operation per step (``tasks.synthetic``). The training split's worked solutions *slip*: at each
-  step, with probability ``slip_rate``, the new value is off by one and the chain goes on from it.
-  The proposer learns those odds, so its own slips at sampling time are set by the data, not by how
-  far its training got (a chain task whose errors are facts not yet learned puts pass@1 on a cliff:
+  step but the last ``clean_tail``, with probability ``slip_rate``, the new value is off by one and
+  the chain goes on from it. The proposer learns those odds, so that its own slips at sampling time
+  are set by the data, not by how far its training got (a chain task whose errors are facts not yet learned puts pass@1 on a cliff:
   100 fewer steps took level 3 of the chain task from 0.69 to 0.30). A slip is a token the
   proposer gives less probability than the right one, which the margin PRM sees step by step, so
   step-level search (beam search) repairs what whole-solution sampling cannot.
