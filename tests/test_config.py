@@ -187,3 +187,13 @@ def test_chat_layouts_are_configured_by_their_own_sections(tmp_path):
         load_config(ExperimentConfig, write(tmp_path, "verifier:\n  chat_turn:\n    first_turn: '{question}'\n"))
     with pytest.raises(ConfigError, match="verifier.step_separator.good_class"):
         load_config(ExperimentConfig, write(tmp_path, "verifier:\n  step_separator:\n    good_class: 2\n"))
+
+
+def test_a_negative_price_or_penalty_is_refused_by_key(tmp_path):
+    for key, name in (
+        ("reinforce_lambdas", "reinforce_lambdas"),
+        ("training:\n    outcome_penalties", "training.outcome_penalties"),
+    ):
+        path = write(tmp_path, f"allocator:\n  {key}: [0.1, -1]\n")
+        with pytest.raises(ConfigError, match=rf"allocator\.{name}\.1"):
+            load_config(ExperimentConfig, path)

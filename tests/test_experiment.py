@@ -64,7 +64,10 @@ def fake_pipeline(tmp_path, monkeypatch, seed=0, failing=None):
     config = ExperimentConfig.model_validate(
         {
             "run_dir": str(tmp_path / "run"),
-            "task": {"name": "synthetic", "synthetic": {"train_per_level": 1, "validation_per_level": 1, "test_per_level": 1}},
+            "task": {
+                "name": "synthetic",
+                "synthetic": {"train_per_level": 1, "validation_per_level": 1, "test_per_level": 1},
+            },
             "proposer_eval": {"seed": seed},
         }
     )
@@ -208,7 +211,10 @@ def test_the_readme_example_stage_joins_a_pipeline(tmp_path, capsys):
     config = ExperimentConfig.model_validate(
         {
             "run_dir": str(tmp_path / "run"),
-            "task": {"name": "synthetic", "synthetic": {"train_per_level": 3, "validation_per_level": 1, "test_per_level": 2}},
+            "task": {
+                "name": "synthetic",
+                "synthetic": {"train_per_level": 3, "validation_per_level": 1, "test_per_level": 2},
+            },
         }
     )
     experiment = Experiment(config, [module.TaskStats(), Report()])
@@ -225,7 +231,10 @@ def test_a_missing_deepspeed_config_stops_a_run_before_its_first_stage_unless_no
     missing = tmp_path / "zero2.json"
     base = {
         "run_dir": str(tmp_path / "run"),
-        "task": {"name": "synthetic", "synthetic": {"train_per_level": 1, "validation_per_level": 1, "test_per_level": 1}},
+        "task": {
+            "name": "synthetic",
+            "synthetic": {"train_per_level": 1, "validation_per_level": 1, "test_per_level": 1},
+        },
     }
     for section in ("proposer", "prm", "revision"):
         config = ExperimentConfig.model_validate({**base, section: {"training": {"deepspeed": str(missing)}}})
@@ -255,7 +264,10 @@ def test_a_run_killed_in_training_after_a_checkpoint_resumes_from_it(tmp_path, m
     config = ExperimentConfig.model_validate(
         {
             "run_dir": str(tmp_path / "run"),
-            "task": {"name": "synthetic", "synthetic": {"train_per_level": 8, "validation_per_level": 1, "test_per_level": 1}},
+            "task": {
+                "name": "synthetic",
+                "synthetic": {"train_per_level": 8, "validation_per_level": 1, "test_per_level": 1},
+            },
             "proposer": {
                 "architecture": tiny,
                 "training": {"max_steps": 6, "batch_size": 4, "logging_steps": 1, "save_steps": 2},

@@ -117,7 +117,10 @@ def test_the_revision_stages_sample_train_and_skip_when_up_to_date(tiny_model_di
     config = ExperimentConfig.model_validate(
         {
             "run_dir": str(tmp_path / "run"),
-            "task": {"name": "synthetic", "synthetic": {"train_per_level": 3, "validation_per_level": 1, "test_per_level": 1}},
+            "task": {
+                "name": "synthetic",
+                "synthetic": {"train_per_level": 3, "validation_per_level": 1, "test_per_level": 1},
+            },
             "proposer": {"model": str(tiny_model_dir)},
             "revision_data": {"problems_per_level": 2, "samples_per_problem": 4, "dedupe": False},
             "revision": {"training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1, "max_length": 256}},

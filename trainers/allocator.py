@@ -46,7 +46,7 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, NonNegativeFloat
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.env.allocation import AllocationEnv, ReplayBackend
 from ttc_runtime.policies.features import FeatureConfig
@@ -74,7 +74,7 @@ class AllocatorTrainConfig(StrictModel):
     )
     policy: PolicyConfig = PolicyConfig()
     outcome_epochs: int = Field(300, ge=1, description="Full-batch Adam steps of the outcome policy's fit.")
-    outcome_penalties: list[float] = Field(
+    outcome_penalties: list[NonNegativeFloat] = Field(
         [1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         min_length=1,
         description="L2 penalties (on the weights, added to the mean cross-entropy) the outcome policy's fit "
@@ -83,14 +83,6 @@ class AllocatorTrainConfig(StrictModel):
     )
     outcome_folds: int = Field(3, ge=2, description="Folds of that choice.")
     seed: int = 0
-
-    @field_validator("outcome_penalties")
-    @classmethod
-    def _non_negative(cls, penalties: list[float]) -> list[float]:
-        bad = [p for p in penalties if p < 0]
-        if bad:
-            raise ValueError(f"penalties must be >= 0, got {bad[0]}")
-        return penalties
 
 
 class AllocatorConfig(StrictModel):
@@ -107,7 +99,7 @@ class AllocatorConfig(StrictModel):
         description="Other features, each evaluated with the outcome model (fixed and adaptive) beside the main ones.",
     )
     training: AllocatorTrainConfig = AllocatorTrainConfig()
-    reinforce_lambdas: list[float] = Field(
+    reinforce_lambdas: list[NonNegativeFloat] = Field(
         [0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
         min_length=1,
         description="Prices of compute (accuracy per largest-budget run, see env.allocation) REINFORCE's adaptive "
@@ -119,14 +111,6 @@ class AllocatorConfig(StrictModel):
         description="Mean compute per question (training.unit) on the training questions of the adaptive policy "
         "saved for the runtime: the price is set to spend it.",
     )
-
-    @field_validator("reinforce_lambdas")
-    @classmethod
-    def _prices(cls, lambdas: list[float]) -> list[float]:
-        bad = [lam for lam in lambdas if lam < 0]
-        if bad:
-            raise ValueError(f"prices must be >= 0, got {bad[0]}")
-        return lambdas
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ context holds 0 to ``max_attempts`` (4) distinct incorrect solutions of the same
 drawn uniformly per example and the attempts chosen as the incorrect solutions closest to the target
 by character edit distance (Levenshtein, from rapidfuzz), the closest placed last, as the most recent
 attempt. An incorrect text sampled several times counts once: a context of four copies of one
-wrong guess shows less than a context of four wrong guesses. Problems without a correct sample give no example. The prompt is built by
-``prompts.RevisionPromptConfig`` around the proposer's prompt. The result is a ``datasets`` dataset
-in TRL's prompt-completion layout (``prompt``, ``completion``) plus ``question`` and
-``attempt_texts`` (to rebuild the prompt with fewer attempts, see
-``trainers.revision.fit_to_length``), ``problem_id``, ``level`` and ``attempts``.
+wrong guess shows less than a context of four wrong guesses. Problems without a correct sample
+give no example. The prompt is built by ``prompts.RevisionPromptConfig`` around the proposer's
+prompt. The result is a ``datasets`` dataset in TRL's prompt-completion layout (``prompt``,
+``completion``) plus ``question`` and ``attempt_texts`` (to rebuild the prompt with fewer
+attempts, see ``trainers.revision.fit_to_length``), ``problem_id``, ``level`` and ``attempts``.
 
 **Duplicates.** Where a problem's correct solutions coincide (the embedded task has one correct
 solution per problem), the recipe writes the same example once per correct sample: up to 64 copies

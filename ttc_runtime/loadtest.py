@@ -6,9 +6,10 @@ records, per request, the status, the latency, the answer and the server's ``ttc
 size (16 and 1 by default: batched, then one at a time), runs the same load against each, checks
 that the server still answers ``/health`` afterwards, and reports throughput, failures, accuracy
 against the gold answers, whether every run gave the same answers (batching must not change
-them), the mean generations, FLOPs (decision included) and latency per request, and the allocator's decision time against the strategies' time (per request: the wall
-time of the decision and of the strategy call it was part of). Ratios
-come from runs in the same invocation on the same machine, so they compare like with like.
+them), the mean generations, FLOPs (decision included) and latency per request, and the
+allocator's decision time against the strategies' time (per request: the wall time of the
+decision and of the strategy call it was part of). Ratios come from runs in the same invocation
+on the same machine, so they compare like with like.
 
 ``probe_server`` (``ttc loadtest --probes``) starts ``ttc serve`` with a small queue and a short
 read timeout (``PROBE_SERVER``) and runs ``run_probes`` against it: hostile but fair requests,

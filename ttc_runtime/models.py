@@ -147,9 +147,5 @@ def flop_params(model: torch.nn.Module, trained_only: bool = False) -> int:
     get_output = getattr(model, "get_output_embeddings", None)
     head = get_output() if get_output else None
     tied = {id(head.weight)} if head is not None else set()
-    lookups = {
-        id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding) and id(m.weight) not in tied
-    }
-    return sum(
-        p.numel() for p in model.parameters() if id(p) not in lookups and (p.requires_grad or not trained_only)
-    )
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding) and id(m.weight) not in tied}
+    return sum(p.numel() for p in model.parameters() if id(p) not in lookups and (p.requires_grad or not trained_only))

@@ -13,8 +13,9 @@ content. Two verifiers read these margins:
   (``MARGIN_FEATURES``) to the probability that the step is on a correct path. It is a one-label
   token-classification model like any other PRM here, saved as one directory. With
   ``token_evidence`` it also reads *what* was written, not only how surely: one learned number
-  per vocabulary token, summed over the solution so far (``EVIDENCE_FEATURES``). A solution can be wrong with every token written confidently (a
-  guess whose own check says ``84 < 91``); its tokens say so, its margins cannot.
+  per vocabulary token, summed over the solution so far (``EVIDENCE_FEATURES``). A solution can
+  be wrong with every token written confidently (a guess whose own check says ``16 != 17``); its
+  tokens say so, its margins cannot.
 
 Where the margin PRM's proposer is the generator's own model (``fuse``), its scores need no forward
 pass of their own: the generator returns each sampled token's log-probability and the top one, and

@@ -82,8 +82,9 @@ class Allocator(Stage):
         featurizer = build_featurizer(settings.features, proposer, config.proposer.prompt, ctx.device)
         main, main_flops = featurizer(table.questions)
         label = settings.features.kind
+        kinds = ", ".join(f.kind for f in [settings.features, *settings.ablation_features])
         say(
-            f"  {splits.description}: the outcome model ({', '.join(f.kind for f in [settings.features, *settings.ablation_features])}), "
+            f"  {splits.description}: the outcome model ({kinds}), "
             f"REINFORCE and the supervised fit at a fixed budget ({label}), REINFORCE at "
             f"{len(settings.reinforce_lambdas)} prices of compute"
         )

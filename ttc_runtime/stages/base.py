@@ -143,9 +143,10 @@ class RunContext:
 
     def data_key(self, *splits: str) -> Part:
         """The task as the fingerprint of a stage that reads ``splits`` sees it. A generated task is
-        its name and its own settings (the other tasks' sections do not count); a task read from files is its settings with, in place of the files' paths,
-        the content of the files of ``splits`` only, so rewriting the test file leaves the stages
-        that read only the training split up to date."""
+        its name and its own settings (the other tasks' sections do not count); a task read from
+        files is its settings with, in place of the files' paths, the content of the files of
+        ``splits`` only, so rewriting the test file leaves the stages that read only the training
+        split up to date."""
         task = self.config.task
         files = task.files()
         if not files:

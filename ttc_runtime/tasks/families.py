@@ -5,8 +5,9 @@ structure that favours a different way of spending test-time compute.
   operation per step (``tasks.synthetic``). The training split's worked solutions *slip*: at each
   step but the last ``clean_tail``, with probability ``slip_rate``, the new value is off by one and
   the chain goes on from it. The proposer learns those odds, so that its own slips at sampling time
-  are set by the data, not by how far its training got (a chain task whose errors are facts not yet learned puts pass@1 on a cliff:
-  100 fewer steps took level 3 of the chain task from 0.69 to 0.30). A slip is a token the
+  are set by the data, not by how far its training got (a chain task whose errors are facts not
+  yet learned puts pass@1 on a cliff: 100 fewer steps took level 3 of the chain task from 0.69 to
+  0.30). A slip is a token the
   proposer gives less probability than the right one, which the margin PRM sees step by step, so
   step-level search (beam search) repairs what whole-solution sampling cannot.
 - **Guess and check** (``kind: guess``): find the ``x`` among ``candidates`` consecutive integers
@@ -52,9 +53,19 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..config import StrictModel
-from .base import LEVELS, SPLITS, Problem, Task
+from .base import LEVELS, SPLITS, Problem
 from .grading import STEP_SEPARATOR, extract_boxed, normalize_answer, split_steps
-from .synthetic import CHAIN_HEADER, LevelSpec, chain_line, draw_chain, format_chain, parse_chain, typed_chain
+from .synthetic import (
+    CHAIN_HEADER,
+    GeneratedTask,
+    GeneratedTaskConfig,
+    LevelSpec,
+    chain_line,
+    draw_chain,
+    format_chain,
+    parse_chain,
+    typed_chain,
+)
 
 
 class ChainFamily(LevelSpec):
@@ -165,31 +176,22 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
     ]
 
 
-class FamilyTaskConfig(StrictModel):
+class FamilyTaskConfig(GeneratedTaskConfig):
     """The family task: sizes of each split (problems per level) and one family per level."""
 
-    seed: int = Field(0, description="Base seed; each split draws from its own stream derived from it.")
-    train_per_level: int = Field(8000, ge=1)
-    validation_per_level: int = Field(100, ge=1)
-    test_per_level: int = Field(200, ge=1)
     levels: list[Family] = Field(default_factory=_default_families, min_length=5, max_length=5)
 
 
 GUESS_HEADER = re.compile(r"^Find x in (\d+)\.\.(\d+):\nx([+\-*]\d+) = (\d+)$")
 
 
-class FamilyTask(Task):
+class FamilyTask(GeneratedTask):
     """Chains and guess-and-check questions in five levels (see the module docstring)."""
 
     name = "families"
 
     def __init__(self, config: FamilyTaskConfig | None = None) -> None:
         self.config = config or FamilyTaskConfig()
-
-    def problems(self, split: str) -> list[Problem]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        return list(self._splits[split])
 
     @cached_property
     def width(self) -> int:

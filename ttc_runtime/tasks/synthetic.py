@@ -63,28 +63,39 @@ def _default_levels() -> list[LevelSpec]:
     ]
 
 
-class SyntheticTaskConfig(StrictModel):
-    """The embedded task: sizes of each split (problems per level) and the level definitions."""
+class GeneratedTaskConfig(StrictModel):
+    """What every generated task draws from: a seed and the sizes of each split (problems per level)."""
 
     seed: int = Field(0, description="Base seed; each split draws from its own stream derived from it.")
     train_per_level: int = Field(8000, ge=1)
     validation_per_level: int = Field(100, ge=1)
     test_per_level: int = Field(200, ge=1)
+
+
+class SyntheticTaskConfig(GeneratedTaskConfig):
+    """The embedded chain task: sizes of each split (problems per level) and the level definitions."""
+
     levels: list[LevelSpec] = Field(default_factory=_default_levels, min_length=5, max_length=5)
 
 
-class SyntheticTask(Task):
+class GeneratedTask(Task):
+    """A task drawn from a seed: its splits (``_splits``) are drawn once, on first use."""
+
+    _splits: dict[str, tuple[Problem, ...]]
+
+    def problems(self, split: str) -> list[Problem]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return list(self._splits[split])
+
+
+class SyntheticTask(GeneratedTask):
     """Arithmetic chains with exact per-step checking (see the module docstring)."""
 
     name = "synthetic"
 
     def __init__(self, config: SyntheticTaskConfig | None = None) -> None:
         self.config = config or SyntheticTaskConfig()
-
-    def problems(self, split: str) -> list[Problem]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        return list(self._splits[split])
 
     @cached_property
     def _splits(self) -> dict[str, tuple[Problem, ...]]:
