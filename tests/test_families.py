@@ -29,7 +29,7 @@ def test_splits_are_seeded_sized_and_disjoint(task):
     counts = {lv: sum(p.level == lv for p in task.problems("train")) for lv in LEVELS}
     assert counts == {1: 4000, 2: 2000, 3: 4000, 4: 2000, 5: 500}
     easy = next(p for p in task.problems("test") if p.level == 1)
-    assert re.fullmatch(r"Compute:\n\d[+\-]\d([+\-]\d)? {6,8}", easy.question)
+    assert re.fullmatch(r"Compute:\n\d[+\-]\d[+\-]\d {6}", easy.question)
     train = {p.question for p in task.problems("train")}
     assert not train & {p.question for s in ("validation", "test") for p in task.problems(s)}
 
@@ -66,38 +66,54 @@ def test_chain_demonstrations_slip_at_the_configured_rate_and_go_on_from_the_sli
 
 def test_guess_demonstrations_guess_uniformly_and_check_their_guess(task):
     family = SMALL.levels[2]
-    assert isinstance(family, GuessFamily) and family.candidates == 3
+    assert isinstance(family, GuessFamily) and (family.candidates, family.spacing, family.offset) == (3, 2, 4)
     problems = [p for p in task.problems("train") if p.level == 3]
-    right = []
+    right, orders = [], set()
     for problem in problems:
-        low, high, op, target = re.match(r"Find x in (\d+)\.\.(\d+):\nx([+\-*]\d+) = (\d+)$", problem.question).groups()
-        low, high, target = int(low), int(high), int(target)
+        *listed, op, target = re.match(
+            r"Find x in (\d+), (\d+), (\d+):\nx([+\-]\d+) = (\d+)$", problem.question
+        ).groups()
+        listed, target = [int(v) for v in listed], int(target)
+        low = min(listed)
+        assert sorted(listed) == [low, low + 2, low + 4] and 1 <= low and low + 4 <= 9
+        orders.add(tuple(np.argsort(listed)))
         guess = int(re.match(r"x = (\d+)\n", problem.solution).group(1))
-        assert low <= guess <= high == low + 2 and low <= int(problem.answer) <= high
-        assert problem.solution == guess_solution(guess, op, target)
-        assert all(0 <= eval(f"{g}{op}") <= 19 for g in range(low, high + 1))
+        assert guess in listed and int(problem.answer) in listed and eval(f"{problem.answer}{op}") == target
+        assert problem.solution == guess_solution(guess, op, target, 4, task.width)
         right.append(guess == int(problem.answer))
-    assert abs(np.mean(right) - 1 / 3) < 0.03
+    assert abs(np.mean(right) - 1 / 3) < 0.03 and len(orders) == 6
 
 
-def test_a_guess_is_checked_in_the_step_after_it():
-    assert guess_solution(11, "+5", 17) == "x = 11\n\n11+5 = 16 != 17\n\n\\boxed{11}"
-    assert split_steps(guess_solution(13, "*7", 91))[1] == "13*7 = 91 = 91"
-    with pytest.raises(ValueError, match="at least candidates"):
-        GuessFamily(answer=(2, 9), candidates=3)
+def test_a_guess_is_checked_by_a_chain_that_ends_at_the_offset_when_it_is_right():
+    # Undo the operation on the target, add the offset, subtract the guess: 11-6 = 5 is x, and
+    # 5+4-7 = 2 is not 4, so 7 is wrong. Lines are padded like a chain's (5 operations wide).
+    assert split_steps(guess_solution(7, "+6", 11, 4, 5)) == [
+        "x = 7",
+        "11-6+4-7" + " " * 4,
+        "5+4-7" + " " * 6,
+        "9-7" + " " * 8,
+        "2" + " " * 10,
+        "\\boxed{7}",
+    ]
+    assert split_steps(guess_solution(5, "-2", 3, 4, 5))[1:5] == [
+        "3+2+4-5    ",
+        "5+4-5      ",
+        "9-5        ",
+        "4" + " " * 10,
+    ]
+    with pytest.raises(ValueError, match="must exceed"):
+        GuessFamily(max_candidate=4, candidates=3)
 
 
 def test_step_checks_follow_the_path(task):
     guess = next(p for p in task.problems("test") if p.level == 3)
     wrong = int(guess.answer) + 1
     op, target = re.search(r"x([+\-*]\d+) = (\d+)", guess.question).groups()
-    assert task.step_correctness(guess, split_steps(guess_solution(wrong, op, int(target)))) == [False] * 3
-    right = split_steps(guess_solution(int(guess.answer), op, int(target)))
-    assert task.step_correctness(guess, [right[0], right[1].replace("=", "!=", 2)[:-3], right[2]]) == [
-        True,
-        False,
-        False,
-    ]
+    steps = split_steps(guess_solution(wrong, op, int(target), 4, task.width))
+    assert task.step_correctness(guess, steps) == [False] * 6
+    right = split_steps(guess_solution(int(guess.answer), op, int(target), 4, task.width))
+    slipped = re.sub(r"^\d+", lambda m: str(int(m.group()) + 1), right[2])
+    assert task.step_correctness(guess, [*right[:2], slipped, *right[3:]]) == [True, True, False, False, False, False]
     chain = next(p for p in task.problems("test") if p.level == 4)
     steps = split_steps(chain.solution)
     slipped = [str(int(re.match(r"\d+", steps[0]).group()) + 1) + steps[0][len(re.match(r"\d+", steps[0]).group()) :]]
@@ -106,8 +122,9 @@ def test_step_checks_follow_the_path(task):
 
 
 def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
-    # The family that draws chains like it gives the header: 1-2 operations on numbers below 10 are
-    # easy, longer chains are chains; every line is padded to the longest chain's 5 operations.
+    # The family that draws chains like it gives the header: 2 operations on numbers below 10 are
+    # easy, and so is one (the shortest family it fits), longer chains are chains; every line is
+    # padded to the longest chain's 5 operations.
     assert task.format_question("3+4") == "Compute:\n3+4" + " " * 8
     assert task.format_question("3+4+1+2") == "Evaluate left to right:\n3+4+1+2" + " " * 4
     assert all(p.question.startswith("Compute:\n") for p in task.problems("test") if p.level == 1)

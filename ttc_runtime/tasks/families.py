@@ -10,32 +10,41 @@ structure that favours a different way of spending test-time compute.
   0.30). A slip is a token the
   proposer gives less probability than the right one, which the margin PRM sees step by step, so
   step-level search (beam search) repairs what whole-solution sampling cannot.
-- **Guess and check** (``kind: guess``): find the ``x`` among ``candidates`` consecutive integers
-  with ``x op a = T`` (``op`` one of ``+ - *``). A solution writes a guess (one step), checks it
-  (the next step), then boxes the guess::
+- **Guess and check** (``kind: guess``): find the ``x`` among ``candidates`` integers ``spacing``
+  apart, listed in random order, with ``x op a = T`` (``op`` one of ``+ -``). A solution writes a
+  guess (one step), checks it with a chain that undoes ``op`` on ``T``, adds the ``offset`` (the
+  distance from the lowest candidate to the highest, so that nothing goes below 0) and subtracts
+  the guess, then boxes the guess::
 
-      Find x in 11..13:
-      x+5 = 17
+      Find x in 7, 3, 5:
+      x+6 = 11
 
-      x = 11
+      x = 7
 
-      11+5 = 16 != 17
+      11-6+4-7
 
-      \\boxed{11}
+      5+4-7
 
-  The training split's guesses are drawn uniformly among the candidates, so the proposer guesses
-  (pass@1 = 1 / candidates by design) and never learns to solve for x. A wrong guess says so in its
-  own check, so an attempt carries what a fresh sample lacks: a revision that reads it (another
-  candidate than 11 after ``16 != 17``) beats resampling, and a chain of revisions beats as many
-  parallel samples (three candidates: the third attempt of a chain that never repeats a failed
-  guess is right). A bare guess tells a verifier nothing, so beam search, which keeps one first
-  step of N before any check is written, does no better than one sample; best-of-N, whose verifier
-  reads each whole solution with its check, keeps the right guess among N. Checks stay within the
-  facts the chains teach (values to 19 by default): with products of the times table to 126 the
-  proposer wrote 56-76% of them right after 1,000 steps, and a wrong check says nothing. The check
-  says only whether the guess is right, not which way the answer lies: a 1M-parameter proposer
-  trained for minutes compares two numbers by size no better than chance, while whether two
-  numbers are the same is a matter of matching tokens.
+      9-7
+
+      2
+
+      \\boxed{7}
+
+  The check ends at the offset (4) exactly when the guess is right. It is a chain on the chains'
+  facts and layout, because the proposer learns nothing else in minutes: a check written on one
+  line (``7+6 = 13 != 11``) got its value right 50% of the time after 1,000 steps, and one laid out
+  as a chain got it right 97% of the time but its verdict (``13 = 11? no``, an equality of two
+  numbers) 55%, chance. Whether a check ends at 4 is a token to read. Candidates two apart keep a
+  check off by one (the chains' slip) from ending at 4 for a wrong guess; listing them in random
+  order gives six questions per set of candidates. The training split's guesses are drawn
+  uniformly among the candidates, and the guess comes before its check, so the proposer guesses
+  (pass@1 = 1 / candidates by design). A wrong guess says so in its own check, and its check
+  works out x on the way: an attempt carries what a fresh sample lacks, so a revision that reads
+  it beats resampling, and a chain of revisions beats as many parallel samples. A bare guess tells
+  a verifier nothing, so beam search, which keeps few first steps before any check is written,
+  does little better than one sample; best-of-N, whose verifier reads each whole solution with
+  its check, keeps the right guess among N.
 
 Held-out splits (validation, test) hold clean reference solutions: no slips, the right guess. Every
 line of a chain, the question's included, is padded to the longest chain's width, as in the chain
@@ -100,43 +109,59 @@ class ChainFamily(LevelSpec):
 
 
 class GuessFamily(StrictModel):
-    """Find x with ``x op a = T`` among consecutive candidates, by guessing and checking."""
+    """Find x with ``x op a = T`` among evenly spaced candidates, listed in random order, by
+    guessing and checking (see the module docstring)."""
 
     kind: Literal["guess"] = "guess"
-    ops: list[Literal["+", "-", "*"]] = Field(["+", "-"], min_length=1, description="Operations drawn from.")
-    operand: tuple[int, int] = Field((1, 12), description="Inclusive range of a (of m for *).")
-    answer: tuple[int, int] = Field((3, 17), description="Inclusive range of x; from candidates up.")
+    ops: list[Literal["+", "-"]] = Field(["+", "-"], min_length=1, description="Operations drawn from.")
+    operand: tuple[int, int] = Field((1, 9), description="Inclusive range of a.")
+    max_candidate: int = Field(
+        9,
+        ge=1,
+        description="Largest candidate: the check subtracts the guess, and the chains teach operands to 9.",
+    )
     max_value: int = Field(
         19,
         ge=1,
-        description="Every candidate's check stays within 0..max_value: the facts the proposer learns from the "
-        "chains (a check it cannot compute says nothing about its guess).",
+        description="T and every value of a check stay within 0..max_value: the facts the proposer learns from "
+        "the chains (a check it cannot compute says nothing about its guess).",
     )
-    candidates: int = Field(3, ge=2, description="How many consecutive integers the question offers.")
+    candidates: int = Field(3, ge=2, description="How many integers the question offers.")
+    spacing: int = Field(
+        2, ge=1, description="Distance between neighbouring candidates: 2 keeps a check off by one from reading right."
+    )
     train_share: float = Field(1.0, gt=0, description="Training problems of this family per train_per_level.")
 
     @model_validator(mode="after")
     def _ranges(self) -> GuessFamily:
-        for name in ("operand", "answer"):
-            low, high = getattr(self, name)
-            if not 1 <= low <= high:
-                raise ValueError(f"{name}: expected 1 <= low <= high, got {low}..{high}")
-        if self.answer[0] < self.candidates:
+        low, high = self.operand
+        if not 1 <= low <= high:
+            raise ValueError(f"operand: expected 1 <= low <= high, got {low}..{high}")
+        if self.max_candidate <= self.offset:
             raise ValueError(
-                f"answer: the smallest x ({self.answer[0]}) must be at least candidates ({self.candidates}), "
-                "so that every window of candidates lies above 0"
+                f"max_candidate ({self.max_candidate}) must exceed (candidates - 1) * spacing ({self.offset}), "
+                "so that some set of candidates lies above 0"
             )
         return self
 
-    def draw(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
-        """One question's (op, a, x, lowest candidate), every candidate's check within range."""
+    @property
+    def offset(self) -> int:
+        """What a check adds before it subtracts the guess, so that it never goes below 0: the
+        distance from the lowest candidate to the highest. A right guess's check ends at it."""
+        return (self.candidates - 1) * self.spacing
+
+    def draw(self, rng: np.random.Generator) -> tuple[str, int, int, list[int]]:
+        """One question's (op, a, x, candidates in the order the question lists them): every
+        candidate in 1..max_candidate, T and the check's values within range."""
         while True:
             op = self.ops[int(rng.integers(len(self.ops)))]
             a = int(rng.integers(self.operand[0], self.operand[1] + 1))
-            x = int(rng.integers(self.answer[0], self.answer[1] + 1))
-            low = x - int(rng.integers(self.candidates))
-            if all(0 <= _apply(g, f"{op}{a}") <= self.max_value for g in range(low, low + self.candidates)):
-                return op, a, x, low
+            low = int(rng.integers(1, self.max_candidate - self.offset + 1))
+            window = [low + i * self.spacing for i in range(self.candidates)]
+            x = window[int(rng.integers(self.candidates))]
+            target = _apply(x, f"{op}{a}")
+            if 0 <= target <= self.max_value and x + self.offset <= self.max_value:
+                return op, a, x, [int(g) for g in rng.permutation(window)]
 
 
 Family = Annotated[ChainFamily | GuessFamily, Field(discriminator="kind")]
@@ -146,9 +171,11 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
     # Design pass@1 at temperature 0.8, for a proposer that has learned its data: a slip of 0.35
     # split over +1 and -1 becomes 0.28 a step (probabilities to the power 1 / 0.8), so 0.72 for the
     # one step of a 3-operation chain that may slip and 0.37 for the three of a 5-operation chain;
-    # a guess among 3 is right 1 time in 3; 1-2 operations on numbers below 10 are near 1; 4-5
+    # a guess among 3 is right 1 time in 3; 2 operations on numbers below 10 are near 1; 4-5
     # operations on numbers to 999 (facts a 1M model does not learn in minutes) near 0. The easy
-    # chains look like the last two steps of a longer chain, so those steps never slip (with slips
+    # chains have two operations, not one or two: 1,000 steps left the one-operation ones wrong 28
+    # times in 33 (greedy; the value copied or off) while the two-operation ones were right 67 times
+    # in 67. The easy chains look like the last two steps of a longer chain, so those steps never slip (with slips
     # on every step the proposer carried them over to the easy chains: pass@1 0.79 under the
     # chains' header, 0.74 under one of their own; padded to a width of their own the easy chains
     # lost the facts they share with the chains: 0.64). They have a header of their own and twice
@@ -157,7 +184,7 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
     # show the format).
     return [
         ChainFamily(
-            num_ops=(1, 2),
+            num_ops=(2, 2),
             max_start=9,
             max_operand=9,
             max_multiplier=0,
@@ -182,7 +209,7 @@ class FamilyTaskConfig(GeneratedTaskConfig):
     levels: list[Family] = Field(default_factory=_default_families, min_length=5, max_length=5)
 
 
-GUESS_HEADER = re.compile(r"^Find x in (\d+)\.\.(\d+):\nx([+\-*]\d+) = (\d+)$")
+GUESS_HEADER = re.compile(r"^Find x in (\d+(?:, \d+)*):\nx([+\-*]\d+) = (\d+)$")
 
 
 class FamilyTask(GeneratedTask):
@@ -237,11 +264,11 @@ class FamilyTask(GeneratedTask):
         """(question, answer, worked solution) of one problem; a demonstration (training split)
         slips or guesses as the family says, a reference does neither."""
         if isinstance(family, GuessFamily):
-            op, a, x, low = family.draw(rng)
-            guess = low + int(rng.integers(family.candidates)) if demonstration else x
+            op, a, x, listed = family.draw(rng)
+            guess = listed[int(rng.integers(family.candidates))] if demonstration else x
             target = _apply(x, f"{op}{a}")
-            question = f"Find x in {low}..{low + family.candidates - 1}:\nx{op}{a} = {target}"
-            return question, x, guess_solution(guess, f"{op}{a}", target)
+            question = f"Find x in {', '.join(map(str, listed))}:\nx{op}{a} = {target}"
+            return question, x, guess_solution(guess, f"{op}{a}", target, family.offset, self.width)
         values, ops = draw_chain(rng, family)
         question = format_chain(values, ops, self.width, family.header)
         if demonstration and family.slip_rate > 0:
@@ -256,8 +283,10 @@ class FamilyTask(GeneratedTask):
         never from a stored solution."""
         guess = GUESS_HEADER.match(problem.question)
         if guess:
-            _, _, op, target = guess.groups()
-            reference = split_steps(guess_solution(int(problem.answer), op, int(target)))
+            _, op, target = guess.groups()
+            family = self.config.levels[problem.level - 1]
+            offset = family.offset if isinstance(family, GuessFamily) else 0
+            reference = split_steps(guess_solution(int(problem.answer), op, int(target), offset, self.width))
         else:
             values, ops = parse_chain(problem.question)
             reference = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
@@ -292,13 +321,18 @@ class FamilyTask(GeneratedTask):
         return format_chain(*chain, self.width, family.header)
 
 
-def guess_solution(guess: int, op: str, target: int) -> str:
+def guess_solution(guess: int, op: str, target: int, offset: int, width: int) -> str:
     """The worked solution that tries ``guess`` for ``x op = target`` (``op`` as ``"+5"``): the
-    guess, its check, the boxed guess."""
-    value = _apply(guess, op)
-    verdict = "=" if value == target else "!="
-    steps = [f"x = {guess}", f"{guess}{op} = {value} {verdict} {target}", f"\\boxed{{{guess}}}"]
-    return STEP_SEPARATOR.join(steps)
+    guess, then its check, a chain padded to ``width`` operations that undoes ``op`` on the
+    target, adds ``offset`` and subtracts the guess (ending at ``offset`` exactly when the guess is
+    right), then the boxed guess."""
+    undo = ("-" if op[0] == "+" else "+") + op[1:]
+    ops = [undo, f"+{offset}", f"-{guess}"]
+    values = [target]
+    for step in ops:
+        values.append(_apply(values[-1], step))
+    check = [chain_line(values, ops, i, width) for i in range(len(values))]
+    return STEP_SEPARATOR.join([f"x = {guess}", *check, f"\\boxed{{{guess}}}"])
 
 
 def values_of(question: str) -> list[int]:
