@@ -458,9 +458,11 @@ def test_one_rule_charges_a_single_sample_the_same_on_every_path(stepwise_pair):
             assert proposer.flops - params * prompt == params * proposer.generated_tokens
             assert verifier.flops == len(candidate.step_scores) * 2 * head
             assert verifier.tokens == len(candidate.step_scores)
-    # Beam search at N = 1 samples one step per round, from the prompt and the steps so far: with
-    # several steps here, a rule that charged that prefix each round would charge the prompt again.
-    assert all(len(r.candidates[0].steps) >= 2 for r in runs["beam_search"])
+    # Beam search at N = 1 samples one step per round, from the prompt and the steps so far: on a
+    # run of several steps a rule that charged that prefix each round would charge the prompt
+    # again. How many steps each run writes turns on near-tied logits (summation order can flip a
+    # sample), so one run of several steps is asked for, not every one.
+    assert any(len(r.candidates[0].steps) >= 2 for r in runs["beam_search"])
 
 
 def test_fusion_needs_the_generators_own_weights(tiny_model_dir, margin_prm):
