@@ -1,4 +1,4 @@
-"""The learned allocator, in two forms that answer alike (``greedy_arms``):
+"""The learned allocator, in three forms that answer alike (``greedy_arms``):
 
 - ``AllocatorPolicy`` (REINFORCE's): a small network with one head per action factor. A trunk
   (``layers`` x ``hidden`` ReLU layers) reads the standardised observation. The strategy head
@@ -6,17 +6,19 @@
   that strategy's knobs only (the others are masked); in the adaptive mode the budget head sees
   the trunk, the strategy and the knob. A value head (the learned baseline of REINFORCE) reads the
   trunk.
-- ``OutcomePolicy``: the same trunk with one output per arm, each arm's predicted expected
-  correctness on the question. It chooses the arm with the highest prediction within the budget
-  (fixed mode), or the highest prediction minus ``lam`` times the arm's mean compute (adaptive
-  mode): the Lagrangian choice of the expected-rate oracle, with predictions in place of the
-  rates. Fitted to every arm's rate at once (``trainers.allocator.fit_outcomes``), it learns from
-  full information instead of one sampled reward per episode, and one fit serves every budget and
-  every ``lam``.
+- The outcome policies (``ArmRatePolicy``): each predicts every arm's expected correctness on the
+  question and chooses the arm with the highest prediction within the budget (fixed mode), or the
+  highest prediction minus ``lam`` times the arm's mean compute (adaptive mode): the Lagrangian
+  choice of the expected-rate oracle, with predictions in place of the rates. Fitted to every
+  arm's rate at once (``trainers.allocator.fit_outcomes``), they learn from full information
+  instead of one sampled reward per episode, and one fit serves every budget and every ``lam``.
+  ``NeighbourPolicy`` predicts the mean rates of the nearest training questions;
+  ``OutcomePolicy`` is the same trunk as above with one output per arm.
 
 Saved as one directory: ``policy.json`` (the kind, the action space, the feature config, the
-network sizes, and for an outcome policy its ``lam`` and arm costs) and ``model.safetensors``
-(the weights and the observation mean and scale). Loading (``load_policy``) checks the action
+network sizes, and for an outcome policy its ``lam`` and arm costs, for the neighbour policy
+its ``neighbours`` and number of training rows) and ``model.safetensors`` (the weights, or the
+neighbour policy's training features and rates, and the observation mean and scale). Loading (``load_policy``) checks the action
 space against the one expected and refuses another.
 """
 
@@ -143,10 +145,11 @@ def _trunk(obs_dim: int, config: PolicyConfig) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), width
 
 
-class OutcomePolicy(nn.Module):
-    """Per-arm predicted correctness and the Lagrangian choice (see the module docstring).
-    ``costs`` are the arms' mean compute (the training unit, divided by the reward's scale), in
-    ``actions.arms()`` order; ``lam`` prices them in the adaptive mode."""
+class ArmRatePolicy(nn.Module):
+    """What the two outcome policies share: per-arm predicted expected correctness (``predict``,
+    arms in ``actions.arms()`` order) and the Lagrangian choice on it. ``costs`` are the arms'
+    mean compute (the training unit, divided by the reward's scale), in ``actions.arms()`` order;
+    ``lam`` prices them in the adaptive mode."""
 
     def __init__(
         self, obs_dim: int, actions: ActionSpace, config: PolicyConfig, costs: Sequence[float], lam: float = 0.0
@@ -160,22 +163,18 @@ class OutcomePolicy(nn.Module):
             raise ValueError(f"got {len(costs)} costs for {len(self.arms)} arms")
         self.costs = np.asarray(costs, dtype=float)
         self.lam = float(lam)
-        self.penalty: float | None = None  # the L2 penalty its fit chose (trainers.allocator.fit_outcomes)
-        self.trunk, width = _trunk(obs_dim, config)
-        self.head = nn.Linear(width, len(self.arms))
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_scale", torch.ones(obs_dim))
 
     set_normalisation = AllocatorPolicy.set_normalisation
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """(rows, arms) logits of each arm's expected correctness."""
-        return self.head(self.trunk((features - self.obs_mean) / self.obs_scale))
-
     def predict(self, features: np.ndarray) -> np.ndarray:
         """(rows, arms) predicted expected correctness, arms in ``actions.arms()`` order."""
-        with torch.inference_mode():
-            return torch.sigmoid(self.logits(torch.as_tensor(features, dtype=torch.float32))).double().numpy()
+        raise NotImplementedError
+
+    def fitted_with(self) -> dict[str, float]:
+        """The hyperparameter its fit chose by cross-validation (for the record)."""
+        raise NotImplementedError
 
     def choose_columns(
         self, predicted: np.ndarray, budget: int | None, lam: float | None = None, costs: np.ndarray | None = None
@@ -198,9 +197,86 @@ class OutcomePolicy(nn.Module):
             raise ValueError(f"budget {budget} is not one of the policy's budgets {list(self.actions.budgets)}")
         return [self.arms[c] for c in self.choose_columns(self.predict(features), budget)]
 
+
+class OutcomePolicy(ArmRatePolicy):
+    """The network outcome policy: the trunk and one logit per arm (see the module docstring)."""
+
+    def __init__(
+        self, obs_dim: int, actions: ActionSpace, config: PolicyConfig, costs: Sequence[float], lam: float = 0.0
+    ) -> None:
+        super().__init__(obs_dim, actions, config, costs, lam)
+        self.penalty: float | None = None  # the L2 penalty its fit chose (trainers.allocator.fit_outcomes)
+        self.trunk, width = _trunk(obs_dim, config)
+        self.head = nn.Linear(width, len(self.arms))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(rows, arms) logits of each arm's expected correctness."""
+        return self.head(self.trunk((features - self.obs_mean) / self.obs_scale))
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return torch.sigmoid(self.logits(torch.as_tensor(features, dtype=torch.float32))).double().numpy()
+
+    def fitted_with(self) -> dict[str, float]:
+        return {"penalty": float(self.penalty) if self.penalty is not None else float("nan")}
+
     def save(self, directory: str | Path, features: FeatureConfig) -> None:
         """Write the policy directory (files renamed into place)."""
         _save(self, directory, features, {"kind": "outcome", "lam": self.lam, "costs": self.costs.tolist()})
+
+
+class NeighbourPolicy(ArmRatePolicy):
+    """The nearest-neighbour outcome policy: a question's predicted rate on each arm is the mean
+    expected rate of its ``neighbours`` nearest training questions (Euclidean, on features
+    standardised with the training questions' mean and spread). It keeps the training questions'
+    features (``memory``, standardised) and rates (``rates``), a few hundred rows. Where questions
+    fall into groups that a feature separates (a task's families), it predicts each group's mean
+    rates, as the feature table does with the group given, instead of a network's per-question
+    guesses, whose noise moves a Lagrangian choice from one question to the next."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        actions: ActionSpace,
+        config: PolicyConfig,
+        costs: Sequence[float],
+        rows: int,
+        neighbours: int,
+        lam: float = 0.0,
+    ) -> None:
+        super().__init__(obs_dim, actions, config, costs, lam)
+        if not 1 <= neighbours <= rows:
+            raise ValueError(f"neighbours must be between 1 and the {rows} training questions, got {neighbours}")
+        self.neighbours = neighbours
+        self.register_buffer("memory", torch.zeros(rows, obs_dim))
+        self.register_buffer("rates", torch.zeros(rows, len(self.arms), dtype=torch.float64))
+
+    def remember(self, features: np.ndarray, rates: np.ndarray) -> None:
+        """Keep ``features`` (standardised by them) and their arms' expected ``rates``."""
+        self.set_normalisation(features)
+        obs = torch.as_tensor(features, dtype=torch.float32)
+        self.memory.copy_((obs - self.obs_mean) / self.obs_scale)
+        self.rates.copy_(torch.as_tensor(rates, dtype=torch.float64))
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            obs = (torch.as_tensor(features, dtype=torch.float32) - self.obs_mean) / self.obs_scale
+            nearest = torch.cdist(obs, self.memory).topk(self.neighbours, dim=1, largest=False).indices
+            return self.rates[nearest].mean(dim=1).numpy()
+
+    def fitted_with(self) -> dict[str, float]:
+        return {"neighbours": float(self.neighbours)}
+
+    def save(self, directory: str | Path, features: FeatureConfig) -> None:
+        """Write the policy directory (files renamed into place)."""
+        extra = {
+            "kind": "neighbours",
+            "lam": self.lam,
+            "costs": self.costs.tolist(),
+            "rows": int(self.memory.shape[0]),
+            "neighbours": self.neighbours,
+        }
+        _save(self, directory, features, extra)
 
 
 def _save(policy: nn.Module, directory: str | Path, features: FeatureConfig, extra: dict) -> None:
@@ -222,7 +298,7 @@ def _save(policy: nn.Module, directory: str | Path, features: FeatureConfig, ext
 
 def load_policy(
     directory: str | Path, actions: ActionSpace | None = None
-) -> tuple[AllocatorPolicy | OutcomePolicy, FeatureConfig]:
+) -> tuple[AllocatorPolicy | ArmRatePolicy, FeatureConfig]:
     """Load a policy directory of either kind; with ``actions``, refuse a policy trained for
     another action space; without, use the space saved with it (what the runtime does)."""
     directory = Path(directory)
@@ -240,9 +316,13 @@ def load_policy(
             f"(expected {json.loads(actions.to_json())})"
         )
     config = PolicyConfig.model_validate_json(json.dumps(meta["policy"]))
-    if meta.get("kind", "factored") == "outcome":
-        policy: AllocatorPolicy | OutcomePolicy = OutcomePolicy(
-            meta["obs_dim"], actions, config, meta["costs"], meta["lam"]
+    kind = meta.get("kind", "factored")
+    policy: AllocatorPolicy | ArmRatePolicy
+    if kind == "outcome":
+        policy = OutcomePolicy(meta["obs_dim"], actions, config, meta["costs"], meta["lam"])
+    elif kind == "neighbours":
+        policy = NeighbourPolicy(
+            meta["obs_dim"], actions, config, meta["costs"], meta["rows"], meta["neighbours"], meta["lam"]
         )
     else:
         policy = AllocatorPolicy(meta["obs_dim"], actions, config)
@@ -255,7 +335,7 @@ class LearnedAllocator(Allocator):
     greedy action. ``last_decision_seconds`` is the wall time of the last ``choose`` call's
     decision, features included."""
 
-    def __init__(self, name: str, policy: AllocatorPolicy | OutcomePolicy, featurizer: Featurizer) -> None:
+    def __init__(self, name: str, policy: AllocatorPolicy | ArmRatePolicy, featurizer: Featurizer) -> None:
         self.name = name
         self.policy = policy.eval()
         self.featurizer = featurizer

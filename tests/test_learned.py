@@ -51,8 +51,9 @@ def test_learned_allocator_decides_from_text_and_features_are_charged(tiny_model
     assert allocator.last_decision_seconds > 0
 
 
-def test_outcome_policy_directory_round_trips_with_its_price():
-    from ttc_runtime.policies.learned import OutcomePolicy, load_policy
+@pytest.mark.parametrize("model", ["network", "neighbours"])
+def test_outcome_policy_directory_round_trips_with_its_price(model):
+    from ttc_runtime.policies.learned import NeighbourPolicy, OutcomePolicy, load_policy
     from ttc_runtime.trainers.allocator import fit_outcomes
 
     features, correct = learnable(16)
@@ -62,13 +63,14 @@ def test_outcome_policy_directory_round_trips_with_its_price():
         table(correct),
         np.arange(16),
         space,
-        AllocatorTrainConfig(outcome_epochs=20, outcome_penalties=[1e-2]),
+        AllocatorTrainConfig(outcome_model=model, outcome_epochs=20, outcome_penalties=[1e-2]),
         16.0,
     )
     policy.lam = 0.25
     policy.save(tmp := Path(tempfile.mkdtemp()) / "policy", FeatureConfig(kind="ngrams"))
     loaded, feature_config = load_policy(tmp)
-    assert isinstance(loaded, OutcomePolicy) and feature_config.kind == "ngrams"
+    kind = {"network": OutcomePolicy, "neighbours": NeighbourPolicy}[model]
+    assert isinstance(loaded, kind) and feature_config.kind == "ngrams"
     assert loaded.lam == 0.25 and loaded.costs.tolist() == policy.costs.tolist()
     assert loaded.greedy_arms(features, None) == policy.greedy_arms(features, None)
     assert np.array_equal(loaded.predict(features), policy.predict(features))

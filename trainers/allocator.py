@@ -24,12 +24,14 @@ training question. Every fit here carries an L2 penalty on its weights: REINFORC
 ``fit_supervised`` is the ablation: the same network fitted by cross-entropy to the best arm of
 each training question in hindsight.
 
-``fit_outcomes`` is the trainer beside REINFORCE: an ``OutcomePolicy`` fitted by cross-entropy to
-every arm's expected correctness on every training question at once (the replay environment's
-full information, where REINFORCE sees one sampled reward per episode), then choosing by the
-Lagrangian rule; ``outcome_lambda`` sets its ``lam`` for a target mean compute without refitting.
-Its L2 penalty is the one of ``outcome_penalties`` whose fits on folds of the training questions
-predict the held-out folds best.
+``fit_outcomes`` is the trainer beside REINFORCE: an outcome policy that predicts every arm's
+expected correctness on every training question at once (the replay environment's full
+information, where REINFORCE sees one sampled reward per episode), then chooses by the Lagrangian
+rule; ``outcome_lambda`` sets its ``lam`` for a target mean compute without refitting. Two models
+(``outcome_model``): the nearest training questions' mean rates (``NeighbourPolicy``, the default;
+how many neighbours is chosen from ``outcome_neighbours`` by the held-out squared error on folds
+of the training questions), or a network fitted by cross-entropy (``OutcomePolicy``; its L2
+penalty is the one of ``outcome_penalties`` whose fits on folds predict the held-out folds best).
 
 Logging: reward, accuracy, mean compute, entropy and the share of each strategy per update go to
 wandb when ``report_to`` is ``wandb`` (offline unless ``WANDB_MODE`` says otherwise).
@@ -46,11 +48,11 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeFloat
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.env.allocation import AllocationEnv, ReplayBackend
 from ttc_runtime.policies.features import FeatureConfig
-from ttc_runtime.policies.learned import AllocatorPolicy, OutcomePolicy, PolicyConfig
+from ttc_runtime.policies.learned import AllocatorPolicy, ArmRatePolicy, NeighbourPolicy, OutcomePolicy, PolicyConfig
 
 from ttc_runtime.config import StrictModel
 from ttc_runtime.outcomes import ArmOutcomes, folds_of
@@ -73,11 +75,22 @@ class AllocatorTrainConfig(StrictModel):
         "pool, 1,500 updates without it fell from 1.6x to out of range at best-of-N's accuracy at N = 16.",
     )
     policy: PolicyConfig = PolicyConfig()
-    outcome_epochs: int = Field(300, ge=1, description="Full-batch Adam steps of the outcome policy's fit.")
+    outcome_model: Literal["neighbours", "network"] = Field(
+        "neighbours",
+        description="The outcome policy's model: the nearest training questions' mean rates, or a network. On the "
+        "family task the network's per-question predictions scattered its choices within a family: at best-of-N's "
+        "accuracy at N = 4 it saved 0.10 less compute than the feature table, the neighbours 0.02 less.",
+    )
+    outcome_neighbours: list[PositiveInt] = Field(
+        [3, 5, 10, 15, 20, 30],
+        min_length=1,
+        description="Neighbour counts the neighbour model chooses from by cross-validation on its training questions.",
+    )
+    outcome_epochs: int = Field(300, ge=1, description="Full-batch Adam steps of the network outcome policy's fit.")
     outcome_penalties: list[NonNegativeFloat] = Field(
         [1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         min_length=1,
-        description="L2 penalties (on the weights, added to the mean cross-entropy) the outcome policy's fit "
+        description="L2 penalties (on the weights, added to the mean cross-entropy) the network outcome policy's fit "
         "chooses from by cross-validation on its training questions: few questions and many features, so how "
         "much to trust the features is measured, not guessed.",
     )
@@ -295,18 +308,24 @@ def fit_outcomes(
     actions: ActionSpace,
     config: AllocatorTrainConfig,
     scale: float,
-) -> OutcomePolicy:
-    """An ``OutcomePolicy`` over ``actions`` fitted on the pool questions ``rows``: mean binary
-    cross-entropy between its per-arm predictions and the arms' expected correctness (soft
-    targets) plus an L2 penalty on its weights, full batch, the output biases started at each arm's
-    mean rate; the penalty is the one of ``config.outcome_penalties`` whose fits on
-    ``config.outcome_folds`` folds of ``rows`` predict the held-out folds best. Arm costs are their
-    mean compute on ``rows`` (``config.unit``) over ``scale``; ``lam`` starts at 0."""
+) -> ArmRatePolicy:
+    """The outcome policy of ``config.outcome_model`` over ``actions``, fitted on the pool
+    questions ``rows`` to the arms' expected correctness. The neighbour model keeps the rows'
+    features and rates, with the neighbour count of ``config.outcome_neighbours`` (at most the
+    rows of a fold) whose predictions on ``config.outcome_folds`` folds of ``rows`` have the least
+    squared error on the held-out folds. The network: mean binary cross-entropy between its per-arm
+    predictions and the rates (soft targets) plus an L2 penalty on its weights, full batch, the
+    output biases started at each arm's mean rate; the penalty is the one of
+    ``config.outcome_penalties`` whose fits on the folds predict the held-out folds best
+    (cross-entropy). Arm costs are their mean compute on ``rows`` (``config.unit``) over
+    ``scale``; ``lam`` starts at 0."""
     rows = np.asarray(rows)
     arms = actions.arms()
     columns = [outcomes.column(arm) for arm in arms]
     costs = outcomes.compute(config.unit)[np.ix_(rows, columns)].mean(axis=0) / scale
     targets = outcomes.correct[:, columns]
+    if config.outcome_model == "neighbours":
+        return _fit_neighbours(features, targets, rows, actions, config, costs)
     with _one_thread():
         penalty = config.outcome_penalties[0]
         if len(config.outcome_penalties) > 1 and len(rows) >= 2 * config.outcome_folds:
@@ -323,6 +342,37 @@ def fit_outcomes(
         policy = _fit_outcome_model(features, targets, rows, actions, config, costs, penalty)
         policy.penalty = penalty
         return policy
+
+
+def _fit_neighbours(
+    features: np.ndarray,
+    targets: np.ndarray,
+    rows: np.ndarray,
+    actions: ActionSpace,
+    config: AllocatorTrainConfig,
+    costs: np.ndarray,
+) -> NeighbourPolicy:
+    def fitted(train: np.ndarray, neighbours: int) -> NeighbourPolicy:
+        policy = NeighbourPolicy(features.shape[1], actions, config.policy, costs, len(train), neighbours)
+        policy.remember(features[train], targets[train])
+        return policy.eval()
+
+    candidates = sorted(set(config.outcome_neighbours))
+    if len(rows) >= 2 * config.outcome_folds:
+        folds = folds_of(len(rows), config.outcome_folds, config.seed)
+        smallest_fold = min(int((folds != fold).sum()) for fold in range(config.outcome_folds))
+        candidates = [k for k in candidates if k <= smallest_fold] or [smallest_fold]
+        errors = []
+        for neighbours in candidates:
+            error = 0.0
+            for fold in range(config.outcome_folds):
+                train, held = rows[folds != fold], rows[folds == fold]
+                error += float(((fitted(train, neighbours).predict(features[held]) - targets[held]) ** 2).sum())
+            errors.append(error)
+        chosen = candidates[int(np.argmin(errors))]
+    else:
+        chosen = min(candidates[0], len(rows))
+    return fitted(rows, min(chosen, len(rows)))
 
 
 def _fit_outcome_model(
@@ -360,7 +410,7 @@ def _outcome_loss(policy: OutcomePolicy, features: np.ndarray, targets: np.ndarr
         return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, labels))
 
 
-def outcome_lambda(policy: OutcomePolicy, features: np.ndarray, target: float, scale: float) -> float:
+def outcome_lambda(policy: ArmRatePolicy, features: np.ndarray, target: float, scale: float) -> float:
     """The ``lam`` (geometric bisection between 1e-4 and 10, 40 steps) at which the adaptive
     outcome policy's predicted arms on ``features`` spend a mean compute closest to ``target``
     (in the unit of its costs times ``scale``); no refitting, only the choice moves."""

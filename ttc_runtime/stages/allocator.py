@@ -6,7 +6,8 @@ question it learns from, saved under ``allocator/`` for the runtime. Two learner
 the replay environment (its adaptive points are one policy per price of ``reinforce_lambdas``) and
 the outcome model (its adaptive points are the price sweep's frontier); both frontiers are
 matched against best-of-N weighted and the oracle frontier like the baselines'. The outcome model
-also runs on each of ``allocator.ablation_features``."""
+also runs on each of ``allocator.ablation_features``, and its other model (the network beside the
+neighbours, or the other way round) on the main features."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ class Allocator(Stage):
             "outcomes": (f"outcome model, fixed budget ({label})", f"outcome model, adaptive budget ({label})"),
         }
         adaptive_names = [names["reinforce"][1]]
-        penalties = {}
+        fitted_with = {}
         for features in [settings.features, *settings.ablation_features]:
             if features == settings.features:
                 rows, flops, pair = main, main_flops, names["outcomes"]
@@ -111,6 +112,23 @@ class Allocator(Stage):
             )
             results += fixed_results + adaptive_results
             adaptive_names.append(pair[1])
+        other_model = "network" if training.outcome_model == "neighbours" else "neighbours"
+        pair = (
+            f"outcome model ({other_model}), fixed budget ({label})",
+            f"outcome model ({other_model}), adaptive budget ({label})",
+        )
+        fixed_results, adaptive_results = cross_validated_outcomes(
+            pair,
+            main,
+            main_flops,
+            table,
+            splits,
+            training.model_copy(update={"outcome_model": other_model}),
+            lambdas,
+            protocol.scales,
+        )
+        results += fixed_results + adaptive_results
+        adaptive_names.append(pair[1])
         results += cross_validated_fixed(names["reinforce"][0], main, main_flops, table, splits, training)
         results += cross_validated_fixed(
             f"supervised, fixed budget ({label})", main, main_flops, table, splits, training, supervised=True
@@ -130,7 +148,7 @@ class Allocator(Stage):
             fixed = fit_outcomes(main, table, splits.fit_rows, fixed_space, training, scale)
             adaptive = fit_outcomes(main, table, splits.fit_rows, adaptive_space, training, scale)
             lam = adaptive.lam = outcome_lambda(adaptive, main[splits.fit_rows], settings.adaptive_target, scale)
-            penalties = {"fixed": fixed.penalty, "adaptive": adaptive.penalty}
+            fitted_with = {"fixed": fixed.fitted_with(), "adaptive": adaptive.fitted_with()}
         else:
             fixed = reinforced
             sweep = reinforce_sweep(
@@ -161,7 +179,7 @@ class Allocator(Stage):
             "trainer": settings.trainer,
             "adaptive_lambda": lam,
             "adaptive_target": settings.adaptive_target,
-            "outcome_penalties_chosen": penalties,
+            "outcome_fit_chosen": fitted_with,
             **report_to_json(report),
         }
 
