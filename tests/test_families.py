@@ -92,14 +92,14 @@ def test_a_guess_is_checked_by_a_chain_that_ends_at_the_offset_when_it_is_right(
         "11-6+4-7" + " " * 4,
         "5+4-7" + " " * 6,
         "9-7" + " " * 8,
-        "2" + " " * 10,
+        "2 != 4",
         "\\boxed{7}",
     ]
     assert split_steps(guess_solution(5, "-2", 3, 4, 5))[1:5] == [
         "3+2+4-5    ",
         "5+4-5      ",
         "9-5        ",
-        "4" + " " * 10,
+        "4 = 4",
     ]
     with pytest.raises(ValueError, match="must exceed"):
         GuessFamily(max_candidate=4, candidates=3)
