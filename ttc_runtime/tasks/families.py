@@ -151,8 +151,8 @@ class GuessFamily(StrictModel):
         distance from the lowest candidate to the highest. A right guess's check ends at it."""
         return (self.candidates - 1) * self.spacing
 
-    def draw(self, rng: np.random.Generator) -> tuple[str, int, int, list[int]]:
-        """One question's (op, a, x, candidates in the order the question lists them): every
+    def draw(self, rng: np.random.Generator) -> tuple[str, int, int, int, list[int]]:
+        """One question's (op, a, x, T, candidates in the order the question lists them): every
         candidate in 1..max_candidate, T and the check's values within range."""
         while True:
             op = self.ops[int(rng.integers(len(self.ops)))]
@@ -162,7 +162,7 @@ class GuessFamily(StrictModel):
             x = window[int(rng.integers(self.candidates))]
             target = _apply(x, f"{op}{a}")
             if 0 <= target <= self.max_value and x + self.offset <= self.max_value:
-                return op, a, x, [int(g) for g in rng.permutation(window)]
+                return op, a, x, target, [int(g) for g in rng.permutation(window)]
 
 
 Family = Annotated[ChainFamily | GuessFamily, Field(discriminator="kind")]
@@ -265,9 +265,8 @@ class FamilyTask(GeneratedTask):
         """(question, answer, worked solution) of one problem; a demonstration (training split)
         slips or guesses as the family says, a reference does neither."""
         if isinstance(family, GuessFamily):
-            op, a, x, listed = family.draw(rng)
+            op, a, x, target, listed = family.draw(rng)
             guess = listed[int(rng.integers(family.candidates))] if demonstration else x
-            target = _apply(x, f"{op}{a}")
             question = f"Find x in {', '.join(map(str, listed))}:\nx{op}{a} = {target}"
             return question, x, guess_solution(guess, f"{op}{a}", target, family.offset, self.width)
         values, ops = draw_chain(rng, family)
@@ -281,12 +280,12 @@ class FamilyTask(GeneratedTask):
         """A step is correct when it is the reference step (spaces aside) and every earlier step was
         correct; the boxed answer is graded as an answer (a guess step is right when its guess is
         the answer, a check when it is the answer's check). The reference comes from the question,
-        never from a stored solution."""
+        never from a stored solution (a guess's offset is the span of the listed candidates)."""
         guess = GUESS_HEADER.match(problem.question)
         if guess:
-            _, op, target = guess.groups()
-            family = self.config.levels[problem.level - 1]
-            offset = family.offset if isinstance(family, GuessFamily) else 0
+            listed, op, target = guess.groups()
+            candidates = [int(c) for c in listed.split(", ")]
+            offset = max(candidates) - min(candidates)
             reference = split_steps(guess_solution(int(problem.answer), op, int(target), offset, self.width))
         else:
             values, ops = parse_chain(problem.question)
