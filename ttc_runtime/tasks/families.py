@@ -27,11 +27,12 @@ structure that favours a different way of spending test-time compute.
 
       9-7
 
-      2
+      2 != 4
 
       \\boxed{7}
 
-  The check ends at the offset (4) exactly when the guess is right. It is a chain on the chains'
+  The check ends at the offset (4) exactly when the guess is right, and says so (``2 != 4``, a
+  verdict on one value against a constant, whose ``!`` the margin PRM's token evidence reads). It is a chain on the chains'
   facts and layout, because the proposer learns nothing else in minutes: a check written on one
   line (``7+6 = 13 != 11``) got its value right 50% of the time after 1,000 steps, and one laid out
   as a chain got it right 97% of the time but its verdict (``13 = 11? no``, an equality of two
@@ -197,7 +198,7 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
         ),
         GuessFamily(train_share=2.0),
         ChainFamily(
-            num_ops=(5, 5), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.35, clean_tail=2
+            num_ops=(5, 5), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.5, clean_tail=1
         ),
         ChainFamily(num_ops=(4, 5), max_start=99, max_operand=99, max_multiplier=9, max_value=999, train_share=0.25),
     ]
@@ -330,7 +331,9 @@ def guess_solution(guess: int, op: str, target: int, offset: int, width: int) ->
     values = [target]
     for step in ops:
         values.append(_apply(values[-1], step))
-    check = [chain_line(values, ops, i, width) for i in range(len(values))]
+    check = [chain_line(values, ops, i, width) for i in range(len(values) - 1)]
+    verdict = "=" if values[-1] == offset else "!="
+    check.append(f"{values[-1]} {verdict} {offset}")
     return STEP_SEPARATOR.join([f"x = {guess}", *check, f"\\boxed{{{guess}}}"])
 
 
