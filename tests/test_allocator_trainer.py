@@ -6,6 +6,8 @@ import numpy as np
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.trainers.allocator import (
     AllocatorTrainConfig,
+    accuracy_lambda,
+    closest_accuracy,
     closest_to,
     fit_outcomes,
     fit_supervised,
@@ -49,6 +51,10 @@ def test_lambda_prices_compute_and_the_sweep_spans_the_budgets():
     assert [mean_compute(p, features, rows, outcomes, "generations") for _, p in sweep] == [16, 4]
     lam, policy = closest_to(sweep, features, rows, outcomes, "generations", target=5.0)
     assert lam == 1.0 and mean_compute(policy, features, rows, outcomes, "generations") == 4
+    # Priced to match an accuracy instead: the cheapest policy of the sweep that reaches it.
+    assert closest_accuracy(sweep, features, rows, outcomes, "generations", target=0.55)[0] == 0.0
+    assert closest_accuracy(sweep, features, rows, outcomes, "generations", target=0.5)[0] == 1.0
+    assert closest_accuracy(sweep, features, rows, outcomes, "generations", target=0.9)[0] == 0.0
 
 
 def test_outcome_policy_learns_every_arms_rate_and_prices_compute_without_refitting():
@@ -76,6 +82,12 @@ def test_outcome_policy_learns_every_arms_rate_and_prices_compute_without_refitt
     assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {16}
     policy.lam = outcome_lambda(policy, features[:32], target=4.0, scale=16.0)
     assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {4} and policy.lam > 0.4 / 0.75 - 1e-6
+    # Or for a target accuracy, from the arms' rates: 0.7 needs budget 16 on every question, 0.5
+    # is met at budget 4, at the largest price that still reaches it.
+    policy.lam = accuracy_lambda(policy, features[:32], np.arange(32), rising, target=0.7)
+    assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {16}
+    policy.lam = accuracy_lambda(policy, features[:32], np.arange(32), rising, target=0.5)
+    assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {4} and policy.lam > 9
 
 
 def test_outcome_fit_chooses_its_penalty_by_held_out_loss():

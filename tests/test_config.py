@@ -197,3 +197,11 @@ def test_a_negative_price_or_penalty_is_refused_by_key(tmp_path):
         path = write(tmp_path, f"allocator:\n  {key}: [0.1, -1]\n")
         with pytest.raises(ConfigError, match=rf"allocator\.{name}\.1"):
             load_config(ExperimentConfig, path)
+
+
+def test_a_matched_budget_outside_the_pool_is_refused_by_key(tmp_path):
+    path = write(tmp_path, "pool:\n  budgets: [1, 4]\nallocator:\n  adaptive_match_budget: 16\n")
+    with pytest.raises(ConfigError, match=r"allocator\.adaptive_match_budget: 16 is not one of pool\.budgets"):
+        load_config(ExperimentConfig, path)
+    path = write(tmp_path, "pool:\n  budgets: [1, 4]\nallocator:\n  adaptive_match_budget: 4\n")
+    assert load_config(ExperimentConfig, path).allocator.adaptive_match_budget == 4

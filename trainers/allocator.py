@@ -122,7 +122,13 @@ class AllocatorConfig(StrictModel):
         8.0,
         gt=0,
         description="Mean compute per question (training.unit) on the training questions of the adaptive policy "
-        "saved for the runtime: the price is set to spend it.",
+        "saved for the runtime: the price is set to spend it (unless adaptive_match_budget is set).",
+    )
+    adaptive_match_budget: PositiveInt | None = Field(
+        None,
+        description="When set, the adaptive policy saved for the runtime is priced instead to match, on its training "
+        "questions, best-of-N weighted's accuracy at this budget (one of the pool's), with the least compute: the "
+        "server then answers as accurately as that fixed strategy, and what it saves is the allocator's.",
     )
 
 
@@ -426,6 +432,47 @@ def outcome_lambda(policy: ArmRatePolicy, features: np.ndarray, target: float, s
         else:
             high = lam
     return best[1]
+
+
+def accuracy_lambda(
+    policy: ArmRatePolicy, features: np.ndarray, rows: np.ndarray, outcomes: ArmOutcomes, target: float
+) -> float:
+    """The largest ``lam`` (geometric bisection between 1e-4 and 10, 40 steps: the least compute)
+    at which the adaptive outcome policy's arms on the pool questions ``rows`` reach a mean
+    expected correctness of at least ``target`` (the arms' rates from ``outcomes``, not the
+    policy's predictions); the smallest price tried where none does."""
+    predicted = policy.predict(features[rows])
+    columns = np.asarray([outcomes.column(arm) for arm in policy.arms])
+    low, high = 1e-4, 10.0
+    for _ in range(40):
+        lam = float(np.sqrt(low * high))
+        chosen = columns[policy.choose_columns(predicted, None, lam)]
+        if outcomes.correct[rows, chosen].mean() >= target:
+            low = lam
+        else:
+            high = lam
+    return low
+
+
+def closest_accuracy(
+    policies: Sequence[tuple[float, AllocatorPolicy]],
+    features: np.ndarray,
+    rows: np.ndarray,
+    outcomes: ArmOutcomes,
+    unit: str,
+    target: float,
+) -> tuple[float, AllocatorPolicy]:
+    """The (price, policy) of a sweep that reaches a mean expected correctness of ``target`` on
+    ``rows`` with the least mean compute; the most accurate where none does."""
+
+    def accuracy(policy: AllocatorPolicy) -> float:
+        columns = greedy_columns(policy, features, rows, None, outcomes)
+        return float(outcomes.correct[rows, columns].mean())
+
+    reaching = [pair for pair in policies if accuracy(pair[1]) >= target]
+    if not reaching:
+        return max(policies, key=lambda pair: accuracy(pair[1]))
+    return min(reaching, key=lambda pair: mean_compute(pair[1], features, rows, outcomes, unit))
 
 
 def scale_of(outcomes: ArmOutcomes, unit: str) -> float:

@@ -89,6 +89,17 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _matched_budget_is_pooled(self) -> ExperimentConfig:
+        budget = self.allocator.adaptive_match_budget
+        if budget is not None and budget not in self.pool.budgets:
+            raise ValueError(
+                f"allocator.adaptive_match_budget: {budget} is not one of pool.budgets {self.pool.budgets}"
+            )
+        if budget is not None and not any(s.name == "best_of_n_weighted" for s in self.pool.grid):
+            raise ValueError("allocator.adaptive_match_budget needs best_of_n_weighted in pool.grid")
+        return self
+
+    @model_validator(mode="after")
     def _train_pool_is_another_split(self) -> ExperimentConfig:
         if self.train_pool.enabled:
             self.train_pool.pool_config(self.pool)

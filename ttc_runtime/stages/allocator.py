@@ -30,9 +30,12 @@ from ..evaluation.allocators import (
 from ..files import write_text_atomic
 from ..policies.features import build_featurizer
 from ..policies.learned import LearnedAllocator
+from ..outcomes import ArmOutcomes
 from ..pool import RolloutPool
 from ..tracking import training_logger
 from ..trainers.allocator import (
+    accuracy_lambda,
+    closest_accuracy,
     closest_to,
     fit_outcomes,
     outcome_lambda,
@@ -60,6 +63,18 @@ def decision_time(policy, featurizer, questions: list[str], budget: int) -> dict
         "policy": 1000 * min(policy_only) / len(questions),
         "features_and_policy": 1000 * min(whole) / len(questions),
     }
+
+
+def matched_accuracy(table: ArmOutcomes, rows: np.ndarray, budget: int | None) -> float | None:
+    """Best-of-N weighted's mean expected correctness at ``budget`` on the questions ``rows`` (None
+    without a budget): the accuracy the runtime's adaptive policy is priced to match."""
+    if budget is None:
+        return None
+    for column, arm in enumerate(table.arms):
+        if arm.strategy.name == "best_of_n_weighted" and arm.budget == budget:
+            return float(table.correct[rows, column].mean())
+    budgets = sorted({arm.budget for arm in table.arms if arm.strategy.name == "best_of_n_weighted"})
+    raise ValueError(f"allocator.adaptive_match_budget {budget} is not one of best-of-N weighted's budgets {budgets}")
 
 
 class Allocator(Stage):
@@ -144,17 +159,31 @@ class Allocator(Stage):
         fixed_space = ActionSpace.from_arms(table.within_budget(), False)
         adaptive_space = ActionSpace.from_arms(table.arms, True)
         reinforced, history = train_policy(main, table, splits.fit_rows, fixed_space, training, 0.0, 1.0, log)
+        match = matched_accuracy(table, splits.fit_rows, settings.adaptive_match_budget)
         if settings.trainer == "outcomes":
             fixed = fit_outcomes(main, table, splits.fit_rows, fixed_space, training, scale)
             adaptive = fit_outcomes(main, table, splits.fit_rows, adaptive_space, training, scale)
-            lam = adaptive.lam = outcome_lambda(adaptive, main[splits.fit_rows], settings.adaptive_target, scale)
+            if match is None:
+                lam = outcome_lambda(adaptive, main[splits.fit_rows], settings.adaptive_target, scale)
+            else:
+                lam = accuracy_lambda(adaptive, main, splits.fit_rows, table, match)
+            adaptive.lam = lam
             fitted_with = {"fixed": fixed.fitted_with(), "adaptive": adaptive.fitted_with()}
         else:
             fixed = reinforced
             sweep = reinforce_sweep(
                 main, table, splits.fit_rows, adaptive_space, training, scale, settings.reinforce_lambdas
             )
-            lam, adaptive = closest_to(sweep, main, splits.fit_rows, table, training.unit, settings.adaptive_target)
+            if match is None:
+                lam, adaptive = closest_to(sweep, main, splits.fit_rows, table, training.unit, settings.adaptive_target)
+            else:
+                lam, adaptive = closest_accuracy(sweep, main, splits.fit_rows, table, training.unit, match)
+        adaptive_columns = [table.column(arm) for arm in adaptive.greedy_arms(main[splits.fit_rows], None)]
+        adaptive_on_training = {
+            "accuracy": float(table.correct[splits.fit_rows, adaptive_columns].mean()),
+            "generations": float(table.generations[splits.fit_rows, adaptive_columns].mean()),
+            "matched_accuracy": match,
+        }
         fixed.save(ctx.layout.policy_dir("fixed"), settings.features)
         adaptive.save(ctx.layout.policy_dir("adaptive"), settings.features)
         timing = decision_time(fixed, featurizer, table.questions[: splits.tested], max(a.budget for a in table.arms))
@@ -179,6 +208,7 @@ class Allocator(Stage):
             "trainer": settings.trainer,
             "adaptive_lambda": lam,
             "adaptive_target": settings.adaptive_target,
+            "adaptive_on_training_questions": adaptive_on_training,
             "outcome_fit_chosen": fitted_with,
             **report_to_json(report),
         }

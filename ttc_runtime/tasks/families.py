@@ -32,11 +32,12 @@ structure that favours a different way of spending test-time compute.
       \\boxed{7}
 
   The check ends at the offset (4) exactly when the guess is right, and says so (``2 != 4``, a
-  verdict on one value against a constant, whose ``!`` the margin PRM's token evidence reads). It is a chain on the chains'
-  facts and layout, because the proposer learns nothing else in minutes: a check written on one
-  line (``7+6 = 13 != 11``) got its value right 50% of the time after 1,000 steps, and one laid out
-  as a chain got it right 97% of the time but its verdict (``13 = 11? no``, an equality of two
-  numbers) 55%, chance. Whether a check ends at 4 is a token to read. Candidates two apart keep a
+  verdict on one value against a constant, whose ``!`` appears nowhere else in a solution, so the
+  margin PRM's token evidence reads it). It is a chain on the chains' facts and layout, because
+  the proposer learns nothing else in minutes: a check written on one line (``7+6 = 13 != 11``)
+  got its value right 50% of the time after 1,000 steps, and one laid out as a chain got it right
+  97% of the time but its verdict (``13 = 11? no``, an equality of two numbers) 55%, chance; the
+  verdict on the last value alone is right 99% of the time. Candidates two apart keep a
   check off by one (the chains' slip) from ending at 4 for a wrong guess; listing them in random
   order gives six questions per set of candidates. The training split's guesses are drawn
   uniformly among the candidates, and the guess comes before its check, so the proposer guesses
@@ -171,7 +172,9 @@ Family = Annotated[ChainFamily | GuessFamily, Field(discriminator="kind")]
 def _default_families() -> list[ChainFamily | GuessFamily]:
     # Design pass@1 at temperature 0.8, for a proposer that has learned its data: a slip of 0.35
     # split over +1 and -1 becomes 0.28 a step (probabilities to the power 1 / 0.8), so 0.72 for the
-    # one step of a 3-operation chain that may slip and 0.37 for the three of a 5-operation chain;
+    # one step of a 3-operation chain that may slip; a slip of 0.5 becomes 0.46 a step, so 0.09 for
+    # the four of a 5-operation chain (measured 0.30: the long chains slip less than their data, and
+    # at 0.35 over three steps they were 0.50 against 0.37, which left best-of-N nothing to miss);
     # a guess among 3 is right 1 time in 3; 2 operations on numbers below 10 are near 1; 4-5
     # operations on numbers to 999 (facts a 1M model does not learn in minutes) near 0. The easy
     # chains have two operations, not one or two: 1,000 steps left the one-operation ones wrong 28
