@@ -12,8 +12,8 @@
   choice of the expected-rate oracle, with predictions in place of the rates. Fitted to every
   arm's rate at once (``trainers.allocator.fit_outcomes``), they learn from full information
   instead of one sampled reward per episode, and one fit serves every budget and every ``lam``.
-  ``NeighbourPolicy`` predicts the mean rates of the nearest training questions;
-  ``OutcomePolicy`` is the same trunk as above with one output per arm.
+  ``OutcomePolicy`` is the same trunk as above with one output per arm; ``NeighbourPolicy``
+  predicts the mean rates of the nearest training questions.
 
 Saved as one directory: ``policy.json`` (the kind, the action space, the feature config, the
 network sizes, and for an outcome policy its ``lam`` and arm costs, for the neighbour policy

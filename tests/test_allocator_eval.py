@@ -188,8 +188,16 @@ def test_evaluation_of_every_baseline_on_a_real_pool(full_pool):
     oracle = efficiency[ORACLE_FRONTIER, "generations", 4]
     assert oracle.oracle_share.value in (None, pytest.approx(1.0))
     assert oracle.ratio.resamples == 20
+    # Every other fixed-budget allocator against compute-optimal by oracle and by predicted bins,
+    # paired: the feature table's difference is its accuracy minus the bins' at that budget.
+    against = {(d.allocator, d.reference, d.budget): d.difference.value for d in report.bin_differences}
+    for bins in ("compute-optimal (oracle bins)", "compute-optimal (predicted bins)"):
+        table_name = "feature table (level), fixed budget"
+        assert against[table_name, bins, 4] == pytest.approx(by[table_name, 4, 0].accuracy - by[bins, 4, 0].accuracy)
+        assert not any(name.startswith(("compute-optimal", "per-question")) for name, ref, _ in against if ref == bins)
     text = format_report(report)
     assert "efficiency (FLOPs)" in text and "arm per bin" in text and "arm per level" in text
+    assert "**Fixed budget against compute-optimal (predicted bins)**" in text
     record = report_to_json(report)
     assert {"efficiency", "adaptive", "fixed", "lambda_sweep"} <= set(record)
     assert record["lambda_sweep"]["scales"]["generations"] == 4.0

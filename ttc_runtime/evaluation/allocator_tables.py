@@ -140,6 +140,8 @@ def format_report(report: AllocatorReport) -> str:
         ),
     ):
         lines += _differences(differences, reference)
+    for name in dict.fromkeys(d.reference for d in report.bin_differences):
+        lines += _differences([d for d in report.bin_differences if d.reference == name], name)
     if report.level_gains:
         lines += [
             "",
@@ -190,11 +192,15 @@ def _differences(differences: Sequence, reference: str) -> list[str]:
         return []
     budgets = sorted({d.budget for d in differences})
     mine = {(d.allocator, d.budget): d for d in differences}
-    refs = ", ".join(f"N = {n} {next(d.reference for d in differences if d.budget == n)}" for n in budgets)
+    per_budget = {n: next(d.reference for d in differences if d.budget == n) for n in budgets}
+    if len(set(per_budget.values())) == 1:
+        said = ""
+    else:
+        said = "; the reference at each N: " + ", ".join(f"N = {n} {name}" for n, name in per_budget.items())
     lines = [
         "",
         f"**Fixed budget against {reference}**: accuracy difference on all questions (median [90% paired "
-        f"interval]); the reference at each N: {refs}",
+        f"interval]){said}",
         "",
         "| allocator | " + " | ".join(f"N = {n}" for n in budgets) + " |",
         "| --- |" + " ---: |" * len(budgets),
@@ -252,6 +258,7 @@ def report_to_json(report: AllocatorReport) -> dict:
         "efficiency": [asdict(e) for e in report.efficiency],
         "differences": [asdict(d) for d in report.differences],
         "fitted_differences": [asdict(d) for d in report.fitted_differences],
+        "bin_differences": [asdict(d) for d in report.bin_differences],
         "level_gains": [asdict(g) for g in report.level_gains],
         "fixed": report.fixed,
         "adaptive": report.adaptive,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -386,6 +386,7 @@ class AllocatorReport:
     differences: list[Difference]
     fitted_differences: list[Difference]
     level_gains: list[LevelGain]
+    bin_differences: list[Difference] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -563,6 +564,13 @@ def allocator_report(
     fitted_differences = paired_differences(
         [r for r in budgeted if r.allocator != FIXED_FITTED], fitted, config.bootstrap, derive_seed(config.seed, 3)
     )
+    bin_differences = []
+    for offset, name in enumerate((ORACLE_BINS, PREDICTED_BINS)):
+        by_bins = {r.budget: r for r in results if r.allocator == name}
+        others = [r for r in budgeted if not r.allocator.startswith(("compute-optimal", "per-question"))]
+        bin_differences += paired_differences(
+            others, by_bins, config.bootstrap, derive_seed(config.seed, 5 + offset)
+        )
     return AllocatorReport(
         points(results, protocol.estimate.oracle_bins, config.bootstrap, config.seed),
         curve_points(curve, config.bootstrap, config.seed),
@@ -578,6 +586,7 @@ def allocator_report(
         differences,
         fitted_differences,
         level_gains(protocol.outcomes, config.bootstrap, derive_seed(config.seed, 4)),
+        bin_differences,
     )
 
 
