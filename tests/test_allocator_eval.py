@@ -249,3 +249,18 @@ def test_fixed_budget_differences_are_paired_over_the_same_questions():
     assert difference.difference.value == pytest.approx(0.1)
     assert 0.0 <= difference.difference.low <= 0.1 <= difference.difference.high <= 0.25
     assert difference.difference.resamples == 400 and difference.difference.out_of_range == 0
+
+
+def test_fewer_training_questions_keep_an_equal_share_per_level_and_the_answered_rows():
+    # 10 answered rows, then a training pool of 30 rows on 3 levels (10 each): cut to 7, the
+    # training rows hold 3 / 2 / 2 per level (the remainder to the first level), all from the pool.
+    levels = np.concatenate([np.ones(10, dtype=int), np.repeat([1, 2, 3], 10)])
+    splits = Splits.training_pool(10, 30, "validation")
+    fewer = splits.fewer(7, levels, seed=0)
+    ((train, held),) = fewer.parts
+    assert held.tolist() == list(range(10)) and np.array_equal(fewer.fit_rows, train)
+    assert len(set(train.tolist())) == 7 and train.min() >= 10
+    assert np.bincount(levels[train], minlength=4).tolist() == [0, 3, 2, 2]
+    assert np.array_equal(splits.fewer(7, levels, seed=0).fit_rows, train)
+    assert not np.array_equal(splits.fewer(7, levels, seed=1).fit_rows, train)
+    assert splits.fewer(30, levels, seed=0).parts[0][0].tolist() == splits.parts[0][0].tolist()

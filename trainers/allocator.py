@@ -127,6 +127,12 @@ class AllocatorConfig(StrictModel):
         description="Mean compute per question (training.unit) on the training questions of the adaptive policy "
         "saved for the runtime: the price is set to spend it (unless adaptive_match_budget is set).",
     )
+    learning_curve: list[PositiveInt] = Field(
+        [25, 50, 100],
+        description="Numbers of training questions (an equal share per level) the outcome model on the main features "
+        "is also fitted on, each evaluated like the rest: how many questions the policy needs. Sizes at or above "
+        "the training questions there are are left out.",
+    )
     adaptive_match_budget: PositiveInt | None = Field(
         None,
         description="When set, the adaptive policy saved for the runtime is priced instead to match, on its training "

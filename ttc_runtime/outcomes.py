@@ -206,6 +206,22 @@ class Splits:
         )
         return cls([(train, np.arange(tested))], tested, train, description)
 
+    def fewer(self, size: int, levels: np.ndarray, seed: int) -> Splits:
+        """The same splits with each part's training rows cut to ``size`` (at most what it has),
+        an equal share per level (``levels`` of every row; the remainder to the first levels),
+        drawn with ``seed`` (the same rows cut the same way in every part and in ``fit_rows``): what
+        an allocator learns from fewer questions."""
+
+        def cut(rows: np.ndarray) -> np.ndarray:
+            rng = np.random.default_rng(seed)
+            groups = [rng.permutation(rows[levels[rows] == level]) for level in sorted(set(levels[rows].tolist()))]
+            shares = [size // len(groups) + (i < size % len(groups)) for i in range(len(groups))]
+            return np.sort(np.concatenate([group[:share] for group, share in zip(groups, shares)]))
+
+        parts = [(cut(train) if size < len(train) else train, held) for train, held in self.parts]
+        fit_rows = cut(self.fit_rows) if size < len(self.fit_rows) else self.fit_rows
+        return Splits(parts, self.tested, fit_rows, f"{self.description}, cut to {size} training questions")
+
 
 STORED_FIELDS = ("correct", "generations", "flops")
 

@@ -6,8 +6,9 @@ question it learns from, saved under ``allocator/`` for the runtime. Two learner
 the replay environment (its adaptive points are one policy per price of ``reinforce_lambdas``) and
 the outcome model (its adaptive points are the price sweep's frontier); both frontiers are
 matched against best-of-N weighted and the oracle frontier like the baselines'. The outcome model
-also runs on each of ``allocator.ablation_features``, and its other model (the network beside the
-neighbours, or the other way round) on the main features."""
+also runs on each of ``allocator.ablation_features``, its other model (the network beside the
+neighbours, or the other way round) on the main features, and on fewer training questions
+(``allocator.learning_curve``)."""
 
 from __future__ import annotations
 
@@ -144,6 +145,24 @@ class Allocator(Stage):
         )
         results += fixed_results + adaptive_results
         adaptive_names.append(pair[1])
+        levels = np.asarray(table.levels)
+        for size in sorted(n for n in settings.learning_curve if n < min(len(train) for train, _ in splits.parts)):
+            pair = (
+                f"outcome model, fixed budget ({label}, {size} training questions)",
+                f"outcome model, adaptive budget ({label}, {size} training questions)",
+            )
+            fixed_results, adaptive_results = cross_validated_outcomes(
+                pair,
+                main,
+                main_flops,
+                table,
+                splits.fewer(size, levels, training.seed),
+                training,
+                lambdas,
+                protocol.scales,
+            )
+            results += fixed_results + adaptive_results
+            adaptive_names.append(pair[1])
         results += cross_validated_fixed(names["reinforce"][0], main, main_flops, table, splits, training)
         results += cross_validated_fixed(
             f"supervised, fixed budget ({label})", main, main_flops, table, splits, training, supervised=True
