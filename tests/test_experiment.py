@@ -490,8 +490,14 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert first.stdout.count("logged to wandb") == len(logged)
     assert (run_dir / "allocator.png").read_bytes()[:4] == b"\x89PNG"
     assert (run_dir / "allocator_choices.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run_dir / "allocator_choices_levels.png").read_bytes()[:4] == b"\x89PNG"
+    record = json.loads((run_dir / "allocator.json").read_text())
+    assert set(record["choices_by_level"]) == set(record["choices_by_oracle_bin"])
+    for by_level in record["choices_by_level"].values():
+        assert all(sum(shares.values()) == pytest.approx(1.0) for shares in by_level.values())
     report_md = (run_dir / "report.md").read_text()
-    for plot in ("search_eval.png", "revision_eval.png", "baselines.png", "allocator.png", "allocator_choices.png"):
+    plots = ("search_eval.png", "revision_eval.png", "baselines.png", "allocator.png", "allocator_choices.png")
+    for plot in (*plots, "allocator_choices_levels.png"):
         assert f"]({plot})" in report_md
     assert "Not run yet" not in report_md and "weighted@4" in report_md
 

@@ -281,7 +281,8 @@ def report_to_json(report: AllocatorReport) -> dict:
 
 
 def choice_shares(arms: Sequence, bins: np.ndarray) -> dict[int, dict[str, float]]:
-    """Per difficulty bin, the share of questions given each strategy configuration (label)."""
+    """Per bin (a difficulty bin, or a level), the share of questions given each strategy
+    configuration (label)."""
     shares: dict[int, dict[str, float]] = {}
     for b in sorted(set(bins.tolist())):
         mine = [arm.strategy.label for arm, own in zip(arms, bins) if own == b]
@@ -289,9 +290,10 @@ def choice_shares(arms: Sequence, bins: np.ndarray) -> dict[int, dict[str, float
     return shares
 
 
-def plot_choices(choices: dict[int, dict[int, dict[str, float]]], path: str | Path) -> None:
-    """Heat maps of what an allocator chose: one panel per budget, rows the difficulty bins,
-    columns the strategy configurations, cells the share of the bin's questions."""
+def plot_choices(choices: dict[int, dict[int, dict[str, float]]], path: str | Path, rows: str = "bin") -> None:
+    """Heat maps of what an allocator chose: one panel per budget, rows the difficulty bins (or
+    what ``rows`` names, e.g. levels), columns the strategy configurations, cells the share of
+    the row's questions."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -316,7 +318,7 @@ def plot_choices(choices: dict[int, dict[int, dict[str, float]]], path: str | Pa
                     color="white" if value > 0.6 else "black",
                 )
         axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
-        axis.set_yticks(range(len(bins)), [f"bin {b}" for b in bins], fontsize=7)
+        axis.set_yticks(range(len(bins)), [f"{rows} {b}" for b in bins], fontsize=7)
         axis.set_title(f"N = {budget}", fontsize=9)
     figure.tight_layout()
     save_figure(figure, path)

@@ -1,7 +1,8 @@
 """``allocator``: the learned allocators against the baselines in the fixed-budget and adaptive
 modes, with their ablations, trained on the training pool or cross-validated on the pool
 (``allocator.md``; ``allocator.png``, one panel in generations and one in FLOPs;
-``allocator_choices.png`` and JSON), and the policies of ``allocator.trainer`` trained on every
+``allocator_choices.png`` by difficulty bin and ``allocator_choices_levels.png`` by level, and
+JSON), and the policies of ``allocator.trainer`` trained on every
 question it learns from, saved under ``allocator/`` for the runtime. Two learners: REINFORCE on
 the replay environment (its adaptive points are one policy per price of ``reinforce_lambdas``) and
 the outcome model (its adaptive points are the price sweep's frontier); both frontiers are
@@ -84,7 +85,7 @@ class Allocator(Stage):
     outputs = ("allocator.md",)
     tracked = True
     title = "Learned allocator against the baselines, and what it chose per bin"
-    plots = ("allocator.png", "allocator_choices.png")
+    plots = ("allocator.png", "allocator_choices.png", "allocator_choices_levels.png")
 
     def key(self, ctx: RunContext) -> str:
         config = ctx.config
@@ -206,13 +207,11 @@ class Allocator(Stage):
         fixed.save(ctx.layout.policy_dir("fixed"), settings.features)
         adaptive.save(ctx.layout.policy_dir("adaptive"), settings.features)
         timing = decision_time(fixed, featurizer, table.questions[: splits.tested], max(a.budget for a in table.arms))
-        choices = {
-            budget: choice_shares(
-                fixed.greedy_arms(main[tested], budget),
-                report.difficulty.oracle_bins,
-            )
-            for budget in fixed.actions.budgets
-        }
+        fixed_arms = {budget: fixed.greedy_arms(main[tested], budget) for budget in fixed.actions.budgets}
+        choices = {budget: choice_shares(arms, report.difficulty.oracle_bins) for budget, arms in fixed_arms.items()}
+        levels_tested = np.asarray(table.levels)[tested]
+        by_level = {budget: choice_shares(arms, levels_tested) for budget, arms in fixed_arms.items()}
+        plot_choices(by_level, run_dir / "allocator_choices_levels.png", rows="level")
         plot_choices(choices, run_dir / "allocator_choices.png")
         plot_report(report, run_dir / "allocator.png", learned=list(names[settings.trainer]))
         write_text_atomic(run_dir / "allocator.md", format_report(report))
@@ -224,6 +223,7 @@ class Allocator(Stage):
             "final_training": {"reward": history.reward[-20:], "accuracy": history.accuracy[-20:]},
             "decision_ms_per_question": timing,
             "choices_by_oracle_bin": choices,
+            "choices_by_level": by_level,
             "trainer": settings.trainer,
             "adaptive_lambda": lam,
             "adaptive_target": settings.adaptive_target,
