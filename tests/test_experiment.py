@@ -531,10 +531,28 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     }
     over = ttc("solve", question, "--experiment", config, "--budget", "8")
     assert over.returncode == 2 and "budget must be an integer from 1 to 4" in over.stderr
-    load = ttc("loadtest", "--experiment", config, "--requests", "6", "--concurrency", "3", "--batch-sizes", "3,1")
+    answers = tmp_path / "answers.jsonl"
+    load = ttc(
+        "loadtest",
+        "--experiment",
+        config,
+        "--requests",
+        "6",
+        "--concurrency",
+        "3",
+        "--batch-sizes",
+        "3,1",
+        "--answers",
+        str(answers),
+    )
     assert load.returncode == 0, load.stdout + load.stderr
     assert "| 3 | 6 | 3 | 0 |" in load.stdout and "| 1 | 6 | 3 | 0 |" in load.stdout
     assert load.stdout.count("| 6/6 |") == 2  # batched or not, the same answers
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert [(r["max_batch"], r["index"]) for r in rows] == [(b, i) for b in (3, 1) for i in range(6)]
+    assert [r["answer"] for r in rows[:6]] == [r["answer"] for r in rows[6:]]
+    right = sum(r["correct"] for r in rows[:6])
+    assert load.stdout.count(f"| {right / 6:.3f} | 6/6 |") == 2
 
     # the pool again, collected by two processes under torchrun: the same rows. Sample scores are
     # compared to 1e-6: fused scores come from the sampling log-probabilities, whose last bits depend

@@ -229,7 +229,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
-    from .loadtest import benchmark_server, format_benchmark, format_probes, probe_server
+    from .files import write_text_atomic
+    from .loadtest import answer_rows, benchmark_server, format_benchmark, format_probes, probe_server
 
     if args.probes:
         source = ["--config", args.config] if args.config else ["--experiment", args.experiment]
@@ -247,6 +248,10 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     runs = benchmark_server(serve_args, [p.question for p in problems], args.concurrency, args.budget, batch_sizes)
     print(format_benchmark(runs, [p.answer for p in problems], args.concurrency))
+    if args.answers:
+        rows = answer_rows(runs, [p.question for p in problems], [p.answer for p in problems])
+        write_text_atomic(Path(args.answers), "".join(json.dumps(row) + "\n" for row in rows))
+        print(f"  answers per question in {args.answers}")
     return 1 if any(run.load.failures for run in runs) else 0
 
 
@@ -415,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
     load.add_argument("--budget", type=int, help="budget of every request (default: the server's)")
     load.add_argument("--batch-sizes", default="16,1", help="server max batch per run, comma-separated")
+    load.add_argument(
+        "--answers", help="write each question's answer and whether it is right here (JSON lines), per batch size"
+    )
     load.add_argument(
         "--probes",
         action="store_true",

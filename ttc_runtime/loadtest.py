@@ -192,6 +192,25 @@ def benchmark_server(
     return runs
 
 
+def answer_rows(runs: Sequence[ServerRun], questions: Sequence[str], gold: Sequence[str]) -> list[dict]:
+    """One row per run and question: the server's answer and whether it matches ``gold`` (a failed
+    request's answer is None and counts as wrong), for comparing two servers question by question."""
+    from .tasks.grading import answers_match
+
+    return [
+        {
+            "max_batch": run.max_batch,
+            "index": i,
+            "question": question,
+            "gold": expected,
+            "answer": answer,
+            "correct": answer is not None and answers_match(answer, expected),
+        }
+        for run in runs
+        for i, (question, expected, answer) in enumerate(zip(questions, gold, run.load.answers))
+    ]
+
+
 def format_benchmark(runs: Sequence[ServerRun], gold: Sequence[str], concurrency: int) -> str:
     """The load test's table, in Markdown."""
     from .tasks.grading import answers_match
