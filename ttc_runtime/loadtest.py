@@ -193,21 +193,15 @@ def benchmark_server(
 
 
 def answer_rows(runs: Sequence[ServerRun], questions: Sequence[str], gold: Sequence[str]) -> list[dict]:
-    """One row per run and question: the server's answer and whether it matches ``gold`` (a failed
-    request's answer is None and counts as wrong), for comparing two servers question by question."""
+    """One row per run and question: the answer and whether it matches ``gold`` (a failed request's
+    is None, wrong), so that two servers compare question by question."""
     from .tasks.grading import answers_match
 
     return [
-        {
-            "max_batch": run.max_batch,
-            "index": i,
-            "question": question,
-            "gold": expected,
-            "answer": answer,
-            "correct": answer is not None and answers_match(answer, expected),
-        }
+        {"max_batch": run.max_batch, "index": i, "question": q, "gold": g, "answer": a, "correct": ok}
         for run in runs
-        for i, (question, expected, answer) in enumerate(zip(questions, gold, run.load.answers))
+        for i, (q, g, a) in enumerate(zip(questions, gold, run.load.answers))
+        for ok in [a is not None and answers_match(a, g)]
     ]
 
 
