@@ -236,7 +236,11 @@ def _train_policy(features, outcomes, rows, actions, config, lam, scale, log):
 
 
 def greedy_columns(
-    policy: AllocatorPolicy, features: np.ndarray, rows: np.ndarray, budget: int | None, outcomes: ArmOutcomes
+    policy: AllocatorPolicy | ArmRatePolicy,
+    features: np.ndarray,
+    rows: np.ndarray,
+    budget: int | None,
+    outcomes: ArmOutcomes,
 ) -> np.ndarray:
     """The outcome-table column of the policy's greedy arm for each question of ``rows``."""
     return np.array([outcomes.column(arm) for arm in policy.greedy_arms(features[rows], budget)])
@@ -386,7 +390,7 @@ def _fit_neighbours(
             errors.append(error)
         chosen = candidates[int(np.argmin(errors))]
     else:
-        chosen = min(candidates[0], len(rows))
+        chosen = candidates[0]
     return fitted(rows, min(chosen, len(rows)))
 
 
@@ -478,9 +482,10 @@ def closest_accuracy(
         columns = greedy_columns(policy, features, rows, None, outcomes)
         return float(outcomes.correct[rows, columns].mean())
 
-    reaching = [pair for pair in policies if accuracy(pair[1]) >= target]
+    accuracies = [accuracy(policy) for _, policy in policies]
+    reaching = [pair for pair, reached in zip(policies, accuracies) if reached >= target]
     if not reaching:
-        return max(policies, key=lambda pair: accuracy(pair[1]))
+        return policies[int(np.argmax(accuracies))]
     return min(reaching, key=lambda pair: mean_compute(pair[1], features, rows, outcomes, unit))
 
 

@@ -565,9 +565,9 @@ def allocator_report(
         [r for r in budgeted if r.allocator != FIXED_FITTED], fitted, config.bootstrap, derive_seed(config.seed, 3)
     )
     bin_differences = []
+    others = [r for r in budgeted if not r.allocator.startswith(("compute-optimal", "per-question"))]
     for offset, name in enumerate((ORACLE_BINS, PREDICTED_BINS)):
         by_bins = {r.budget: r for r in results if r.allocator == name}
-        others = [r for r in budgeted if not r.allocator.startswith(("compute-optimal", "per-question"))]
         bin_differences += paired_differences(others, by_bins, config.bootstrap, derive_seed(config.seed, 5 + offset))
     return AllocatorReport(
         points(results, protocol.estimate.oracle_bins, config.bootstrap, config.seed),

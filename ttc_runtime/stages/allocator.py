@@ -30,9 +30,9 @@ from ..evaluation.allocators import (
     lambda_sweep,
 )
 from ..files import write_text_atomic
+from ..outcomes import ArmOutcomes
 from ..policies.features import build_featurizer
 from ..policies.learned import LearnedAllocator
-from ..outcomes import ArmOutcomes
 from ..pool import RolloutPool
 from ..tracking import training_logger
 from ..trainers.allocator import (
@@ -40,6 +40,7 @@ from ..trainers.allocator import (
     closest_accuracy,
     closest_to,
     fit_outcomes,
+    greedy_columns,
     outcome_lambda,
     reinforce_sweep,
     scale_of,
@@ -114,56 +115,29 @@ class Allocator(Stage):
         }
         adaptive_names = [names["reinforce"][1]]
         fitted_with = {}
+
+        def outcome_runs(tag: str, rows: np.ndarray, flops: np.ndarray, parts=splits, fit=training, model="") -> None:
+            """The outcome model, fixed and adaptive, named after ``tag`` (and ``model``), into ``results``."""
+            pair = (f"outcome model{model}, fixed budget ({tag})", f"outcome model{model}, adaptive budget ({tag})")
+            fixed_results, adaptive_results = cross_validated_outcomes(
+                pair, rows, flops, table, parts, fit, lambdas, protocol.scales
+            )
+            results.extend(fixed_results + adaptive_results)
+            adaptive_names.append(pair[1])
+
         for features in [settings.features, *settings.ablation_features]:
             if features == settings.features:
-                rows, flops, pair = main, main_flops, names["outcomes"]
+                outcome_runs(label, main, main_flops)
             else:
                 other = build_featurizer(features, proposer, config.proposer.prompt, ctx.device)
-                rows, flops = other(table.questions)
-                pair = (
-                    f"outcome model, fixed budget ({features.kind})",
-                    f"outcome model, adaptive budget ({features.kind})",
-                )
-            fixed_results, adaptive_results = cross_validated_outcomes(
-                pair, rows, flops, table, splits, training, lambdas, protocol.scales
-            )
-            results += fixed_results + adaptive_results
-            adaptive_names.append(pair[1])
+                outcome_runs(features.kind, *other(table.questions))
         other_model = "network" if training.outcome_model == "neighbours" else "neighbours"
-        pair = (
-            f"outcome model ({other_model}), fixed budget ({label})",
-            f"outcome model ({other_model}), adaptive budget ({label})",
-        )
-        fixed_results, adaptive_results = cross_validated_outcomes(
-            pair,
-            main,
-            main_flops,
-            table,
-            splits,
-            training.model_copy(update={"outcome_model": other_model}),
-            lambdas,
-            protocol.scales,
-        )
-        results += fixed_results + adaptive_results
-        adaptive_names.append(pair[1])
+        other_fit = training.model_copy(update={"outcome_model": other_model})
+        outcome_runs(label, main, main_flops, fit=other_fit, model=f" ({other_model})")
         levels = np.asarray(table.levels)
         for size in sorted(n for n in settings.learning_curve if n < min(len(train) for train, _ in splits.parts)):
-            pair = (
-                f"outcome model, fixed budget ({label}, {size} training questions)",
-                f"outcome model, adaptive budget ({label}, {size} training questions)",
-            )
-            fixed_results, adaptive_results = cross_validated_outcomes(
-                pair,
-                main,
-                main_flops,
-                table,
-                splits.fewer(size, levels, training.seed),
-                training,
-                lambdas,
-                protocol.scales,
-            )
-            results += fixed_results + adaptive_results
-            adaptive_names.append(pair[1])
+            fewer = splits.fewer(size, levels, training.seed)
+            outcome_runs(f"{label}, {size} training questions", main, main_flops, parts=fewer)
         results += cross_validated_fixed(names["reinforce"][0], main, main_flops, table, splits, training)
         results += cross_validated_fixed(
             f"supervised, fixed budget ({label})", main, main_flops, table, splits, training, supervised=True
@@ -198,7 +172,7 @@ class Allocator(Stage):
                 lam, adaptive = closest_to(sweep, main, splits.fit_rows, table, training.unit, settings.adaptive_target)
             else:
                 lam, adaptive = closest_accuracy(sweep, main, splits.fit_rows, table, training.unit, match)
-        adaptive_columns = [table.column(arm) for arm in adaptive.greedy_arms(main[splits.fit_rows], None)]
+        adaptive_columns = greedy_columns(adaptive, main, splits.fit_rows, None, table)
         adaptive_on_training = {
             "accuracy": float(table.correct[splits.fit_rows, adaptive_columns].mean()),
             "generations": float(table.generations[splits.fit_rows, adaptive_columns].mean()),
