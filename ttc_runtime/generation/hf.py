@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..compute import Usage
 from ..models import flop_params, load_causal_lm, load_tokenizer
 from .base import Completion, GenerationOutput, SamplingParams, completion_from_tokens, encode_call
+from .kv_cache import growing_cache
 from .sampling import derive_seed, sample_tokens
 
 
@@ -87,7 +88,7 @@ class TransformersGenerator:
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
 
-        cache = DynamicCache()
+        cache = growing_cache(self.model.config)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention,
