@@ -328,3 +328,35 @@ def test_serve_refuses_a_port_in_use_before_any_model_loads(solver_config, capsy
         2,
         ["ttc: error: ttc serve: port: Input should be less than or equal to 65535"],
     )
+
+
+def test_loadtest_refuses_a_comparison_it_cannot_make_before_any_server_starts(tmp_path, capsys):
+    missing, rowless, broken = tmp_path / "absent.jsonl", tmp_path / "rowless.jsonl", tmp_path / "broken.jsonl"
+    rowless.write_text('{"question": "1+1"}\n')
+    broken.write_text('{"max_batch": 16, "question": "1+1", "correct": true}\nnot json\n')
+    for path, error in (
+        (missing, "cannot read it (No such file or directory)"),
+        (rowless, "not an answers file of ttc loadtest --answers (no answer rows)"),
+        (broken, "line 2 is not JSON (write it with --answers)"),
+    ):
+        assert in_process(capsys, "loadtest", "--against", path) == (2, [f"ttc: error: --against {path}: {error}"])
+    assert in_process(capsys, "loadtest", "--seeds", "0") == (2, ["ttc: error: --seeds must be at least 1, got 0"])
+
+
+def test_paired_accuracy_averages_each_question_over_its_seeds_and_needs_the_same_questions():
+    from ttc_runtime.loadtest import paired_accuracy
+
+    def rows(correct: dict[str, list[bool]]) -> list[dict]:
+        return [
+            {"max_batch": 16, "question": q, "seed": s, "correct": c}
+            for q, cs in correct.items()
+            for s, c in enumerate(cs)
+        ]
+
+    ours = rows({"a": [True, False], "b": [True, True], "c": [False, False]})
+    theirs = rows({"a": [False], "b": [True], "c": [True]})
+    value, median, low, high = paired_accuracy(ours, theirs)
+    assert value == pytest.approx((0.5 + 0.0 - 1.0) / 3)
+    assert -1.0 <= low <= median <= high <= 0.5  # resamples of the questions' differences +0.5, 0, -1
+    with pytest.raises(ValueError, match="answered different questions"):
+        paired_accuracy(ours, rows({"a": [True], "b": [True]}))

@@ -553,6 +553,20 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert [r["answer"] for r in rows[:6]] == [r["answer"] for r in rows[6:]]
     right = sum(r["correct"] for r in rows[:6])
     assert load.stdout.count(f"| {right / 6:.3f} | 6/6 |") == 2
+    # Each question twice (seeds 0 and 1), compared question by question with the run above.
+    seeded = tmp_path / "answers-seeded.jsonl"
+    load = ttc(
+        "loadtest",
+        *("--experiment", config, "--requests", "6", "--concurrency", "3", "--batch-sizes", "3"),
+        *("--seeds", "2", "--answers", str(seeded), "--against", str(answers)),
+    )
+    assert load.returncode == 0, load.stdout + load.stderr
+    twice = [json.loads(line) for line in seeded.read_text().splitlines()]
+    assert [r["seed"] for r in twice] == [0] * 6 + [1] * 6
+    assert [r["question"] for r in twice] == [r["question"] for r in rows[:6]] * 2
+    assert [r["answer"] for r in twice[:6]] == [r["answer"] for r in rows[:6]]  # the default seed is 0
+    difference = sum(a["correct"] + b["correct"] for a, b in zip(twice[:6], twice[6:])) / 12 - right / 6
+    assert f"the same 6 questions (each the mean of its 2 seed(s)): {difference:+.3f} [" in load.stdout
 
     # the pool again, collected by two processes under torchrun: the same rows. Sample scores are
     # compared to 1e-6: fused scores come from the sampling log-probabilities, whose last bits depend

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from tests.test_solver import BEAM2, BON, EIGHT, QUESTIONS, FailsOn, config, forced_policy
 from ttc_runtime.cli import main
 from ttc_runtime.config import ConfigError
-from ttc_runtime.loadtest import ProbeLimits, format_probes, free_port, run_load, run_probes
+from ttc_runtime.loadtest import free_port, run_load
+from ttc_runtime.probes import ProbeLimits, format_probes, run_probes
 from ttc_runtime.server import (
     MAX_INT_DIGITS,
     MAX_JSON_DEPTH,

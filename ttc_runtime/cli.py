@@ -230,7 +230,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
     from .files import write_text_atomic
-    from .loadtest import answer_rows, benchmark_server, format_benchmark, format_probes, probe_server
+    from .loadtest import answer_rows, benchmark_server, format_benchmark, paired_accuracy
+    from .probes import format_probes, probe_server
 
     if args.probes:
         source = ["--config", args.config] if args.config else ["--experiment", args.experiment]
@@ -243,16 +244,51 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     by_level: dict[int, list] = {}
     for problem in task.problems("test"):
         by_level.setdefault(problem.level, []).append(problem)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    against = _answer_file(args.against) if args.against else None
     problems = [p for group in zip(*by_level.values()) for p in group][: args.requests]
+    # Every question with seed 0, then every question with seed 1, ...: each pass is one draw of
+    # the whole set, so a run cut short still covers the questions evenly.
+    requests = [(seed, p) for seed in range(args.seeds) for p in problems]
+    questions, gold = [p.question for _, p in requests], [p.answer for _, p in requests]
+    seeds = [seed for seed, _ in requests]
     serve_args = ["--experiment", args.experiment, "--policy", args.policy]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    runs = benchmark_server(serve_args, [p.question for p in problems], args.concurrency, args.budget, batch_sizes)
-    print(format_benchmark(runs, [p.answer for p in problems], args.concurrency))
+    runs = benchmark_server(serve_args, questions, args.concurrency, args.budget, batch_sizes, seeds)
+    print(format_benchmark(runs, gold, args.concurrency))
+    rows = answer_rows(runs, questions, gold, seeds)
     if args.answers:
-        rows = answer_rows(runs, [p.question for p in problems], [p.answer for p in problems])
         write_text_atomic(Path(args.answers), "".join(json.dumps(row) + "\n" for row in rows))
         print(f"  answers per question in {args.answers}")
+    if against is not None:
+        value, _, low, high = paired_accuracy(rows, against)
+        print(
+            f"Accuracy minus {args.against}'s on the same {len(problems)} questions (each the mean of its "
+            f"{args.seeds} seed(s)): {value:+.3f} [{low:+.3f}, {high:+.3f}] (90% paired bootstrap interval)"
+        )
     return 1 if any(run.load.failures for run in runs) else 0
+
+
+def _answer_file(path: str) -> list[dict]:
+    """The rows of an answers file written by ``ttc loadtest --answers``, read before any server
+    starts so that a wrong path fails at once."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise ValueError(f"--against {path}: cannot read it ({error.strerror})") from error
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"--against {path}: line {number} is not JSON (write it with --answers)") from error
+    if not rows or any(
+        not isinstance(row, dict) or not {"max_batch", "question", "correct"} <= row.keys() for row in rows
+    ):
+        raise ValueError(f"--against {path}: not an answers file of ttc loadtest --answers (no answer rows)")
+    return rows
 
 
 def _solver_arguments(parser: argparse.ArgumentParser) -> None:
@@ -416,12 +452,26 @@ def build_parser() -> argparse.ArgumentParser:
     load_source.add_argument("--experiment", default="configs/embedded.yaml", help="a finished run's experiment YAML")
     load_source.add_argument("--config", help="a solver YAML (SolverConfig) instead of an experiment; --probes only")
     load.add_argument("--policy", choices=["fixed", "adaptive", "none"], default="fixed")
-    load.add_argument("--requests", type=int, default=200, help="test questions sent, levels interleaved")
+    load.add_argument(
+        "--requests", type=int, default=200, help="test questions, levels interleaved (each sent --seeds times)"
+    )
     load.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
     load.add_argument("--budget", type=int, help="budget of every request (default: the server's)")
     load.add_argument("--batch-sizes", default="16,1", help="server max batch per run, comma-separated")
     load.add_argument(
         "--answers", help="write each question's answer and whether it is right here (JSON lines), per batch size"
+    )
+    load.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="send each question this many times, with seeds 0 .. S-1: accuracy becomes the expected rate "
+        "over the solver's randomness rather than one run's",
+    )
+    load.add_argument(
+        "--against",
+        help="an earlier run's --answers file on the same questions: print this run's accuracy minus that "
+        "one's, question by question, with a 90%% paired bootstrap interval",
     )
     load.add_argument(
         "--probes",
