@@ -24,27 +24,34 @@ def test_generation_matches_transformers_cache(generator, monkeypatch):
     """Rows stop at their fourth ``+``, at different steps (rows leave the batch:
     ``batch_select_indices``), prompts of different lengths share a call (left padding), samples
     share their prompt's cache (``batch_repeat_interleave``), and the longest rows outgrow the first
-    buffer (twice the prompt): every path of the layer, against ``DynamicCache`` token for token."""
+    buffer (``MIN_SPARE`` positions past the prompt at least): every path of the layer, against
+    ``DynamicCache`` token for token."""
     params = SamplingParams(temperature=1.0, max_new_tokens=120, stop="+", stop_count=4, logprobs=True)
     ours = generator.generate(PROMPTS, n=4, params=params, seed=11)
     monkeypatch.setattr(hf, "growing_cache", lambda config: DynamicCache())
     theirs = generator.generate(PROMPTS, n=4, params=params, seed=11)
     lengths = {len(c.token_ids) for row in ours.completions for c in row}
     assert len(lengths) > 1, "every row ran to the same length: the test would not exercise row removal"
-    assert max(lengths) > 2 * max(len(generator.tokenizer(p)["input_ids"]) for p in PROMPTS)
+    longest_prompt = max(len(generator.tokenizer(p)["input_ids"]) for p in PROMPTS)
+    assert max(lengths) > max(GrowingLayer.MIN_SPARE, (longest_prompt + 1) // 2) + 1
     for mine, reference in zip(ours.completions, theirs.completions):
         assert [c.token_ids for c in mine] == [c.token_ids for c in reference]
         for a, b in zip(mine, reference):
             assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
 
 
-def test_layer_grows_in_place():
-    """Appending a position writes into the buffer; the buffer is replaced only when full."""
+def test_layer_keeps_the_prompt_as_it_comes_and_grows_in_place():
+    """The prompt's states are stored without a copy; the first decoded position moves them into a
+    buffer with spare room, which later positions fill in place until it is full."""
     layer = GrowingLayer()
+    layer.MIN_SPARE = 2
     keys = torch.randn(2, 1, 3, 4)
     layer.update(keys, keys.clone())
+    assert layer.keys is keys
+    step = torch.randn(2, 1, 1, 4)
+    layer.update(step, step.clone())  # 4 positions: a buffer of 4 + max(2, 4 // 2) = 6
     buffer = layer.keys.untyped_storage().data_ptr()
-    for _ in range(3):  # capacity 6: positions 4-6 fit
+    for _ in range(2):
         step = torch.randn(2, 1, 1, 4)
         out_keys, _ = layer.update(step, step.clone())
         assert torch.equal(out_keys[:, :, -1:], step)
