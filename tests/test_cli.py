@@ -355,7 +355,8 @@ def test_paired_accuracy_averages_each_question_over_its_seeds_and_needs_the_sam
 
     ours = rows({"a": [True, False], "b": [True, True], "c": [False, False]})
     theirs = rows({"a": [False], "b": [True], "c": [True]})
-    value, median, low, high = paired_accuracy(ours, theirs)
+    difference = paired_accuracy(ours, theirs)
+    value, median, low, high = difference.value, difference.median, difference.low, difference.high
     assert value == pytest.approx((0.5 + 0.0 - 1.0) / 3)
     assert -1.0 <= low <= median <= high <= 0.5  # resamples of the questions' differences +0.5, 0, -1
     with pytest.raises(ValueError, match="answered different questions"):

@@ -240,13 +240,13 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         return 0 if all(r.answered for r in results) else 1
     if args.config:
         raise ValueError("--config serves no test questions: the load test needs --experiment (or use --probes)")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    against = _answer_file(args.against) if args.against else None
     task = _run_config(args.experiment, None).task.build()
     by_level: dict[int, list] = {}
     for problem in task.problems("test"):
         by_level.setdefault(problem.level, []).append(problem)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
-    against = _answer_file(args.against) if args.against else None
     problems = [p for group in zip(*by_level.values()) for p in group][: args.requests]
     # Every question with seed 0, then every question with seed 1, ...: each pass is one draw of
     # the whole set, so a run cut short still covers the questions evenly.
@@ -262,10 +262,11 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         write_text_atomic(Path(args.answers), "".join(json.dumps(row) + "\n" for row in rows))
         print(f"  answers per question in {args.answers}")
     if against is not None:
-        value, _, low, high = paired_accuracy(rows, against)
+        difference = paired_accuracy(rows, against)
         print(
             f"Accuracy minus {args.against}'s on the same {len(problems)} questions (each the mean of its "
-            f"{args.seeds} seed(s)): {value:+.3f} [{low:+.3f}, {high:+.3f}] (90% paired bootstrap interval)"
+            f"{args.seeds} seed(s)): {difference.value:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}] "
+            "(90% paired bootstrap interval)"
         )
     return 1 if any(run.load.failures for run in runs) else 0
 

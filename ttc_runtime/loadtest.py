@@ -31,8 +31,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from .evaluation.efficiency import Interval
 
 
 @dataclass
@@ -222,16 +226,13 @@ def question_accuracy(rows: Sequence[dict]) -> dict[str, float]:
     return {question: sum(values) / len(values) for question, values in right.items()}
 
 
-def paired_accuracy(
-    rows: Sequence[dict], against: Sequence[dict], resamples: int = 1000, seed: int = 0
-) -> tuple[float, float, float, float]:
+def paired_accuracy(rows: Sequence[dict], against: Sequence[dict], resamples: int = 1000, seed: int = 0) -> Interval:
     """Accuracy of ``rows`` minus that of ``against`` (answer rows of two load runs on the same
     questions), each question the mean over its seeds, with the median and 90% interval of
-    ``resamples`` paired bootstrap resamples of the questions: (difference on all questions,
-    median, low, high)."""
+    ``resamples`` paired bootstrap resamples of the questions."""
     import numpy as np
 
-    from .evaluation.efficiency import bootstrap_weights
+    from .evaluation.efficiency import Interval, bootstrap_weights
 
     ours, theirs = question_accuracy(rows), question_accuracy(against)
     if ours.keys() != theirs.keys():
@@ -242,9 +243,7 @@ def paired_accuracy(
         )
     difference = np.array([ours[q] - theirs[q] for q in ours])
     weights = bootstrap_weights(len(difference), resamples, seed)
-    values = weights @ difference
-    low, median, high = np.percentile(values[1:], [5, 50, 95]).tolist()
-    return float(values[0]), median, low, high
+    return Interval.of((weights @ difference).tolist())
 
 
 def format_benchmark(runs: Sequence[ServerRun], gold: Sequence[str], concurrency: int) -> str:

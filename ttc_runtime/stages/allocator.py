@@ -50,6 +50,12 @@ from .base import RunContext, Stage, fingerprint
 from .pool import pools_key, train_pool
 
 
+def outcome_names(tag: str, model: str = "") -> tuple[str, str]:
+    """The fixed-budget and adaptive names of an outcome model fitted on ``tag`` (features, and the
+    training-set size where it is a learning-curve point); ``model`` names the other outcome model."""
+    return f"outcome model{model}, fixed budget ({tag})", f"outcome model{model}, adaptive budget ({tag})"
+
+
 def decision_time(policy, featurizer, questions: list[str], budget: int) -> dict[str, float]:
     """Milliseconds per question of the allocator's decision on a batch of ``questions``: the
     policy alone on precomputed features, and features plus policy (the best of 3 runs each)."""
@@ -111,14 +117,14 @@ class Allocator(Stage):
         lambdas = lambda_sweep()
         names = {
             "reinforce": (f"REINFORCE, fixed budget ({label})", f"REINFORCE, adaptive budget ({label})"),
-            "outcomes": (f"outcome model, fixed budget ({label})", f"outcome model, adaptive budget ({label})"),
+            "outcomes": outcome_names(label),
         }
         adaptive_names = [names["reinforce"][1]]
         fitted_with = {}
 
         def outcome_runs(tag: str, rows: np.ndarray, flops: np.ndarray, parts=splits, fit=training, model="") -> None:
             """The outcome model, fixed and adaptive, named after ``tag`` (and ``model``), into ``results``."""
-            pair = (f"outcome model{model}, fixed budget ({tag})", f"outcome model{model}, adaptive budget ({tag})")
+            pair = outcome_names(tag, model)
             fixed_results, adaptive_results = cross_validated_outcomes(
                 pair, rows, flops, table, parts, fit, lambdas, protocol.scales
             )
@@ -183,8 +189,7 @@ class Allocator(Stage):
         timing = decision_time(fixed, featurizer, table.questions[: splits.tested], max(a.budget for a in table.arms))
         fixed_arms = {budget: fixed.greedy_arms(main[tested], budget) for budget in fixed.actions.budgets}
         choices = {budget: choice_shares(arms, report.difficulty.oracle_bins) for budget, arms in fixed_arms.items()}
-        levels_tested = np.asarray(table.levels)[tested]
-        by_level = {budget: choice_shares(arms, levels_tested) for budget, arms in fixed_arms.items()}
+        by_level = {budget: choice_shares(arms, levels[tested]) for budget, arms in fixed_arms.items()}
         plot_choices(by_level, run_dir / "allocator_choices_levels.png", rows="level")
         plot_choices(choices, run_dir / "allocator_choices.png")
         plot_report(report, run_dir / "allocator.png", learned=list(names[settings.trainer]))
