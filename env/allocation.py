@@ -41,8 +41,8 @@ class Backend(ABC):
 
 
 class ReplayBackend(Backend):
-    """Outcomes resampled from a rollout pool's outcome table: one of a run arm's stored runs, drawn
-    uniformly, with its correctness and compute; a parallel arm's correctness drawn with its
+    """Outcomes resampled from a rollout pool's outcome table: one of a run arm's stored runs (a
+    chained arm's draws of its chains), drawn uniformly, with its correctness and compute; a parallel arm's correctness drawn with its
     resampled rate (the chance that N fresh samples select the right answer), at its mean compute.
     A table without stored runs for a run arm (one made by hand) is drawn like a parallel arm."""
 
@@ -73,8 +73,8 @@ class ReplayBackend(Backend):
 class LiveBackend(Backend):
     """Outcomes from running the strategy with the generator and the scorer. A run arm uses the seed
     the pool used for one of its stored runs, drawn uniformly (so it reproduces that run, and draws
-    runs as the replay does); a parallel arm draws fresh samples with a seed from the episode's
-    generator."""
+    runs as the replay does); a parallel or chained arm (whose outcomes the pool draws from stored
+    samples or chains) draws fresh samples or chains with a seed from the episode's generator."""
 
     def __init__(
         self,
@@ -91,10 +91,10 @@ class LiveBackend(Backend):
         self.pool = pool
 
     def outcome(self, question: int, arm: Arm, rng: np.random.Generator) -> Outcome:
-        if arm.strategy.parallel:
+        if arm.strategy.parallel or arm.strategy.chain:
             seed = derive_seed(int(rng.integers(0, 2**62)), question)
         else:
-            seed = arm_seed(self.pool, question, arm, int(rng.integers(self.pool.runs_of(arm.budget))))
+            seed = arm_seed(self.pool, question, arm, int(rng.integers(self.pool.runs_of(arm))))
         problem = self.problems[question]
         (result,) = arm.strategy.build(arm.budget).run(
             [problem.question], self.generator, self.scorer, arm.budget, self.settings, [seed]

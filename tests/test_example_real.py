@@ -374,7 +374,6 @@ def test_a_qwen_proposer_and_a_causal_lm_prm_run_the_pipeline_solve_and_serve(re
         "beam_search(M=2)@2",
         "beam_search(M=2)@4",
         "revisions(L=2)@2",
-        "revisions(L=2)@4",
     ]
     assert records["baselines"]["samples"] == 8
     for kind in ("fixed", "adaptive"):

@@ -456,7 +456,6 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
         "beam_search(M=2)@2",
         "beam_search(M=2)@4",
         "revisions(L=2)@2",
-        "revisions(L=2)@4",
     ]
     baselines = json.loads((run_dir / "baselines.json").read_text())
     allocators = {p["allocator"] for p in baselines["points"]}

@@ -1,5 +1,5 @@
-"""Outcomes of the pool's arms: the parallel strategies' outcome and compute, folds, and a
-training pool beside the evaluation pool."""
+"""Outcomes of the pool's arms: the parallel strategies' outcome and compute, the chained ones'
+draws of stored chains, folds, and a training pool beside the evaluation pool."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from tests.conftest import BEAM, BON, outcomes
+from tests.conftest import BEAM, BON, SCORES, Proposer, Reviser, outcomes
 from ttc_runtime.evaluation.allocators import cross_validated
-from ttc_runtime.outcomes import ArmOutcomes, Splits, StoredRuns, folds_of, parallel_outcome, with_training_pool
+from ttc_runtime.outcomes import (
+    ArmOutcomes,
+    Splits,
+    StoredRuns,
+    chained_outcome,
+    folds_of,
+    parallel_outcome,
+    with_training_pool,
+)
 from ttc_runtime.pool import PoolMismatch
-from ttc_runtime.strategies import Arm
+from ttc_runtime.strategies import Arm, SearchSettings, SequentialRevisions, StrategyConfig
 
 
 def test_parallel_outcome_never_picks_a_sample_without_an_answer():
@@ -126,3 +134,69 @@ def test_parallel_outcome_charges_the_prompt_once_and_majority_no_verifier():
     assert correct.tolist() == [1.0]
     correct, flops = parallel_outcome(frame, "majority", 3, 4, seed=0, params=100)
     assert correct.tolist() == [0.0] and flops.tolist() == [2 * 100 * 65]
+
+
+REVISIONS = StrategyConfig(name="revisions", chain_length=2)
+
+
+def _chains(rows: list[tuple[int, int, list[tuple[str, float]], int]]) -> pd.DataFrame:
+    """Stored chain rows: (question, run, the chain's (answer, score) attempts, FLOPs)."""
+    return pd.DataFrame(
+        {
+            "question": [q for q, _, _, _ in rows],
+            "run": [r for _, r, _, _ in rows],
+            "candidates": [[{"text": "", "answer": a, "score": s} for a, s in chain] for _, _, chain, _ in rows],
+            "flops": [f for _, _, _, f in rows],
+        }
+    )
+
+
+def test_a_chained_arm_is_every_draw_of_its_stored_chains():
+    # Question 0: three chains whose best attempts answer 7 (0.9), 5 (0.8) and nothing (0.95, an
+    # attempt without an answer, which loses every vote). At N = 4 (two chains of two), weighted
+    # selection across chains: {7, 5} -> 7 (0.9 > 0.8), {7, -} -> 7, {5, -} -> 5 (right). Each
+    # draw reads the prompt (10 tokens) once, not twice.
+    chains = _chains(
+        [
+            (0, 0, [("7", 0.9), ("5", 0.1)], 1000),
+            (0, 1, [("3", 0.2), ("5", 0.8)], 2000),
+            (0, 2, [("5", 0.7), (None, 0.95)], 4000),
+        ]
+    )
+    params = 3
+    at4 = chained_outcome(chains, 3, Arm(REVISIONS, 4), ["5"], np.array([10]), params, resamples=10, seed=0)
+    assert at4.correct.tolist() == [[0.0, 0.0, 1.0]]
+    prompt = 2 * params * 10
+    assert at4.flops.tolist() == [[3000 - prompt, 5000 - prompt, 6000 - prompt]]
+    assert at4.generations.tolist() == [[4, 4, 4]]
+    # At N = L, each chain alone: the draws are the stored chains.
+    at2 = chained_outcome(chains, 3, Arm(REVISIONS, 2), ["5"], np.array([10]), params, resamples=10, seed=0)
+    assert at2.correct.tolist() == [[0.0, 1.0, 0.0]] and at2.flops.tolist() == [[1000, 2000, 4000]]
+    # More subsets than resamples: that many seeded draws, each of two distinct chains.
+    drawn = chained_outcome(chains, 3, Arm(REVISIONS, 4), ["5"], np.array([10]), params, resamples=2, seed=0)
+    assert drawn.correct.shape == (1, 2)
+    assert set(drawn.flops[0].tolist()) <= {3000 - prompt, 5000 - prompt, 6000 - prompt}
+    with pytest.raises(ValueError, match="draws 4 chains and the pool holds 3"):
+        chained_outcome(chains, 3, Arm(REVISIONS, 8), ["5"], np.array([10]), params, resamples=10, seed=0)
+    with pytest.raises(ValueError, match="fewer than 4 chains"):
+        chained_outcome(chains, 4, Arm(REVISIONS, 4), ["5"], np.array([10]), params, resamples=10, seed=0)
+
+
+def test_a_draw_of_stored_chains_costs_what_a_run_of_the_same_chains_costs():
+    # The scripted proposer answers "a" whatever the seed, so two runs of one chain (N = 2) make
+    # the same attempts as the two chains of one run at N = 4: the draw of both is charged exactly
+    # the run's FLOPs, the prompt once, and picks its answer.
+    settings = SearchSettings(reviser=Reviser())
+    (live,) = SequentialRevisions(2).run(["Q"], Proposer("aa"), SCORES, 4, settings, [0])
+    singles = [SequentialRevisions(2).run(["Q"], Proposer("aa"), SCORES, 2, settings, [s])[0] for s in (1, 2)]
+    chains = pd.DataFrame(
+        {
+            "question": [0, 0],
+            "run": [0, 1],
+            "candidates": [[{"text": c.text, "answer": c.answer, "score": c.score} for c in r.candidates] for r in singles],
+            "flops": [r.compute.flops for r in singles],
+        }
+    )
+    drawn = chained_outcome(chains, 2, Arm(REVISIONS, 4), [live.answer], np.array([1]), Proposer.flop_params, 10, 0)
+    assert drawn.flops.tolist() == [[live.compute.flops]]
+    assert drawn.correct.tolist() == [[1.0]] and drawn.generations.tolist() == [[live.compute.generations]]

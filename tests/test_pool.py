@@ -63,10 +63,14 @@ def test_the_pool_holds_each_strategy_once_per_budget():
         "lookahead(M=4,k=1)@4",
         "lookahead(M=4,k=1)@8",
         "lookahead(M=4,k=1)@16",
-        "revisions(L=4)@4",
-        "revisions(L=4)@8",
-        "revisions(L=4)@16",
     ]
+    # Revisions are stored as chains (twice the four chains of N = 16) and drawn at every budget.
+    assert "revisions(L=4)@8" in labels and "revisions(L=4)@16" in labels
+    assert [arm.label for arm in config.chain_arms()] == ["revisions(L=4)@4"]
+    assert config.runs_of(config.chain_arms()[0]) == 8 and config.runs_of(config.run_arms()[0]) == 4
+    assert PoolConfig(budgets=[4, 16], samples=16, chains=5).runs_of(config.chain_arms()[0]) == 5
+    with pytest.raises(ValueError, match=r"chains: 3 chains of 4 attempts are fewer than revisions\(L=4\)@16 draws \(4\)"):
+        PoolConfig(budgets=[4, 16], samples=16, chains=3)
     # A table asked for a left-out arm answers with the arm that runs the same strategy.
     arms = config.arms()
     table = ArmOutcomes(
@@ -96,12 +100,14 @@ def test_pool_layout_and_outcome_table(full_pool):
     assert (samples["prompt_tokens"] > 0).all() and (samples["generated_tokens"] > 0).all()
     runs = pool.runs()
     run_arms = sorted(set(runs["arm"]))
-    assert run_arms == ["beam_search(M=2)@2", "beam_search(M=2)@4", "revisions(L=2)@2", "revisions(L=2)@4"]
+    assert run_arms == ["beam_search(M=2)@2", "beam_search(M=2)@4", "revisions(L=2)@2"]
     # Three runs per question below the largest budget, two at it; runs of one question differ.
-    assert runs.groupby("arm").size().to_dict() == {arm: 6 * (3 if arm.endswith("@2") else 2) for arm in run_arms}
-    assert sorted(set(runs[runs["budget"] == 2]["run"])) == [0, 1, 2]
+    # Revisions: four chains of two attempts (twice the two chains of N = 4), as runs at N = 2.
+    sizes = {"beam_search(M=2)@2": 6 * 3, "beam_search(M=2)@4": 6 * 2, "revisions(L=2)@2": 6 * 4}
+    assert runs.groupby("arm").size().to_dict() == sizes
+    assert sorted(set(runs[runs["arm"] == "beam_search(M=2)@2"]["run"])) == [0, 1, 2]
     assert (runs["generations"] == runs["budget"]).all()
-    assert all(len(c) == 4 for c in runs[runs["arm"] == "revisions(L=2)@4"]["candidates"])
+    assert all(len(c) == 2 for c in runs[runs["arm"] == "revisions(L=2)@2"]["candidates"])
     beams = runs[runs["arm"] == "beam_search(M=2)@2"]
     texts = beams.groupby("question")["candidates"].apply(lambda c: len({x[0]["text"] for x in c}))
     assert (texts > 1).any()
@@ -117,9 +123,17 @@ def test_pool_layout_and_outcome_table(full_pool):
     assert table.correct.shape == (6, 6) and ((table.correct >= 0) & (table.correct <= 1)).all()
     assert (table.flops > 0).all()
     assert table.generations[:, 1].tolist() == [4] * 6
-    # A run arm's outcome is the mean of its stored runs, which the table keeps.
+    # A run arm's outcome is the mean of its stored runs, which the table keeps; a chained arm's
+    # the mean of its draws of the chains: at N = 2 the four chains, at N = 4 five seeded draws
+    # of two (resamples: 5, fewer than the six pairs), each charged its two chains less a prompt.
     assert sorted(table.stored) == [2, 3, 4, 5]
     assert table.stored[2].correct.shape == (6, 3) and table.stored[3].correct.shape == (6, 2)
+    assert table.stored[4].correct.shape == (6, 4) and table.stored[5].correct.shape == (6, 5)
+    chain_flops = runs[runs["arm"] == "revisions(L=2)@2"].pivot(index="question", columns="run", values="flops")
+    prompt = 2 * manifest["proposer_params"] * samples.groupby("question")["prompt_tokens"].first().to_numpy()
+    pairs = chain_flops.to_numpy()[:, :, None] + chain_flops.to_numpy()[:, None, :] - prompt[:, None, None]
+    for q in range(6):
+        assert set(table.stored[5].flops[q].tolist()) <= set(pairs[q].ravel().tolist())
     for a, runs_of_arm in table.stored.items():
         assert table.correct[:, a].tolist() == pytest.approx(runs_of_arm.correct.mean(axis=1).tolist())
         assert table.flops[:, a].tolist() == pytest.approx(runs_of_arm.flops.mean(axis=1).tolist())

@@ -1,7 +1,8 @@
 """Outcome tables and the splits allocators are fitted and tested on.
 
 An ``ArmOutcomes`` table holds every arm's result on every question of a rollout pool as an
-expected rate: resampled for the parallel arms, the mean over the stored runs for the run arms
+expected rate: resampled for the parallel arms, drawn from the stored chains for the chained ones
+(revisions), the mean over the stored runs for the run arms
 (whose runs it keeps too, for the replay environment to draw from); a ``PerQuestion`` holds one allocator's result at one
 budget; ``Splits`` says which rows a fitted allocator learns from and which it answers
 (cross-validation folds, or a separate training pool). The environment, the trainers and the
@@ -10,18 +11,22 @@ evaluation all read these, so they live here, apart from how a pool is collected
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from .compute import inference_flops
 from .generation.sampling import derive_seed
 from .pool import PoolConfig, PoolMismatch, RolloutPool
 from .selection import select_answer
-from .strategies import Arm
-from .tasks import group_answers
+from .strategies import Arm, select_chains
+from .strategies.base import Candidate
+from .tasks import answers_match, group_answers
 
 
 @dataclass(frozen=True)
@@ -122,9 +127,58 @@ def stored_runs(runs: pd.DataFrame, arm: Arm, count: int, per_question: int) -> 
     return stored
 
 
+def chained_outcome(
+    chains: pd.DataFrame,
+    stored: int,
+    arm: Arm,
+    gold: Sequence[str],
+    prompt_tokens: np.ndarray,
+    params: int,
+    resamples: int,
+    seed: int,
+) -> StoredRuns:
+    """``arm`` (a chained strategy at N, ``StrategyConfig.chain`` = L) on each question, as every
+    draw of N/L of the question's ``stored`` chains (``chains``: the rows of its chain arm, one per
+    chain and question): all the subsets when there are at most ``resamples``, else ``resamples``
+    seeded draws without replacement. A draw's answer is ``select_chains`` over its chains'
+    attempts; its compute is the sum of its chains', less the question's prompt (``prompt_tokens``,
+    at 2 x ``params`` FLOPs a token) for every chain after the first: a run samples all its chains'
+    first attempts from one reading of the prompt (``strategies.base.sample``)."""
+    length = arm.strategy.chain
+    if not length or arm.budget % length:
+        raise ValueError(f"{arm.label} is not drawn from chains: its budget is not a multiple of a chain length")
+    take, count = arm.budget // length, len(gold)
+    sizes = chains.groupby("question").size().reindex(range(count), fill_value=0)
+    if (sizes != stored).any():
+        raise ValueError(f"the pool holds fewer than {stored} chains of {arm.label} on some question")
+    if take > stored:
+        raise ValueError(f"{arm.label} draws {take} chains and the pool holds {stored} per question")
+    every = math.comb(stored, take) <= resamples
+    draws = [list(c) for c in itertools.combinations(range(stored), take)] if every else []
+    correct = np.zeros((count, len(draws) or resamples))
+    flops = np.zeros_like(correct)
+    for question, rows in chains.groupby("question", sort=True):
+        q = int(question)
+        rows = rows.sort_values("run")
+        attempts = [
+            [Candidate(c["text"], (), float(c["score"]), c["answer"], True) for c in candidates]
+            for candidates in rows["candidates"]
+        ]
+        spent = rows["flops"].to_numpy(dtype=float)
+        if not every:
+            rng = np.random.default_rng(derive_seed(seed, q, arm.budget) & 0xFFFFFFFF)
+            draws = [rng.choice(stored, size=take, replace=False).tolist() for _ in range(resamples)]
+        for d, draw in enumerate(draws):
+            answer = select_chains([a for c in draw for a in attempts[c]], length, arm.strategy.across_chains)
+            correct[q, d] = answer is not None and answers_match(answer, gold[q])
+            flops[q, d] = spent[draw].sum() - (take - 1) * inference_flops(params, int(prompt_tokens[q]))
+    return StoredRuns(correct, np.full_like(correct, arm.budget), flops)
+
+
 def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
     """The outcome table of a complete pool: run arms as the mean of their stored runs, parallel
-    arms resampled."""
+    arms resampled from the samples, chained arms drawn from the stored chains (each draw kept as a
+    stored run, for the replay environment)."""
     if not pool.complete():
         raise ValueError(f"the pool at {pool.directory} is incomplete: collect it first")
     manifest = pool.manifest()
@@ -149,8 +203,21 @@ def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
                 manifest["proposer_params"],
             )
             generations[:, a] = arm.budget
+        elif arm.strategy.chain:
+            chain = Arm(arm.strategy, arm.strategy.chain)
+            stored[a] = chained_outcome(
+                runs[runs["arm"] == chain.label],
+                config.runs_of(chain),
+                arm,
+                questions["answer"].tolist(),
+                samples.groupby("question", sort=True)["prompt_tokens"].first().to_numpy(),
+                manifest["proposer_params"],
+                config.resamples,
+                config.seed,
+            )
         else:
-            stored[a] = stored_runs(runs, arm, count, config.runs_of(arm.budget))
+            stored[a] = stored_runs(runs, arm, count, config.runs_of(arm))
+        if a in stored:
             correct[:, a] = stored[a].correct.mean(axis=1)
             flops[:, a] = stored[a].flops.mean(axis=1)
             generations[:, a] = stored[a].generations.mean(axis=1)

@@ -23,6 +23,11 @@ large pool of independent scored samples per question, stored as Parquet shards.
 
 Parallel strategies of the grid (``majority``, ``best_of_n_weighted``, ``best_of_n_naive``) are not
 run: ``outcomes.arm_outcomes`` resamples them from the samples, as the search evaluation (``evaluation.search``) does.
+Revisions with a chain length L are not run at each budget either: a run at N is N/L independent
+chains, so the pool stores ``chains`` chains per question (as runs of the arm at N = L) and
+``outcomes.arm_outcomes`` draws the arm at every N from them. Twice the chains the largest budget
+takes cost fewer generations than 4 runs at each budget (at budgets 4-16 and L = 4: 8 chains, 32
+generations per question, against 80), and every draw of them is a run the strategy could have made.
 
 **Shards and resuming.** Work is cut into units: one chunk of ``questions_per_shard`` questions for
 the samples or for one arm. A unit is written to a temporary file and renamed into place, so a
@@ -91,6 +96,12 @@ class PoolConfig(StrictModel):
         4, ge=1, description="Independent stored runs per question of a run arm below the largest budget."
     )
     runs_at_largest: int = Field(2, ge=1, description="Independent stored runs per question at the largest budget.")
+    chains: int | None = Field(
+        None,
+        ge=1,
+        description="Independent revision chains stored per question for each revisions entry of the grid, its "
+        "arms at every budget drawn from them; None: twice what its largest budget takes (N/L), at least runs.",
+    )
     questions_per_shard: int = Field(8, ge=1, description="Questions per unit of work and per shard file.")
     batch_rows: int = Field(1024, ge=1, description="Most samples per generator call.")
     seed: int = 0
@@ -110,6 +121,12 @@ class PoolConfig(StrictModel):
             reasons = [strategy.unusable(n) for n in self.budgets]
             if all(reasons):
                 raise ValueError(f"grid.{index} ({strategy.label}) fits no budget of {self.budgets}: {reasons[0]}")
+        for arm in self.arms():
+            if arm.strategy.chain and self.chains is not None and self.chains * arm.strategy.chain < arm.budget:
+                raise ValueError(
+                    f"chains: {self.chains} chains of {arm.strategy.chain} attempts are fewer than "
+                    f"{arm.label} draws ({arm.budget // arm.strategy.chain})"
+                )
         return self
 
     def arms(self) -> list[Arm]:
@@ -129,12 +146,38 @@ class PoolConfig(StrictModel):
         return arms
 
     def run_arms(self) -> list[Arm]:
-        """The arms that are run and stored (parallel ones are resampled from the samples)."""
-        return [arm for arm in self.arms() if not arm.strategy.parallel]
+        """The arms that are run and stored as they are: not the parallel ones (resampled from the
+        samples), nor the chained ones (drawn from the chains of ``chain_arms``)."""
+        return [arm for arm in self.arms() if not arm.strategy.parallel and not arm.strategy.chain]
 
-    def runs_of(self, budget: int) -> int:
-        """Stored runs per question of a run arm at ``budget``."""
-        return self.runs_at_largest if budget == max(self.budgets) else self.runs
+    def chain_arms(self) -> list[Arm]:
+        """For each chained strategy with an arm in the pool (revisions of a fixed L), the arm of
+        one chain, ``Arm(strategy, L)``: its ``chains_of`` stored runs are independent chains,
+        from which the strategy's arm at N draws N/L (``outcomes.chained_outcome``)."""
+        found: list[Arm] = []
+        for arm in self.arms():
+            chain = Arm(arm.strategy, arm.strategy.chain) if arm.strategy.chain else None
+            if chain is not None and chain not in found:
+                found.append(chain)
+        return found
+
+    def stored_arms(self) -> list[Arm]:
+        """Every arm whose runs the pool stores: the run arms, then the chain arms."""
+        return self.run_arms() + self.chain_arms()
+
+    def chains_of(self, strategy: StrategyConfig) -> int:
+        """Chains stored per question for a chained ``strategy``: ``chains``, or twice what its
+        largest arm draws, at least ``runs``."""
+        if self.chains is not None:
+            return self.chains
+        largest = max(arm.budget for arm in self.arms() if arm.strategy == strategy)
+        return max(self.runs, 2 * largest // strategy.chain)
+
+    def runs_of(self, arm: Arm) -> int:
+        """Stored runs per question of a stored arm (``stored_arms``)."""
+        if arm.strategy.chain:
+            return self.chains_of(arm.strategy)
+        return self.runs_at_largest if arm.budget == max(self.budgets) else self.runs
 
 
 class TrainPoolConfig(StrictModel):
@@ -345,7 +388,7 @@ class RolloutPool:
             for s in range(0, len(problems), config.questions_per_shard)
         ]
         units: list[tuple[Arm | None, int]] = [(None, c) for c in range(len(chunks))]
-        units += [(arm, c) for arm in config.run_arms() for c in range(len(chunks))]
+        units += [(arm, c) for arm in config.stored_arms() for c in range(len(chunks))]
         units = units[workers.rank :: workers.world_size]
         done = skipped = 0
         label = "rollout pool" if workers.world_size == 1 else f"rollout pool, rank {workers.rank}/{workers.world_size}"
@@ -392,7 +435,7 @@ class RolloutPool:
         config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
         chunks = math.ceil(len(manifest["questions"]) / config.questions_per_shard)
         wanted = [self._shard_path(None, c) for c in range(chunks)]
-        wanted += [self._shard_path(arm, c) for arm in config.run_arms() for c in range(chunks)]
+        wanted += [self._shard_path(arm, c) for arm in config.stored_arms() for c in range(chunks)]
         return all(path.is_file() for path in wanted)
 
 
@@ -483,8 +526,8 @@ def _runs(
     settings: SearchSettings,
     config: PoolConfig,
 ) -> list[dict]:
-    """``config.runs_of(arm.budget)`` runs of ``arm`` on each question of ``batch``, in one call."""
-    jobs = [(q, run) for run in range(config.runs_of(arm.budget)) for q in range(len(batch))]
+    """``config.runs_of(arm)`` runs of ``arm`` on each question of ``batch``, in one call."""
+    jobs = [(q, run) for run in range(config.runs_of(arm)) for q in range(len(batch))]
     seeds = [arm_seed(config, first + q, arm, run) for q, run in jobs]
     results = arm.strategy.build(arm.budget).run(
         [batch[q].question for q, _ in jobs], generator, scorer, arm.budget, settings, seeds

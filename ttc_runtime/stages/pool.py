@@ -90,9 +90,12 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
             distinct=True,
         )
         run = len(pool_config.run_arms())
+        chains = "".join(
+            f", {pool_config.runs_of(arm)} chains of {arm.strategy.label}" for arm in pool_config.chain_arms()
+        )
         say(
-            f"  {name}: {len(problems)} {pool_config.split} problems: {pool_config.samples} samples each and "
-            f"{run} arms run ({len(pool_config.arms()) - run} more resampled)"
+            f"  {name}: {len(problems)} {pool_config.split} problems: {pool_config.samples} samples each{chains} and "
+            f"{run} arms run ({len(pool_config.arms()) - run} more drawn from the samples and chains)"
         )
         started = time.perf_counter()
         counts = pool.collect(

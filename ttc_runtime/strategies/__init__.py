@@ -83,6 +83,16 @@ class StrategyConfig(StrictModel):
         return PARALLEL_SELECTION.get(self.name)
 
     @property
+    def chain(self) -> int | None:
+        """L when a run at N is N/L independent chains of L attempts each (revisions with a number
+        L), so its outcome at any multiple of L can be drawn from stored chains as a parallel
+        strategy's is drawn from stored samples; None for every other strategy (and for 'all',
+        one chain as long as the budget)."""
+        if self.name == "revisions" and isinstance(self.chain_length, int):
+            return self.chain_length
+        return None
+
+    @property
     def searches(self) -> bool:
         return self.name in ("beam_search", "lookahead", "dvts")
 
