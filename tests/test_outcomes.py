@@ -19,9 +19,11 @@ from ttc_runtime.outcomes import (
     chained_outcome,
     folds_of,
     parallel_outcome,
+    select_drawn,
     with_training_pool,
 )
 from ttc_runtime.pool import PoolMismatch
+from ttc_runtime.selection import select_answer
 from ttc_runtime.strategies import Arm, SearchSettings, SequentialRevisions, StrategyConfig
 
 
@@ -193,10 +195,27 @@ def test_a_draw_of_stored_chains_costs_what_a_run_of_the_same_chains_costs():
         {
             "question": [0, 0],
             "run": [0, 1],
-            "candidates": [[{"text": c.text, "answer": c.answer, "score": c.score} for c in r.candidates] for r in singles],
+            "candidates": [
+                [{"text": c.text, "answer": c.answer, "score": c.score} for c in r.candidates] for r in singles
+            ],
             "flops": [r.compute.flops for r in singles],
         }
     )
     drawn = chained_outcome(chains, 2, Arm(REVISIONS, 4), [live.answer], np.array([1]), Proposer.flop_params, 10, 0)
     assert drawn.flops.tolist() == [[live.compute.flops]]
     assert drawn.correct.tolist() == [[1.0]] and drawn.generations.tolist() == [[live.compute.generations]]
+
+
+def test_selection_over_many_draws_at_once_follows_the_selection_rules():
+    # Scores from a few values and answers from a few groups, so sums and maxima tie often: the
+    # group drawn first among the tied wins, as select_answer decides one draw at a time.
+    rng = np.random.default_rng(0)
+    for how in ("majority", "weighted", "naive"):
+        for count in (0, 1, 3, 5):
+            groups = rng.integers(-1, count, size=(300, 6))
+            scores = rng.choice([0.1, 0.25, 0.5, 0.7], size=(300, 6))
+            picked = select_drawn(how, groups, scores, count)
+            for draw in range(300):
+                answers = [None if g < 0 else str(g) for g in groups[draw]]
+                expected = select_answer(how, answers, scores[draw].tolist())
+                assert picked[draw] == (-1 if expected is None else int(expected)), (how, count, draw)

@@ -69,7 +69,9 @@ def test_the_pool_holds_each_strategy_once_per_budget():
     assert [arm.label for arm in config.chain_arms()] == ["revisions(L=4)@4"]
     assert config.runs_of(config.chain_arms()[0]) == 8 and config.runs_of(config.run_arms()[0]) == 4
     assert PoolConfig(budgets=[4, 16], samples=16, chains=5).runs_of(config.chain_arms()[0]) == 5
-    with pytest.raises(ValueError, match=r"chains: 3 chains of 4 attempts are fewer than revisions\(L=4\)@16 draws \(4\)"):
+    with pytest.raises(
+        ValueError, match=r"chains: 3 chains of 4 attempts are fewer than revisions\(L=4\)@16 draws \(4\)"
+    ):
         PoolConfig(budgets=[4, 16], samples=16, chains=3)
     # A table asked for a left-out arm answers with the arm that runs the same strategy.
     arms = config.arms()

@@ -23,7 +23,6 @@ import pandas as pd
 from .compute import inference_flops
 from .generation.sampling import derive_seed
 from .pool import PoolConfig, PoolMismatch, RolloutPool
-from .selection import select_answer
 from .strategies import Arm, select_chains
 from .strategies.base import Candidate
 from .tasks import answers_match, group_answers
@@ -79,37 +78,94 @@ class ArmOutcomes:
         return [arm for a, arm in enumerate(self.arms) if (self.generations[:, a] <= arm.budget).all()]
 
 
+@dataclass(frozen=True)
+class QuestionSamples:
+    """One question's stored samples, answers merged once (``group_answers``): each sample's
+    answer group (-1 for none), whether each group is right (as its first sample is), the
+    samples' scores, generated tokens and verifier FLOPs, and the question's prompt tokens."""
+
+    groups: np.ndarray
+    right: np.ndarray
+    scores: np.ndarray
+    generated: np.ndarray
+    verifier: np.ndarray
+    prompt: int
+
+    @classmethod
+    def of(cls, samples: pd.DataFrame) -> list[QuestionSamples]:
+        """Per question of a pool's samples, in question order. Parquet's nulls (samples without
+        an answer) read back as NaN and count as no answer."""
+        found = []
+        for _, rows in samples.groupby("question", sort=True):
+            answers = group_answers([answer if isinstance(answer, str) else None for answer in rows["answer"]])
+            numbers: dict[str, int] = {}
+            right: list[bool] = []
+            for answer, ok in zip(answers, rows["correct"].tolist()):
+                if answer is not None and answer not in numbers:
+                    numbers[answer] = len(numbers)
+                    right.append(bool(ok))
+            found.append(
+                cls(
+                    np.array([-1 if answer is None else numbers[answer] for answer in answers]),
+                    np.array(right, dtype=bool),
+                    rows["score"].to_numpy(),
+                    rows["generated_tokens"].to_numpy(),
+                    rows["verifier_flops"].to_numpy(),
+                    int(rows["prompt_tokens"].iloc[0]),
+                )
+            )
+        return found
+
+
 def parallel_outcome(
-    samples: pd.DataFrame, how: str, budget: int, resamples: int, seed: int, params: int
+    samples: pd.DataFrame | Sequence[QuestionSamples], how: str, budget: int, resamples: int, seed: int, params: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per question, the expected correctness and FLOPs of ``how`` (majority, weighted, naive)
-    over ``budget`` samples drawn without replacement from its stored samples, ``resamples`` times.
-    The prompt is charged once per run; majority is charged no verifier.
-
-    A question's answers are merged once (``group_answers``), not in every resample; a chosen
-    group is as right as its representative, the first sample with that answer. Parquet's nulls
-    (samples without an answer) read back as NaN and are None here."""
+    over ``budget`` samples drawn without replacement from its stored samples (a pool's rows, or
+    ``QuestionSamples.of`` them, merged once for every arm), ``resamples`` times. The prompt is
+    charged once per run; majority is charged no verifier. A chosen group is as right as its
+    representative, the first sample with that answer; the resamples of a question are selected
+    together (``select_drawn``)."""
+    questions = QuestionSamples.of(samples) if isinstance(samples, pd.DataFrame) else samples
     correct, flops = [], []
-    for question, rows in samples.groupby("question", sort=True):
-        rng = np.random.default_rng(derive_seed(seed, int(question), budget) & 0xFFFFFFFF)
-        answers = group_answers([answer if isinstance(answer, str) else None for answer in rows["answer"]])
-        right: dict[str | None, bool] = {}
-        for answer, ok in zip(answers, rows["correct"].tolist()):
-            right.setdefault(answer, bool(ok))
-        scores = rows["score"].to_numpy()
-        generated = rows["generated_tokens"].to_numpy()
-        verifier = rows["verifier_flops"].to_numpy()
-        prompt = int(rows["prompt_tokens"].iloc[0])
-        wins, spent = 0.0, 0.0
-        for _ in range(resamples):
-            picked = rng.choice(len(rows), size=budget, replace=False)
-            chosen = select_answer(how, [answers[i] for i in picked], scores[picked].tolist())
-            wins += chosen is not None and right[chosen]
-            spent += 2 * params * (prompt + int(generated[picked].sum()))
-            spent += 0 if how == "majority" else int(verifier[picked].sum())
-        correct.append(wins / resamples)
-        flops.append(spent / resamples)
+    for question, mine in enumerate(questions):
+        rng = np.random.default_rng(derive_seed(seed, question, budget) & 0xFFFFFFFF)
+        picked = np.argsort(rng.random((resamples, len(mine.groups))), axis=1)[:, :budget]
+        winners = select_drawn(how, mine.groups[picked], mine.scores[picked], len(mine.right))
+        right = np.append(mine.right, False)  # winner -1: no answer, never right
+        correct.append(float(right[winners].mean()))
+        spent = 2 * params * (mine.prompt + mine.generated[picked].sum(axis=1))
+        if how != "majority":
+            spent = spent + mine.verifier[picked].sum(axis=1)
+        flops.append(float(spent.mean()))
     return np.array(correct), np.array(flops)
+
+
+def select_drawn(how: str, groups: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
+    """The answer group ``how`` picks in each row of ``groups`` (a ``(draws, N)`` array of group
+    numbers 0..count-1 in the order drawn, -1 for no answer) with the candidates' ``scores``; -1
+    where no candidate has an answer. The rules of ``selection.select_answer``, for many draws at
+    once: majority counts, weighted sums the scores in the order drawn, naive takes each group's
+    best score; the largest value wins, ties to the group drawn first."""
+    draws, n = groups.shape
+    answered = groups >= 0
+    row, column = np.nonzero(answered)[0], groups[answered]  # row-major: each draw in the order drawn
+    value = np.full((draws, max(count, 1)), -np.inf)
+    if how == "naive":
+        np.maximum.at(value, (row, column), scores[answered])
+    else:
+        totals = np.zeros_like(value)
+        np.add.at(totals, (row, column), 1.0 if how == "majority" else scores[answered])
+        seen = np.zeros(value.shape, dtype=bool)
+        seen[row, column] = True
+        value = np.where(seen, totals, -np.inf)
+    first = np.full(value.shape, n)
+    for position in range(n - 1, -1, -1):
+        here = np.nonzero(answered[:, position])[0]
+        first[here, groups[here, position]] = position
+    best = value.max(axis=1)
+    winner = np.where(value == best[:, None], first, n + 1).argmin(axis=1)
+    return np.where(np.isfinite(best), winner, -1)
 
 
 def stored_runs(runs: pd.DataFrame, arm: Arm, count: int, per_question: int) -> StoredRuns:
@@ -185,6 +241,7 @@ def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
     config = PoolConfig.model_validate_json(json.dumps(manifest["config"]))
     questions = pool.questions()
     samples = pool.samples()
+    sampled = QuestionSamples.of(samples)
     runs = pool.runs()
     arms = config.arms()
     count = len(questions)
@@ -195,7 +252,7 @@ def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
     for a, arm in enumerate(arms):
         if arm.strategy.parallel:
             correct[:, a], flops[:, a] = parallel_outcome(
-                samples,
+                sampled,
                 arm.strategy.parallel,
                 arm.budget,
                 config.resamples,
@@ -210,7 +267,7 @@ def arm_outcomes(pool: RolloutPool) -> ArmOutcomes:
                 config.runs_of(chain),
                 arm,
                 questions["answer"].tolist(),
-                samples.groupby("question", sort=True)["prompt_tokens"].first().to_numpy(),
+                np.array([q.prompt for q in sampled]),
                 manifest["proposer_params"],
                 config.resamples,
                 config.seed,

@@ -57,6 +57,7 @@ from ttc_runtime.generation.sampling import derive_seed
 from ttc_runtime.outcomes import (
     ArmOutcomes,
     PerQuestion,
+    QuestionSamples,
     Splits,
     arm_outcomes,
     charged,
@@ -332,10 +333,11 @@ def best_of_n_outcomes(samples_frame: pd.DataFrame, config: PoolConfig, params: 
     grows (``resamples x 64 / N``, at least 1; one at N = K, where every draw is the same set):
     subsets of large N overlap so much that more draws add little."""
     curve = []
+    sampled = QuestionSamples.of(samples_frame)
     n = 1
     while n <= config.samples:
         draws = 1 if n == config.samples else max(1, min(config.resamples, config.resamples * 64 // n))
-        correct, flops = parallel_outcome(samples_frame, "weighted", n, draws, config.seed, params)
+        correct, flops = parallel_outcome(sampled, "weighted", n, draws, config.seed, params)
         curve.append(PerQuestion(BEST_OF_N, n, correct, np.full(len(correct), float(n)), flops))
         n *= 2
     return curve
