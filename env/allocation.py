@@ -42,9 +42,10 @@ class Backend(ABC):
 
 class ReplayBackend(Backend):
     """Outcomes resampled from a rollout pool's outcome table: one of a run arm's stored runs (a
-    chained arm's draws of its chains), drawn uniformly, with its correctness and compute; a parallel arm's correctness drawn with its
-    resampled rate (the chance that N fresh samples select the right answer), at its mean compute.
-    A table without stored runs for a run arm (one made by hand) is drawn like a parallel arm."""
+    chained arm's draws of its chains), drawn uniformly, with its correctness and compute; a
+    parallel arm's correctness drawn with its resampled rate (the chance that N fresh samples
+    select the right answer), at its mean compute. A table without stored runs for a run arm (one
+    made by hand) is drawn like a parallel arm."""
 
     def __init__(self, outcomes: ArmOutcomes) -> None:
         self.outcomes = outcomes

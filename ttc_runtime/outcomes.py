@@ -2,8 +2,8 @@
 
 An ``ArmOutcomes`` table holds every arm's result on every question of a rollout pool as an
 expected rate: resampled for the parallel arms, drawn from the stored chains for the chained ones
-(revisions), the mean over the stored runs for the run arms
-(whose runs it keeps too, for the replay environment to draw from); a ``PerQuestion`` holds one allocator's result at one
+(revisions), the mean over the stored runs for the run arms (whose runs and draws it keeps too,
+for the replay environment to draw from); a ``PerQuestion`` holds one allocator's result at one
 budget; ``Splits`` says which rows a fitted allocator learns from and which it answers
 (cross-validation folds, or a separate training pool). The environment, the trainers and the
 evaluation all read these, so they live here, apart from how a pool is collected.
