@@ -198,7 +198,7 @@ def test_every_pipeline_stage_is_named_once_and_configured_under_its_name():
         assert stage.record is None or stage.record.endswith(".json"), stage.name
         assert stage.title is None or stage.record is not None, stage.name
     # every stage-specific section of the config is named as a stage
-    shared = {"run_dir", "device", "task", "sampling", "generation", "verifier", "wandb", "train_pool"}
+    shared = {"run_dir", "device", "processes", "task", "sampling", "generation", "verifier", "wandb", "train_pool"}
     assert set(fields) - shared <= set(names)
 
 
@@ -628,3 +628,35 @@ def test_run_trains_evaluates_and_skips_what_is_done(tmp_path):
     assert "cross-validation" in baselines["protocol"]
     for kind in ("fixed", "adaptive"):
         assert (run_dir / "allocator" / kind / "policy.json").is_file()
+
+
+@pytest.mark.slow
+def test_run_shares_the_labels_and_the_pools_among_processes_of_its_own(tmp_path):
+    """With ``processes: 2``, ``ttc run`` labels the PRM's steps and collects the pools with two
+    processes of its own, each taking every other shard, into the same labels and pools one
+    process collects; a second run finds every stage up to date and starts no process."""
+    shared, single = tmp_path / "shared", tmp_path / "single"
+    pools = "train_pool: {problems_per_level: 1}\n"
+    (tmp_path / "shared.yaml").write_text("processes: 2\n" + pools + TINY.format(run_dir=shared))
+    (tmp_path / "single.yaml").write_text(pools + TINY.format(run_dir=single))
+
+    alone = ttc("run", tmp_path / "single.yaml", "--to", "prm_labels")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    shutil.copytree(single, shared)  # the same proposer, so that the labels can be compared
+    shutil.rmtree(shared / "prm_labels")
+    first = ttc("run", tmp_path / "shared.yaml", "--to", "pool")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "labelled by 2 processes" in first.stdout and "collected by 2 processes" in first.stdout
+    assert "PRM labels, rank 1/2" in first.stderr and "rollout pool, rank 1/2" in first.stderr
+    summaries = [json.loads((run / "prm_labels" / "summary.json").read_text()) for run in (single, shared)]
+    assert summaries[0]["steps"] == summaries[1]["steps"] and summaries[0]["flops"] == summaries[1]["flops"] > 0
+    assert load_stepwise(shared / "prm_labels" / "dataset")[:] == load_stepwise(single / "prm_labels" / "dataset")[:]
+    shards = {name: RolloutPool(shared / name).shard_count() for name in ("pool", "train_pool")}
+    assert all(RolloutPool(shared / name).complete() for name in shards)
+    assert f"pool: {shards['pool']} shards written (10 questions)" in first.stdout
+    assert f"train_pool: {shards['train_pool']} shards written (5 questions)" in first.stdout
+
+    again = ttc("run", tmp_path / "shared.yaml", "--to", "pool")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "processes" not in again.stdout and "rank 1/2" not in again.stderr
+    assert "pool: up to date (10 questions); train_pool: up to date (5 questions)" in again.stdout

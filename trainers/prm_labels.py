@@ -116,12 +116,16 @@ def label_steps(
     params: SamplingParams,
     config: LabelConfig,
     out_dir: str | Path,
-) -> tuple[Dataset, Usage]:
+    share: tuple[int, int] = (0, 1),
+) -> tuple[Dataset | None, Usage]:
     """Label ``problems`` into ``out_dir`` (resuming from any shards already there).
 
     Returns the whole dataset and the proposer usage of the shards computed in this call (shards
-    found on disk cost nothing now; their usage is in ``shard-NNNNN.usage.json``).
+    found on disk cost nothing now; their usage is in ``shard-NNNNN.usage.json``). With ``share``
+    = (i, n), one of n processes labelling together, it computes only every n-th shard from the
+    i-th and returns no dataset: a later call with every shard on disk reads them.
     """
+    rank, processes = share
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Shards are only valid for the settings that made them: refuse to mix.
@@ -134,12 +138,15 @@ def label_steps(
     manifest_path = out_dir / "labels.json"
     if manifest_path.is_file() and json.loads(manifest_path.read_text()) != manifest:
         raise ValueError(f"{out_dir} holds labels made with other settings or problems; remove it or use another")
-    write_text_atomic(manifest_path, json.dumps(manifest))
+    if rank == 0:
+        write_text_atomic(manifest_path, json.dumps(manifest))
     indexed = list(enumerate(problems))
     shards = [indexed[i : i + config.shard_size] for i in range(0, len(indexed), config.shard_size)]
     usage = Usage()
-    with tqdm(total=len(problems), desc="PRM labels", unit="problem") as bar:
-        for number, shard in enumerate(shards):
+    mine = [(number, shard) for number, shard in enumerate(shards) if number % processes == rank]
+    label = "PRM labels" if processes == 1 else f"PRM labels, rank {rank}/{processes}"
+    with tqdm(total=sum(len(shard) for _, shard in mine), desc=label, unit="problem", position=rank) as bar:
+        for number, shard in mine:
             path = out_dir / f"shard-{number:05d}.jsonl"
             if not path.is_file():
                 rows, shard_usage = _rows_for_shard(generator, task, shard, prompt, params, config)
@@ -147,6 +154,8 @@ def label_steps(
                 write_text_atomic(path.with_suffix(".usage.json"), json.dumps(vars(shard_usage)))
                 usage = usage + shard_usage
             bar.update(len(shard))
+    if processes > 1:
+        return None, usage
     records = []
     for number in range(len(shards)):
         with (out_dir / f"shard-{number:05d}.jsonl").open() as handle:

@@ -429,6 +429,12 @@ class RolloutPool:
         """Every arm run, ordered by arm label, question and run number."""
         return _read(sorted((self.directory / "runs").glob("*/*.parquet")), ["arm", "question", "run"])
 
+    def shard_count(self) -> int:
+        """How many shards (of samples and of runs) the directory holds."""
+        return sum(1 for _ in self.directory.glob("samples/*.parquet")) + sum(
+            1 for _ in self.directory.glob("runs/*/*.parquet")
+        )
+
     def complete(self) -> bool:
         """Whether every shard of the stored config exists."""
         manifest = self.manifest()

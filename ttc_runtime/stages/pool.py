@@ -12,7 +12,9 @@ from pathlib import Path
 from ..compute import ACCOUNTING
 from ..config import ConfigError
 from ..console import say
+from ..experiment_config import ExperimentConfig
 from ..pool import PoolConfig, PoolInputs, PoolMismatch, RolloutPool, Workers
+from ..processes import local_processes, run_in_processes
 from ..tasks import per_level
 from .base import RunContext, Stage, fingerprint
 
@@ -63,19 +65,11 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
     ``workers`` from a launcher, this process's share of them (``ttc pool``: the models of the
     earlier stages must exist)."""
     layout = ctx.layout
-    models = [layout.proposer_dir(), layout.verifier_dir()] + ([layout.revision_dir()] if _needs_reviser(ctx) else [])
-    for model in models:
-        if not (model / "config.json").is_file():
-            raise ConfigError(f"{model} holds no model yet: run `ttc run CONFIG --to revision` first")
     summary: dict[str, object] = {}
     pending = []
     for name, directory, pool_config in pools(ctx):
         pool = RolloutPool(directory)
-        try:
-            done = pool.holds(pool_config, pool_inputs(ctx, pool_config.split))
-        except PoolMismatch as error:
-            raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
-        if done:
+        if _holds(ctx, pool, pool_config):
             summary[name] = {"units_done": 0, "questions": len(pool.manifest()["questions"])}
         else:
             pending.append((name, pool, pool_config))
@@ -105,6 +99,30 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
     return summary
 
 
+def _holds(ctx: RunContext, pool: RolloutPool, config: PoolConfig) -> bool:
+    """Whether ``pool`` is collected whole; a ``ConfigError`` when a model it needs is not trained
+    yet, ``PoolMismatch`` when the directory holds another pool."""
+    layout = ctx.layout
+    models = [layout.proposer_dir(), layout.verifier_dir()] + ([layout.revision_dir()] if _needs_reviser(ctx) else [])
+    for model in models:
+        if not (model / "config.json").is_file():
+            raise ConfigError(f"{model} holds no model yet: run `ttc run CONFIG --to revision` first")
+    try:
+        return pool.holds(config, pool_inputs(ctx, config.split))
+    except PoolMismatch as error:
+        raise PoolMismatch(f"{error}, or run again with --from pool to rebuild it") from None
+
+
+def pools_complete(ctx: RunContext) -> bool:
+    """Whether every pool of the run is collected whole."""
+    return all(_holds(ctx, RolloutPool(directory), config) for _, directory, config in pools(ctx))
+
+
+def _collect_share(config: ExperimentConfig, stages: tuple[Stage, ...]) -> None:
+    """One local process's share of the pools (``Pool.run`` with ``processes``)."""
+    collect_pools(RunContext(config, stages), Workers.from_env())
+
+
 class Pool(Stage):
     name = "pool"
     record = None
@@ -120,7 +138,17 @@ class Pool(Stage):
         if force:
             for _, directory, _ in pools(ctx):
                 shutil.rmtree(directory, ignore_errors=True)
-        return collect_pools(ctx)
+        processes = local_processes(ctx.config.processes)
+        if processes == 1 or pools_complete(ctx):
+            return collect_pools(ctx)
+        directories = {name: directory for name, directory, _ in pools(ctx)}
+        before = {name: RolloutPool(directory).shard_count() for name, directory in directories.items()}
+        say(f"  collected by {processes} processes")
+        run_in_processes(_collect_share, (ctx.config, ctx.stages), processes)
+        summary = collect_pools(ctx)
+        for name, counts in summary.items():
+            counts["units_done"] = RolloutPool(directories[name]).shard_count() - before[name]
+        return summary
 
     def describe(self, record: dict) -> str:
         parts = []
