@@ -1,15 +1,19 @@
 """Local processes that share a stage's work (``ttc_runtime.processes``): none under a launcher,
 the launcher's variables and the share of the cores each process gets, a failing process failing
-the call."""
+the call; a helper process ending with the process that started it."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from torch.multiprocessing import ProcessRaisedException
 
-from ttc_runtime.processes import local_processes, run_in_processes
+from ttc_runtime.processes import PARENT_PID, local_processes, run_in_processes
 
 
 def test_under_a_launcher_no_processes_are_started(monkeypatch):
@@ -45,3 +49,45 @@ def test_a_failing_process_fails_the_call_with_its_error():
         run_in_processes(_fail_on_rank_one, (), 2)
     with pytest.raises(ValueError, match="at least 2"):
         run_in_processes(_fail_on_rank_one, (), 1)
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc ("" once it is gone; "Z" while nobody has reaped it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_helper_process_ends_with_the_process_that_started_it():
+    """What ``ttc loadtest`` does for its server: a helper given ``PARENT_PID`` ends when the process
+    that started it is killed, and one whose starter is already gone does not start at all."""
+    helper = (
+        "import os, time; from ttc_runtime.processes import PARENT_PID, die_with_parent; "
+        "die_with_parent(int(os.environ[PARENT_PID])); print(os.getpid(), flush=True); time.sleep(120)"
+    )
+    starter = (
+        "import os, subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {helper!r}], env={{**os.environ, {PARENT_PID!r}: str(os.getpid())}}); "
+        "time.sleep(120)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    helper_pid = int(parent.stdout.readline())
+    assert _state(helper_pid) not in ("", "Z")
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _state(helper_pid) not in ("", "Z") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _state(helper_pid) in ("", "Z"), "the helper outlived the process that started it"
+
+    orphan = subprocess.run(
+        [sys.executable, "-c", helper],
+        env={**os.environ, PARENT_PID: "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert orphan.returncode != 0 and "the process that started this one (1) has ended" in orphan.stderr

@@ -206,9 +206,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     from .config import parse_config
+    from .processes import PARENT_PID, die_with_parent
     from .server import ServerConfig, listen, serve
     from .solver import Solver
 
+    if os.environ.get(PARENT_PID):
+        die_with_parent(int(os.environ[PARENT_PID]))
     settings = {
         "host": args.host,
         "port": args.port,

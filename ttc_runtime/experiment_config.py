@@ -54,11 +54,10 @@ class ExperimentConfig(StrictModel):
     processes: int = Field(
         1,
         ge=1,
-        description="Local processes that share the training stages and the rollout pools on this machine, "
+        description="Local processes that share the PRM labels and the rollout pools on this machine (training stays in one), "
         "each with an equal share of the cores as torch threads (ttc_runtime.processes): on a few CPU cores "
-        "two processes of one thread do about 1.35-1.6x the work of one of two. Training steps keep "
-        "batch_size sequences in all (each process takes its share). Under a launcher its processes do the "
-        "sharing instead.",
+        "two processes of one thread do 1.25-1.57x the work of one of two. Under a launcher its processes "
+        "do the sharing instead.",
     )
     task: TaskConfig = TaskConfig()
     sampling: SamplingConfig = SamplingConfig()

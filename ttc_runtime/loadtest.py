@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from .processes import PARENT_PID
+
 if TYPE_CHECKING:
     from .evaluation.efficiency import Interval
 
@@ -146,14 +148,15 @@ def wait_healthy(base_url: str, process: subprocess.Popen | None = None, timeout
 @contextmanager
 def serving(serve_args: Sequence[str], api_key: str = "") -> Iterator[tuple[str, subprocess.Popen]]:
     """``ttc serve SERVE_ARGS`` in a child process on a free loopback port with bearer token
-    ``api_key`` ("": none), ready: yields its URL and process, and stops it on leaving. Its log
+    ``api_key`` ("": none), ready: yields its URL and process, and stops it on leaving (and the
+    server ends with this process when it is killed, ``PARENT_PID``). Its log
     goes to a temporary file, since a pipe nobody reads would fill up with access lines and stall
     the server; when the server exits before it is ready, the error ends with the log's last lines."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "ttc_runtime.cli", "serve", *serve_args, "--port", str(port)]
     with tempfile.TemporaryFile() as log:
-        env = {**os.environ, "TTC_API_KEY": api_key}
+        env = {**os.environ, "TTC_API_KEY": api_key, PARENT_PID: str(os.getpid())}
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
             try:

@@ -400,10 +400,10 @@ class RolloutPool:
                 else:
                     batch = [problems[i] for i in chunks[chunk]]
                     if arm is None:
-                        rows = _samples(batch, chunks[chunk].start, generator, scorer, settings, config)
+                        rows = sample_rows(batch, chunks[chunk].start, generator, scorer, settings, config)
                         _write_shard(path, rows, SAMPLE_SCHEMA)
                     else:
-                        rows = _runs(batch, chunks[chunk].start, arm, generator, scorer, settings, config)
+                        rows = arm_rows(batch, chunks[chunk].start, arm, generator, scorer, settings, config)
                         _write_shard(path, rows, RUN_SCHEMA)
                     done += 1
                 bar.set_postfix_str("samples" if arm is None else arm.label)
@@ -452,7 +452,7 @@ def _read(paths: list[Path], order: list[str]) -> pd.DataFrame:
     return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def _samples(
+def sample_rows(
     batch: Sequence[Problem],
     first: int,
     generator: Generator,
@@ -523,7 +523,7 @@ def arm_seed(config: PoolConfig, question: int, arm: Arm, run: int = 0) -> int:
     return derive_seed(config.seed, question, arm.budget, config.grid.index(arm.strategy), run)
 
 
-def _runs(
+def arm_rows(
     batch: Sequence[Problem],
     first: int,
     arm: Arm,

@@ -3,14 +3,16 @@
 
 On a few CPU cores, torch's intra-op threads leave much of the cores idle on the tiny models'
 small matrices and step-by-step decoding. On a 2-core machine two processes of one thread each,
-run side by side, sampled 1.35x and ran beam search 1.6x as fast as one process of two threads.
+run side by side, sampled 1.39-1.53x and ran beam search 1.25-1.57x as fast as one process of two
+threads (``scripts/bench_processes.py``, two runs).
 Training gains nothing that way: two processes training one model together (DDP over gloo, half
 the batch each) took 0.45-0.51 s a step against 0.39-0.46 s for one process of two threads, so
 only work that splits into independent units (the rollout pools' shards, the PRM labels' shards)
 is shared. ``run_in_processes`` starts the processes the way a launcher would (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT`` for a gloo group) and waits for
-them; the stage's code is the one ``ttc pool`` runs under ``torchrun``. A process killed with its
-parent goes with it (Linux), so a stopped run leaves none behind.
+them; the stage's code is the one ``ttc pool`` runs under ``torchrun``. The processes end with
+their parent (Linux), so a stopped run leaves none behind (``die_with_parent``, which the load
+test's server uses too).
 """
 
 from __future__ import annotations
@@ -40,16 +42,25 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to end this process when its parent ends (``PR_SET_PDEATHSIG``)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+PARENT_PID = "TTC_PARENT_PID"
+"""Set by a process that starts a helper process (``ttc loadtest``'s server) which should end with it."""
 
 
-def _entry(rank: int, target: Callable, args: tuple, world: int, port: int, threads: int) -> None:
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask Linux to end this process when its parent ends (``PR_SET_PDEATHSIG``); with ``parent``,
+    the pid that started it, exit at once when that parent is already gone (it ended before the
+    request was made)."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent:
+        raise SystemExit(f"the process that started this one ({parent}) has ended")
+
+
+def _entry(rank: int, target: Callable, args: tuple, world: int, port: int, threads: int, parent: int) -> None:
     import torch
 
-    _die_with_parent()
+    die_with_parent(parent)
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -78,7 +89,7 @@ def run_in_processes(target: Callable, args: tuple, processes: int) -> None:
     threads = max(1, cores() // processes)
     mp.start_processes(
         _entry,
-        args=(target, args, processes, _free_port(), threads),
+        args=(target, args, processes, _free_port(), threads, os.getpid()),
         nprocs=processes,
         join=True,
         start_method="spawn",
