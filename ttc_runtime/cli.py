@@ -52,13 +52,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_pool(args: argparse.Namespace) -> int:
     from .pool import Workers
+    from .processes import leave_process_group
 
-    _experiment(args).collect_pool(Workers.from_env())
+    try:
+        _experiment(args).collect_pool(Workers.from_env())
+    finally:
+        leave_process_group()
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    _experiment(args).train(args.stage, force=args.force)
+    from .processes import leave_process_group
+
+    try:
+        _experiment(args).train(args.stage, force=args.force)
+    finally:
+        leave_process_group()
     return 0
 
 

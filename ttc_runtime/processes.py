@@ -57,6 +57,16 @@ def die_with_parent(parent: int | None = None) -> None:
         raise SystemExit(f"the process that started this one ({parent}) has ended")
 
 
+def leave_process_group() -> None:
+    """Destroy torch.distributed's default process group if this process has one. A process that
+    exits with a gloo group alive can abort in its threads' teardown ("terminate called without an
+    active exception", exit code -6, once in a launched two-process training whose work was done)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _entry(rank: int, target: Callable, args: tuple, world: int, port: int, threads: int, parent: int) -> None:
     import torch
 
@@ -74,8 +84,7 @@ def _entry(rank: int, target: Callable, args: tuple, world: int, port: int, thre
     try:
         target(*args)
     finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        leave_process_group()
 
 
 def run_in_processes(target: Callable, args: tuple, processes: int) -> None:
