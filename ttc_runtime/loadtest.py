@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .processes import PARENT_PID
+from .processes import PARENT_PID, free_port
 
 if TYPE_CHECKING:
     from .evaluation.efficiency import Interval
@@ -123,13 +122,6 @@ def run_load(
     if seeds is not None and len(seeds) != len(questions):
         raise ValueError(f"{len(seeds)} seeds for {len(questions)} questions: give one seed per question")
     return asyncio.run(_load(base_url, questions, seeds, concurrency, budget, api_key, model))
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_healthy(base_url: str, process: subprocess.Popen | None = None, timeout: float = 300.0) -> dict:

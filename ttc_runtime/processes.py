@@ -36,7 +36,8 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -98,7 +99,7 @@ def run_in_processes(target: Callable, args: tuple, processes: int) -> None:
     threads = max(1, cores() // processes)
     mp.start_processes(
         _entry,
-        args=(target, args, processes, _free_port(), threads, os.getpid()),
+        args=(target, args, processes, free_port(), threads, os.getpid()),
         nprocs=processes,
         join=True,
         start_method="spawn",

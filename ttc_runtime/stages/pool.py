@@ -65,6 +65,7 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
     ``workers`` from a launcher, this process's share of them (``ttc pool``: the models of the
     earlier stages must exist)."""
     layout = ctx.layout
+    _check_models(ctx)
     summary: dict[str, object] = {}
     pending = []
     for name, directory, pool_config in pools(ctx):
@@ -99,14 +100,17 @@ def collect_pools(ctx: RunContext, workers: Workers = Workers()) -> dict[str, ob
     return summary
 
 
-def _holds(ctx: RunContext, pool: RolloutPool, config: PoolConfig) -> bool:
-    """Whether ``pool`` is collected whole; a ``ConfigError`` when a model it needs is not trained
-    yet, ``PoolMismatch`` when the directory holds another pool."""
+def _check_models(ctx: RunContext) -> None:
+    """A ``ConfigError`` when a model the pools need is not trained yet."""
     layout = ctx.layout
     models = [layout.proposer_dir(), layout.verifier_dir()] + ([layout.revision_dir()] if _needs_reviser(ctx) else [])
     for model in models:
         if not (model / "config.json").is_file():
             raise ConfigError(f"{model} holds no model yet: run `ttc run CONFIG --to revision` first")
+
+
+def _holds(ctx: RunContext, pool: RolloutPool, config: PoolConfig) -> bool:
+    """Whether ``pool`` is collected whole; ``PoolMismatch`` when the directory holds another pool."""
     try:
         return pool.holds(config, pool_inputs(ctx, config.split))
     except PoolMismatch as error:
@@ -115,6 +119,7 @@ def _holds(ctx: RunContext, pool: RolloutPool, config: PoolConfig) -> bool:
 
 def pools_complete(ctx: RunContext) -> bool:
     """Whether every pool of the run is collected whole."""
+    _check_models(ctx)
     return all(_holds(ctx, RolloutPool(directory), config) for _, directory, config in pools(ctx))
 
 
