@@ -163,6 +163,9 @@ class ArmRatePolicy(nn.Module):
             raise ValueError(f"got {len(costs)} costs for {len(self.arms)} arms")
         self.costs = np.asarray(costs, dtype=float)
         self.lam = float(lam)
+        # Predicted rates of its training questions, each by the cross-validation's fit that did not
+        # see it (trainers.allocator.fit_outcomes; None without one): what pricing for an accuracy reads.
+        self.held_out: np.ndarray | None = None
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_scale", torch.ones(obs_dim))
 
@@ -209,13 +212,13 @@ class OutcomePolicy(ArmRatePolicy):
         self.trunk, width = _trunk(obs_dim, config)
         self.head = nn.Linear(width, len(self.arms))
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(rows, arms) logits of each arm's expected correctness."""
         return self.head(self.trunk((features - self.obs_mean) / self.obs_scale))
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return torch.sigmoid(self.logits(torch.as_tensor(features, dtype=torch.float32))).double().numpy()
+            return torch.sigmoid(self(torch.as_tensor(features, dtype=torch.float32))).double().numpy()
 
     def fitted_with(self) -> dict[str, float]:
         return {"penalty": float(self.penalty) if self.penalty is not None else float("nan")}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.trainers.allocator import (
     AllocatorTrainConfig,
+    _fit_outcome_models,
     accuracy_lambda,
     closest_accuracy,
     closest_to,
@@ -15,6 +17,7 @@ from ttc_runtime.trainers.allocator import (
     mean_compute,
     outcome_lambda,
     reinforce_sweep,
+    selection_key,
     train_policy,
 )
 
@@ -84,21 +87,24 @@ def test_outcome_policy_learns_every_arms_rate_and_prices_compute_without_refitt
     assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {4} and policy.lam > 0.4 / 0.75 - 1e-6
     # Or for a target accuracy, from the arms' rates: 0.9 needs budget 16 on every question, 0.7
     # is reached (on some questions at 4), 0.5 is met at budget 4, at the largest price tried.
-    policy.lam = accuracy_lambda(policy, features[:32], np.arange(32), rising, target=0.9)
+    policy.lam = accuracy_lambda(policy, policy.predict(features[:32]), np.arange(32), rising, target=0.9)
     assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {16}
-    policy.lam = accuracy_lambda(policy, features[:32], np.arange(32), rising, target=0.7)
+    policy.lam = accuracy_lambda(policy, policy.predict(features[:32]), np.arange(32), rising, target=0.7)
     arms = policy.greedy_arms(features[:32], None)
     assert np.mean([0.5 if arm.budget == 4 else 0.9 for arm in arms]) >= 0.7
-    policy.lam = accuracy_lambda(policy, features[:32], np.arange(32), rising, target=0.5)
+    policy.lam = accuracy_lambda(policy, policy.predict(features[:32]), np.arange(32), rising, target=0.5)
     assert {a.budget for a in policy.greedy_arms(features[:32], None)} == {4} and policy.lam > 9
 
 
-def test_outcome_fit_chooses_its_penalty_by_held_out_loss():
-    # Features that carry nothing: the outcome is a coin whatever they say. The strongest penalty
-    # predicts held-out questions best (the per-arm rate, nothing from the features) and is chosen.
+def test_outcome_fit_chooses_its_penalty_by_the_held_out_arms_it_picks():
+    # Features that carry nothing: at each budget one arm is right 80% of the time and the others
+    # 20%, whatever the features say. The strongest penalty predicts the arms' overall rates and
+    # picks the good arm on every held-out question; no penalty learns the training questions'
+    # coins and picks worse. The strong one is chosen, and it is the fit a lone penalty gives.
     rng = np.random.default_rng(0)
     features = rng.normal(size=(48, 64)).astype(np.float32)
-    correct = (rng.random((48, len(ARMS))) < 0.5).astype(float)
+    good = np.array([arm.strategy == BON for arm in ARMS])
+    correct = (rng.random((48, len(ARMS))) < np.where(good, 0.8, 0.2)).astype(float)
     space = ActionSpace.from_arms(ARMS, adaptive=False)
     config = AllocatorTrainConfig(outcome_model="network", outcome_penalties=[0.0, 10.0])
     chosen = fit_outcomes(features, table(correct), np.arange(48), space, config, 16.0)
@@ -111,12 +117,75 @@ def test_outcome_fit_chooses_its_penalty_by_held_out_loss():
         16.0,
     )
     assert chosen.penalty == 10.0
-    assert np.array_equal(chosen.predict(features), strong.predict(features))
+    np.testing.assert_allclose(chosen.predict(features), strong.predict(features), atol=1e-5)
+    assert all(arm.strategy == BON for arm in chosen.greedy_arms(features, 16))
     spread = chosen.predict(features).std(axis=0).max()
     free = fit_outcomes(
         features, table(correct), np.arange(48), space, config.model_copy(update={"outcome_penalties": [0.0]}), 16.0
     )
     assert spread < free.predict(features).std(axis=0).max()
+
+
+def test_settings_are_ranked_by_the_arms_their_predictions_pick_then_by_their_error():
+    # Two arms at budget 4 and one at 16, two questions. The first predictions are close to the
+    # rates but rank the first question's arms the wrong way round; the second are far off in
+    # value and rank every question's arms right: the second serve the questions better.
+    arms = [arm for arm in ARMS if arm.budget == 4][:2] + [arm for arm in ARMS if arm.budget == 16][:1]
+    targets = np.array([[0.80, 0.85, 0.9], [0.2, 0.1, 0.5]])
+    close = np.array([[0.83, 0.82, 0.9], [0.2, 0.1, 0.5]])
+    ranked = np.array([[0.1, 0.9, 0.1], [0.9, 0.1, 0.1]])
+    assert selection_key(close, targets, arms)[1] > selection_key(ranked, targets, arms)[1]
+    assert selection_key(ranked, targets, arms) > selection_key(close, targets, arms)
+    # Mean over the budgets of the picked arms' mean rate: ((0.85 + 0.2) / 2 + (0.9 + 0.5) / 2) / 2.
+    assert selection_key(ranked, targets, arms)[0] == pytest.approx(0.6125)
+    # Settings that pick alike are told apart by their squared error.
+    nearer = targets + 0.01 * np.array([[-1, 1, 0], [1, -1, 0]])
+    assert selection_key(nearer, targets, arms)[0] == selection_key(ranked, targets, arms)[0]
+    assert selection_key(nearer, targets, arms) > selection_key(ranked, targets, arms)
+
+
+def test_outcome_networks_fitted_together_take_the_steps_each_takes_alone():
+    # The penalty's cross-validation fits all its networks in one stacked pass (torch.func.vmap):
+    # different rows, different penalties, and each must come out as if it were fitted alone.
+    features, correct = learnable(48)
+    space = ActionSpace.from_arms(ARMS, adaptive=False)
+    targets = correct[:, [ARMS.index(arm) for arm in space.arms()]]
+    config = AllocatorTrainConfig(outcome_epochs=50)
+    costs = np.zeros(len(space.arms()))
+    fits = [(np.arange(48), 0.0), (np.arange(32), 1e-2), (np.arange(16, 48), 1.0)]
+    together = _fit_outcome_models(features, targets, fits, space, config, costs)
+    alone = [_fit_outcome_models(features, targets, [fit], space, config, costs)[0] for fit in fits]
+    for stacked, single in zip(together, alone):
+        np.testing.assert_allclose(stacked.predict(features), single.predict(features), atol=1e-5)
+    # The fits differ, so agreeing is not a matter of every network ending the same.
+    assert np.abs(together[0].predict(features) - together[2].predict(features)).max() > 0.05
+
+
+def test_outcome_fits_keep_each_training_questions_prediction_by_the_fit_that_did_not_see_it():
+    # Coins on features that carry nothing: without a penalty the network learns its training
+    # questions' coins, and the nearest neighbour of a training question is itself. Their held-out
+    # predictions, each row by the fold fit that left it out, know nothing of the coins.
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(48, 64)).astype(np.float32)
+    correct = (rng.random((48, len(ARMS))) < 0.5).astype(float)
+    space = ActionSpace.from_arms(ARMS, adaptive=False)
+    targets = correct[:, [ARMS.index(arm) for arm in space.arms()]]
+
+    def agreement(predicted: np.ndarray) -> float:
+        return float(np.corrcoef(predicted.ravel(), targets.ravel())[0, 1])
+
+    network = fit_outcomes(
+        features, table(correct), np.arange(48), space, AllocatorTrainConfig(outcome_penalties=[0.0, 1e-4]), 16.0
+    )
+    assert network.held_out.shape == targets.shape
+    assert agreement(network.predict(features)) > 0.9 and abs(agreement(network.held_out)) < 0.3
+    config = AllocatorTrainConfig(outcome_model="neighbours", outcome_neighbours=[1])
+    nearest = fit_outcomes(features, table(correct), np.arange(48), space, config, 16.0)
+    np.testing.assert_allclose(nearest.predict(features), targets)
+    assert abs(agreement(nearest.held_out)) < 0.3
+    # Too few questions to cross-validate: nothing held out.
+    few = fit_outcomes(features[:4], table(correct[:4]), np.arange(4), space, config, 16.0)
+    assert few.held_out is None
 
 
 def test_neighbour_fit_predicts_group_means_and_chooses_its_count_by_held_out_error():

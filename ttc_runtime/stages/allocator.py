@@ -166,7 +166,10 @@ class Allocator(Stage):
             if match is None:
                 lam = outcome_lambda(adaptive, main[splits.fit_rows], settings.adaptive_target, scale)
             else:
-                lam = accuracy_lambda(adaptive, main, splits.fit_rows, table, match)
+                held_out = adaptive.held_out
+                if held_out is None:
+                    held_out = adaptive.predict(main[splits.fit_rows])
+                lam = accuracy_lambda(adaptive, held_out, splits.fit_rows, table, match)
             adaptive.lam = lam
             fitted_with = {"fixed": fixed.fitted_with(), "adaptive": adaptive.fitted_with()}
         else:
