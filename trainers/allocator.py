@@ -362,12 +362,13 @@ def fit_outcomes(
     if not crossed:
         models[0].penalty = penalties[0]
         return models[0]
+    finals, folded = models[: len(penalties)], models[len(penalties) :]
     held_out = [
-        _out_of_fold(features, folds, parts, models[len(penalties) + k * len(parts) :][: len(parts)])
+        _out_of_fold(features, folds, parts, folded[k * len(parts) : (k + 1) * len(parts)])
         for k in range(len(penalties))
     ]
     chosen = max(range(len(penalties)), key=lambda k: selection_key(held_out[k], targets[rows], arms))
-    policy = models[chosen]
+    policy = finals[chosen]
     policy.penalty = penalties[chosen]
     policy.held_out = held_out[chosen]
     return policy
@@ -393,16 +394,16 @@ def selection_key(predicted: np.ndarray, targets: np.ndarray, arms: Sequence[Arm
 
 
 def _out_of_fold(
-    features: np.ndarray, folds: np.ndarray, parts: Sequence[tuple[np.ndarray, np.ndarray]], models: Sequence
+    features: np.ndarray,
+    folds: np.ndarray,
+    parts: Sequence[tuple[np.ndarray, np.ndarray]],
+    models: Sequence[ArmRatePolicy],
 ) -> np.ndarray:
     """Each training row's predicted rates by the model of ``models`` fitted on the other folds
     (``parts`` in fold order, ``folds`` the fold of each row)."""
-    predicted = None
+    predicted = np.zeros((len(folds), len(models[0].arms)))
     for fold, ((_, held), model) in enumerate(zip(parts, models)):
-        rates = model.predict(features[held])
-        if predicted is None:
-            predicted = np.zeros((len(folds), rates.shape[1]))
-        predicted[folds == fold] = rates
+        predicted[folds == fold] = model.predict(features[held])
     return predicted
 
 
