@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ttc_runtime.tasks import LEVELS, ChainFamily, FamilyTask, FamilyTaskConfig, GuessFamily, split_steps
-from ttc_runtime.tasks.families import guess_solution, values_of
+from ttc_runtime.tasks.grading import STEP_SEPARATOR
+from ttc_runtime.tasks.families import CHECK_LINE_BREAK, guess_solution, values_of
 
 SMALL = FamilyTaskConfig(train_per_level=2000, validation_per_level=50, test_per_level=100)
 
@@ -86,21 +87,22 @@ def test_guess_demonstrations_guess_uniformly_and_check_their_guess(task):
 
 def test_a_guess_is_checked_by_a_chain_that_ends_at_the_offset_when_it_is_right():
     # Undo the operation on the target, add the offset, subtract the guess: 11-6 = 5 is x, and
-    # 5+4-7 = 2 is not 4, so 7 is wrong. Lines are padded like a chain's (5 operations wide).
+    # 5+4-7 = 2 is not 4, so 7 is wrong; the check names the x it found. The check, its verdict and
+    # its x are one step; its lines are padded like a chain's (5 operations wide) and joined by as
+    # many tokens as a step boundary. The solution boxes its guess.
     assert split_steps(guess_solution(7, "+6", 11, 4, 5)) == [
         "x = 7",
-        "11-6+4-7" + " " * 4,
-        "5+4-7" + " " * 6,
-        "9-7" + " " * 8,
-        "2 != 4",
+        "11-6+4-7" + " " * 4 + " \n" + "5+4-7" + " " * 6 + " \n" + "9-7" + " " * 8 + " \n" + "2 != 4 \nso x = 5",
         "\\boxed{7}",
     ]
-    assert split_steps(guess_solution(5, "-2", 3, 4, 5))[1:5] == [
+    assert split_steps(guess_solution(5, "-2", 3, 4, 5))[1].split(" \n") == [
         "3+2+4-5    ",
         "5+4-5      ",
         "9-5        ",
-        "4 = 4",
+        "4 == 4",
+        "so x = 5",
     ]
+    assert len(CHECK_LINE_BREAK) == len(STEP_SEPARATOR)
     with pytest.raises(ValueError, match="must exceed"):
         GuessFamily(max_candidate=4, candidates=3)
 
@@ -110,10 +112,12 @@ def test_step_checks_follow_the_path(task):
     wrong = int(guess.answer) + 1
     op, target = re.search(r"x([+\-*]\d+) = (\d+)", guess.question).groups()
     steps = split_steps(guess_solution(wrong, op, int(target), 4, task.width))
-    assert task.step_correctness(guess, steps) == [False] * 6
+    assert task.step_correctness(guess, steps) == [False] * 3
     right = split_steps(guess_solution(int(guess.answer), op, int(target), 4, task.width))
-    slipped = re.sub(r"^\d+", lambda m: str(int(m.group()) + 1), right[2])
-    assert task.step_correctness(guess, [*right[:2], slipped, *right[3:]]) == [True, True, False, False, False, False]
+    assert task.step_correctness(guess, right) == [True] * 3
+    lines = right[1].split(CHECK_LINE_BREAK)
+    slipped = CHECK_LINE_BREAK.join([lines[0], re.sub(r"^\d+", lambda m: str(int(m.group()) + 1), lines[1]), *lines[2:]])
+    assert task.step_correctness(guess, [right[0], slipped, right[2]]) == [True, False, False]
     chain = next(p for p in task.problems("test") if p.level == 4)
     steps = split_steps(chain.solution)
     slipped = [str(int(re.match(r"\d+", steps[0]).group()) + 1) + steps[0][len(re.match(r"\d+", steps[0]).group()) :]]

@@ -12,9 +12,9 @@ structure that favours a different way of spending test-time compute.
   step-level search (beam search) repairs what whole-solution sampling cannot.
 - **Guess and check** (``kind: guess``): find the ``x`` among ``candidates`` integers ``spacing``
   apart, listed in random order, with ``x op a = T`` (``op`` one of ``+ -``). A solution writes a
-  guess (one step), checks it with a chain that undoes ``op`` on ``T``, adds the ``offset`` (the
-  distance from the lowest candidate to the highest, so that nothing goes below 0) and subtracts
-  the guess, then boxes the guess::
+  guess (one step), checks it (one step) with a chain that undoes ``op`` on ``T``, adds the
+  ``offset`` (the distance from the lowest candidate to the highest, so that nothing goes below 0)
+  and subtracts the guess, then boxes the guess::
 
       Find x in 7, 3, 5:
       x+6 = 11
@@ -22,22 +22,30 @@ structure that favours a different way of spending test-time compute.
       x = 7
 
       11-6+4-7
-
       5+4-7
-
       9-7
-
       2 != 4
+      so x = 5
 
       \\boxed{7}
 
-  The check ends at the offset (4) exactly when the guess is right, and says so (``2 != 4``, a
-  verdict on one value against a constant, whose ``!`` appears nowhere else in a solution, so the
-  margin PRM's token evidence reads it). It is a chain on the chains' facts and layout, because
+  The check ends at the offset (4) exactly when the guess is right, and says so (``2 != 4``, or
+  ``4 == 4``: a verdict on one value against a constant, as long either way, whose ``!`` appears
+  nowhere else in a solution, so the margin PRM's token evidence reads it), then names the x it
+  worked out on its second line (``so x = 5``), in the guess's own words, where a revision model
+  reads it as it reads a guess. The solution still boxes its guess: in one pass the proposer
+  answers with its guess, and what its check found helps only a second pass that reads the whole
+  attempt. With x left on the check's second line alone, the attempt carried it in 57 of 58
+  cases, yet a revision model fine-tuned for up to 400 steps did not learn to read it there (one
+  revision right 0.375 of the time with its attempt, 0.400 without). It is a chain on the chains' facts and layout, because
   the proposer learns nothing else in minutes: a check written on one line (``7+6 = 13 != 11``)
   got its value right 50% of the time after 1,000 steps, and one laid out as a chain got it right
   97% of the time but its verdict (``13 = 11? no``, an equality of two numbers) 55%, chance; the
-  verdict on the last value alone is right 99% of the time. Candidates two apart keep a
+  verdict on the last value alone is right 99% of the time. The check is one step, its lines
+  joined by ``CHECK_LINE_BREAK``, because only its verdict says whether the guess was right:
+  written as a chain's steps, its first lines were steps a verifier cannot grade (their scores
+  told right guesses from wrong ones at a step AUROC of 0.55, the verdict's at 1.00, all steps'
+  0.76). Candidates two apart keep a
   check off by one (the chains' slip) from ending at 4 for a wrong guess; listing them in random
   order gives six questions per set of candidates. The training split's guesses are drawn
   uniformly among the candidates, and the guess comes before its check, so the proposer guesses
@@ -324,20 +332,26 @@ class FamilyTask(GeneratedTask):
         return format_chain(*chain, self.width, family.header)
 
 
+CHECK_LINE_BREAK = " \n"
+"""What joins a check's lines into one step: as many tokens as ``STEP_SEPARATOR``, so that each
+number of a check stands as far from where the next line needs it as in a chain (the fixed-offset
+lookups the proposer learns from the chains), but not a step boundary."""
+
+
 def guess_solution(guess: int, op: str, target: int, offset: int, width: int) -> str:
-    """The worked solution that tries ``guess`` for ``x op = target`` (``op`` as ``"+5"``): the
-    guess, then its check, a chain padded to ``width`` operations that undoes ``op`` on the
+    """The worked solution that tries ``guess`` for ``x op = target`` (``op`` as ``"+5"``) in three
+    steps: the guess; its check, a chain padded to ``width`` operations that undoes ``op`` on the
     target, adds ``offset`` and subtracts the guess (ending at ``offset`` exactly when the guess is
-    right), then the boxed guess."""
+    right), with its verdict and the x it worked out, all one step; the boxed guess."""
     undo = ("-" if op[0] == "+" else "+") + op[1:]
     ops = [undo, f"+{offset}", f"-{guess}"]
     values = [target]
     for step in ops:
         values.append(_apply(values[-1], step))
     check = [chain_line(values, ops, i, width) for i in range(len(values) - 1)]
-    verdict = "=" if values[-1] == offset else "!="
-    check.append(f"{values[-1]} {verdict} {offset}")
-    return STEP_SEPARATOR.join([f"x = {guess}", *check, f"\\boxed{{{guess}}}"])
+    verdict = "==" if values[-1] == offset else "!="
+    check.extend([f"{values[-1]} {verdict} {offset}", f"so x = {values[1]}"])
+    return STEP_SEPARATOR.join([f"x = {guess}", CHECK_LINE_BREAK.join(check), f"\\boxed{{{guess}}}"])
 
 
 def values_of(question: str) -> list[int]:
