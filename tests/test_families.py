@@ -140,3 +140,21 @@ def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
     assert task.format_question("what is 7-3?") == "what is 7-3?"
     too_long = "+".join(["1"] * 9)
     assert task.format_question(too_long) == too_long
+
+
+def test_design_pass_at_1_is_the_chance_a_slipped_chain_still_ends_right():
+    task = FamilyTask()
+    assert task.design_pass_at_1(3, 0.8) == pytest.approx(1 / 3)
+    assert task.design_pass_at_1(1, 0.8) is None and task.design_pass_at_1(5, 0.8) is None
+    # One step that may slip (0.35 in the data, 0.28 at temperature 0.8): no slip to cancel it.
+    assert task.design_pass_at_1(2, 0.8) == pytest.approx(0.72, abs=0.02)
+    assert task.design_pass_at_1(2, 0.0) == 1.0
+    # Four steps that may slip at 0.46 each: clean (0.54)^4 = 0.09 of the time, right far more often.
+    assert 0.2 < task.design_pass_at_1(4, 0.8) < 0.32
+    # By hand: two + and - steps on values far from the range's ends, each slipping at 0.5 (at
+    # temperature 1 the data's own rate): right when neither slips (1/4) or one goes up and the
+    # other down (2 x 1/4 x 1/4): 0.375.
+    wide = ChainFamily(num_ops=(2, 2), max_start=50, max_operand=9, max_multiplier=0, max_value=999, slip_rate=0.5)
+    levels = list(FamilyTaskConfig().levels)
+    levels[1] = wide
+    assert FamilyTask(FamilyTaskConfig(levels=levels)).design_pass_at_1(2, 1.0) == pytest.approx(0.375, abs=0.015)

@@ -38,8 +38,10 @@ class ProposerEval(Stage):
             samples_per_problem=settings.samples_per_problem,
             seed=settings.seed,
         )
+        temperature = config.sampling.temperature
         return {
-            "temperature": config.sampling.temperature,
+            "temperature": temperature,
+            "design": {str(row.level): ctx.task.design_pass_at_1(row.level, temperature) for row in levels},
             "split": settings.split,
             "seconds": time.perf_counter() - started,
             "levels": [vars(level) for level in levels],
@@ -52,5 +54,10 @@ class ProposerEval(Stage):
         return f"pass@1 by level {rates}"
 
     def report_body(self, ctx: RunContext) -> str:
-        levels = read_json(ctx.run_dir / self.record).get("levels", [])
-        return "```\n" + format_levels([LevelAccuracy(**row) for row in levels]) + "\n```"
+        record = read_json(ctx.run_dir / self.record)
+        body = "```\n" + format_levels([LevelAccuracy(**row) for row in record.get("levels", [])]) + "\n```"
+        design = {level: rate for level, rate in record.get("design", {}).items() if rate is not None}
+        if design:
+            rates = ", ".join(f"level {level} {rate:.2f}" for level, rate in design.items())
+            body += f"\n\nDesign pass@1 at temperature {record['temperature']} (the task's arithmetic): {rates}."
+        return body

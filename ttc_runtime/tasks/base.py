@@ -106,6 +106,12 @@ class Task(abc.ABC):
         adds its header and padding to a bare expression); as given by default."""
         return text
 
+    def design_pass_at_1(self, level: int, temperature: float) -> float | None:
+        """The pass@1 a level is designed to have at sampling ``temperature``, for a proposer that
+        has learned its training data; None where the task has no design (real data) or where a
+        level's errors are left to what the proposer learns."""
+        return None
+
     def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool] | None:
         """For each step, whether the solution is still on a correct path after it.
 

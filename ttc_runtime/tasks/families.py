@@ -178,11 +178,12 @@ Family = Annotated[ChainFamily | GuessFamily, Field(discriminator="kind")]
 
 
 def _default_families() -> list[ChainFamily | GuessFamily]:
-    # Design pass@1 at temperature 0.8, for a proposer that has learned its data: a slip of 0.35
-    # split over +1 and -1 becomes 0.28 a step (probabilities to the power 1 / 0.8), so 0.72 for the
-    # one step of a 3-operation chain that may slip; a slip of 0.5 becomes 0.46 a step, so 0.09 for
-    # the four of a 5-operation chain (measured 0.30: the long chains slip less than their data, and
-    # at 0.35 over three steps they were 0.50 against 0.37, which left best-of-N nothing to miss);
+    # Design pass@1 at temperature 0.8 (FamilyTask.design_pass_at_1), for a proposer that has
+    # learned its data: a slip of 0.35 split over +1 and -1 becomes 0.28 a step (probabilities to
+    # the power 1 / 0.8), so 0.72 for the one step of a 3-operation chain that may slip; a slip of
+    # 0.5 becomes 0.46 a step over four of a 5-operation chain, clean 0.09 of the time but right
+    # 0.26, since slips up and down cancel (measured: 0.43 a step, pass@1 0.27-0.31; at 0.35 over
+    # three steps the long chains were right 0.50 of the time, which left best-of-N nothing to miss);
     # a guess among 3 is right 1 time in 3; 2 operations on numbers below 10 are near 1; 4-5
     # operations on numbers to 999 (facts a 1M model does not learn in minutes) near 0. The easy
     # chains have two operations, not one or two: 1,000 steps left the one-operation ones wrong 28
@@ -287,6 +288,29 @@ class FamilyTask(GeneratedTask):
         steps = [chain_line(values, ops, i, self.width) for i in range(1, len(ops) + 1)]
         return question, values_of(question)[-1], STEP_SEPARATOR.join([*steps, f"\\boxed{{{values[-1]}}}"])
 
+    def design_pass_at_1(self, level: int, temperature: float, samples: int = 20_000) -> float | None:
+        """A level's designed pass@1 at ``temperature``: 1 / candidates for the guesses (the
+        training guesses are uniform); for chains that slip, the share of ``samples`` chains of the
+        family, slipped as its training solutions slip at the slip rate ``temperature`` gives (a
+        proposer that learned the right value at 1 - s and each neighbour at s / 2 samples them in
+        proportion to their probabilities to the power 1 / temperature), that still end on the right
+        value: slips on ``+`` and ``-`` steps carry over, so one up and one down cancel, and a long
+        chain is right far more often than it is clean (5 operations at a slip of 0.5: 0.26, against
+        0.09 without a slip). None for chains that do not slip, whose pass@1 is what the proposer
+        learns (near 1 on the easy chains, near 0 out of reach)."""
+        family = self.config.levels[LEVELS.index(level)]
+        if isinstance(family, GuessFamily):
+            return 1 / family.candidates
+        if family.slip_rate == 0:
+            return None
+        tempered = family.model_copy(update={"slip_rate": _tempered_slip(family.slip_rate, temperature)})
+        rng = np.random.default_rng((self.config.seed, level, 2))
+        hits = 0
+        for _ in range(samples):
+            values, ops = draw_chain(rng, family)
+            hits += _slipped(rng, values, ops, tempered)[-1] == values[-1]
+        return hits / samples
+
     def step_correctness(self, problem: Problem, steps: Sequence[str]) -> list[bool]:
         """A step is correct when it is the reference step (spaces aside) and every earlier step was
         correct; the boxed answer is graded as an answer (a guess step is right when its guess is
@@ -352,6 +376,15 @@ def guess_solution(guess: int, op: str, target: int, offset: int, width: int) ->
     verdict = "==" if values[-1] == offset else "!="
     check.extend([f"{values[-1]} {verdict} {offset}", f"so x = {values[1]}"])
     return STEP_SEPARATOR.join([f"x = {guess}", CHECK_LINE_BREAK.join(check), f"\\boxed{{{guess}}}"])
+
+
+def _tempered_slip(rate: float, temperature: float) -> float:
+    """The chance of a slip at ``temperature`` for a proposer that writes the right value at
+    1 - ``rate`` and each neighbour at ``rate`` / 2 (greedy, temperature 0: the likelier of the two)."""
+    if temperature == 0:
+        return 0.0 if 1 - rate >= rate / 2 else 1.0
+    right, slip = (1 - rate) ** (1 / temperature), 2 * (rate / 2) ** (1 / temperature)
+    return slip / (right + slip)
 
 
 def values_of(question: str) -> list[int]:
