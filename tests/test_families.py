@@ -116,7 +116,8 @@ def test_step_checks_follow_the_path(task):
     right = split_steps(guess_solution(int(guess.answer), op, int(target), 4, task.width))
     assert task.step_correctness(guess, right) == [True] * 3
     lines = right[1].split(CHECK_LINE_BREAK)
-    slipped = CHECK_LINE_BREAK.join([lines[0], re.sub(r"^\d+", lambda m: str(int(m.group()) + 1), lines[1]), *lines[2:]])
+    wrong_line = re.sub(r"^\d+", lambda m: str(int(m.group()) + 1), lines[1])
+    slipped = CHECK_LINE_BREAK.join([lines[0], wrong_line, *lines[2:]])
     assert task.step_correctness(guess, [right[0], slipped, right[2]]) == [True, False, False]
     chain = next(p for p in task.problems("test") if p.level == 4)
     steps = split_steps(chain.solution)

@@ -35,26 +35,26 @@ structure that favours a different way of spending test-time compute.
   worked out on its second line (``so x = 5``), in the guess's own words, where a revision model
   reads it as it reads a guess. The solution still boxes its guess: in one pass the proposer
   answers with its guess, and what its check found helps only a second pass that reads the whole
-  attempt. With x left on the check's second line alone, the attempt carried it in 57 of 58
-  cases, yet a revision model fine-tuned for up to 400 steps did not learn to read it there (one
-  revision right 0.375 of the time with its attempt, 0.400 without). It is a chain on the chains' facts and layout, because
-  the proposer learns nothing else in minutes: a check written on one line (``7+6 = 13 != 11``)
-  got its value right 50% of the time after 1,000 steps, and one laid out as a chain got it right
-  97% of the time but its verdict (``13 = 11? no``, an equality of two numbers) 55%, chance; the
-  verdict on the last value alone is right 99% of the time. The check is one step, its lines
-  joined by ``CHECK_LINE_BREAK``, because only its verdict says whether the guess was right:
-  written as a chain's steps, its first lines were steps a verifier cannot grade (their scores
-  told right guesses from wrong ones at a step AUROC of 0.55, the verdict's at 1.00, all steps'
-  0.76). Candidates two apart keep a
-  check off by one (the chains' slip) from ending at 4 for a wrong guess; listing them in random
-  order gives six questions per set of candidates. The training split's guesses are drawn
-  uniformly among the candidates, and the guess comes before its check, so the proposer guesses
-  (pass@1 = 1 / candidates by design). A wrong guess says so in its own check, and its check
-  works out x on the way: an attempt carries what a fresh sample lacks, so a revision that reads
-  it beats resampling, and a chain of revisions beats as many parallel samples. A bare guess tells
-  a verifier nothing, so beam search, which keeps few first steps before any check is written,
-  does little better than one sample; best-of-N, whose verifier reads each whole solution with
-  its check, keeps the right guess among N.
+  attempt. With x left at the start of the check's second line alone, the attempt carried it in 57
+  of 58 cases, yet a revision model fine-tuned for up to 400 steps did not learn to read it there
+  (one revision right 0.375 of the time with its attempt, 0.400 without); named, it is read (0.438
+  against 0.325 after 120 steps, 0.988 against 0.388 after 300).
+
+  The check is one step, its lines joined by ``CHECK_LINE_BREAK``, because only its verdict says
+  whether the guess was right: written as a chain's steps, its first lines were steps a verifier
+  cannot grade (their scores told right guesses from wrong ones at a step AUROC of 0.55, the
+  verdict's at 1.00, all the guesses' steps 0.76; as one step, 0.94). It is a chain on the chains'
+  facts and layout, because the proposer learns nothing else in minutes: a check written on one
+  line (``7+6 = 13 != 11``) got its value right 50% of the time after 1,000 steps, and one laid out
+  as a chain got it right 97% of the time but its verdict (``13 = 11? no``, an equality of two
+  numbers) 55%, chance; the verdict on the last value alone is right 99% of the time. Candidates
+  two apart keep a check off by one (the chains' slip) from ending at 4 for a wrong guess; listing
+  them in random order gives six questions per set of candidates. The training split's guesses are
+  drawn uniformly among the candidates, and the guess comes before its check, so the proposer
+  guesses (pass@1 = 1 / candidates by design). A bare guess tells a verifier nothing, so beam
+  search, which keeps few first steps before any check is written, does little better than one
+  sample; best-of-N, whose verifier reads each whole solution with its check, keeps the right guess
+  among N.
 
 Held-out splits (validation, test) hold clean reference solutions: no slips, the right guess. Every
 line of a chain, the question's included, is padded to the longest chain's width, as in the chain
