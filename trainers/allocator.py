@@ -146,6 +146,14 @@ class AllocatorConfig(StrictModel):
         "questions, best-of-N weighted's accuracy at this budget (one of the pool's), with the least compute: the "
         "server then answers as accurately as that fixed strategy, and what it saves is the allocator's.",
     )
+    adaptive_match_margin: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Accuracy added to that target (best-of-N's on the training questions plus this), a margin for "
+        "new questions: a policy priced to just reach a fixed strategy's accuracy on the questions it was fitted on "
+        "falls short of it on others as often as not.",
+    )
 
 
 @dataclass(frozen=True)
@@ -515,9 +523,11 @@ def accuracy_lambda(
     """The largest ``lam`` (geometric bisection between 1e-4 and 10, 40 steps: the least compute)
     at which the adaptive outcome policy's choices on ``predicted``, its predicted rates for the
     pool questions ``rows``, reach a mean expected correctness of at least ``target`` (the arms'
-    rates from ``outcomes``, not the predictions); the smallest price tried where none does. Give it
-    the policy's ``held_out`` predictions of its training questions, not its own: a model's
-    choices on the questions it was fitted to look better than they will on new ones."""
+    rates from ``outcomes``, not the predictions); the smallest price tried where none does. The
+    allocator stage asks it twice, with the policy's own predictions of its training questions and
+    with its ``held_out`` ones, and takes the lower price: a model's choices on the questions it
+    was fitted to can look better than they will on new ones, and the fold fits that made the
+    held-out predictions map price to compute differently from the final fit that is served."""
     columns = np.asarray([outcomes.column(arm) for arm in policy.arms])
     low, high = 1e-4, 10.0
     for _ in range(40):
