@@ -14,6 +14,7 @@ from ttc_runtime.trainers.allocator import (
     fit_outcomes,
     fit_supervised,
     greedy_columns,
+    matched_lambda,
     mean_compute,
     outcome_lambda,
     reinforce_sweep,
@@ -212,3 +213,29 @@ def test_neighbour_fit_predicts_group_means_and_chooses_its_count_by_held_out_er
         features, table(correct), np.arange(12), space, config.model_copy(update={"outcome_neighbours": [40]}), 16.0
     )
     assert small.fitted_with() == {"neighbours": 8.0}
+
+
+def test_the_served_price_is_the_lower_of_the_own_and_held_out_predictions_prices():
+    # Budget 4 is right half the time, budget 16 nine times in ten, on every question, so a target
+    # of 0.7 needs budget 16. Predictions that rate budget 4 at 0.85 give it up for budget 16 only
+    # below a price of 0.067 (0.05 of rate for 0.75 of compute); rating it 0.55, below 0.47. The
+    # served price is the lower of the two, whichever predictions flatter the cheap arm.
+    features, _ = learnable(32)
+    rising = table(np.array([[0.5 if arm.budget == 4 else 0.9 for arm in ARMS]] * 32))
+    space = ActionSpace.from_arms(ARMS, adaptive=True)
+    policy = fit_outcomes(features, rising, np.arange(32), space, AllocatorTrainConfig(), 16.0)
+    rows = np.arange(32)
+
+    def rated(four: float) -> np.ndarray:
+        return np.array([[four if arm.budget == 4 else 0.9 for arm in policy.arms]] * 32)
+
+    flattering, sober = rated(0.85), rated(0.55)
+    low = accuracy_lambda(policy, flattering, rows, rising, 0.7)
+    high = accuracy_lambda(policy, sober, rows, rising, 0.7)
+    assert low == pytest.approx(0.05 / 0.75, rel=1e-3) and high == pytest.approx(0.35 / 0.75, rel=1e-3)
+    policy.held_out = flattering
+    assert matched_lambda(policy, sober, rows, rising, 0.7) == low
+    policy.held_out = sober
+    assert matched_lambda(policy, flattering, rows, rising, 0.7) == low
+    policy.held_out = None
+    assert matched_lambda(policy, sober, rows, rising, 0.7) == high

@@ -36,11 +36,11 @@ from ..policies.learned import LearnedAllocator
 from ..pool import RolloutPool
 from ..tracking import training_logger
 from ..trainers.allocator import (
-    accuracy_lambda,
     closest_accuracy,
     closest_to,
     fit_outcomes,
     greedy_columns,
+    matched_lambda,
     outcome_lambda,
     reinforce_sweep,
     scale_of,
@@ -168,13 +168,7 @@ class Allocator(Stage):
             if match is None:
                 lam = outcome_lambda(adaptive, main[splits.fit_rows], settings.adaptive_target, scale)
             else:
-                # The price at which the policy reaches the target by its own predictions of its
-                # training questions and by the out-of-fold ones alike: the one maps price to
-                # compute as the served model does, the other shows how its choices carry to new
-                # questions (one run's: 0.639 held out, where its own choices fell 0.010 short).
-                own = adaptive.predict(main[splits.fit_rows])
-                predictions = [own] if adaptive.held_out is None else [own, adaptive.held_out]
-                lam = min(accuracy_lambda(adaptive, p, splits.fit_rows, table, match) for p in predictions)
+                lam = matched_lambda(adaptive, adaptive.predict(main[splits.fit_rows]), splits.fit_rows, table, match)
             adaptive.lam = lam
             fitted_with = {"fixed": fixed.fitted_with(), "adaptive": adaptive.fitted_with()}
         else:
