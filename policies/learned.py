@@ -13,11 +13,11 @@
   arm's rate at once (``trainers.allocator.fit_outcomes``), they learn from full information
   instead of one sampled reward per episode, and one fit serves every budget and every ``lam``.
   ``OutcomePolicy`` is the same trunk as above with one output per arm; ``NeighbourPolicy``
-  predicts the mean rates of the nearest training questions.
+  predicts the mean rates of the nearest training questions; ``BlendPolicy`` the mean of the two.
 
 Saved as one directory: ``policy.json`` (the kind, the action space, the feature config, the
-network sizes, and for an outcome policy its ``lam`` and arm costs, for the neighbour policy
-its ``neighbours`` and number of training rows) and ``model.safetensors`` (the weights, or the
+network sizes, and for an outcome policy its ``lam`` and arm costs, for the neighbour and blend
+policies their ``neighbours`` and number of training rows) and ``model.safetensors`` (the weights, or the
 neighbour policy's training features and rates, and the observation mean and scale). Loading (``load_policy``) checks the action
 space against the one expected and refuses another.
 """
@@ -282,6 +282,36 @@ class NeighbourPolicy(ArmRatePolicy):
         _save(self, directory, features, extra)
 
 
+class BlendPolicy(ArmRatePolicy):
+    """The two outcome models at once: a question's predicted rate on each arm is the mean of the
+    network's and the neighbours' predictions (``network`` and ``neighbours``, each fitted with its
+    own cross-validated setting). The two err differently (the network's per-question guesses
+    scatter a family's choices, the neighbours' group means blur a family's edges); on the family
+    task's pools the blend's saving sat between the two (``AllocatorTrainConfig.outcome_model``)."""
+
+    def __init__(self, network: OutcomePolicy, neighbours: NeighbourPolicy, lam: float = 0.0) -> None:
+        super().__init__(network.obs_dim, network.actions, network.config, network.costs, lam)
+        self.network = network
+        self.neighbours = neighbours
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return (self.network.predict(features) + self.neighbours.predict(features)) / 2
+
+    def fitted_with(self) -> dict[str, float]:
+        return {**self.network.fitted_with(), **self.neighbours.fitted_with()}
+
+    def save(self, directory: str | Path, features: FeatureConfig) -> None:
+        """Write the policy directory (files renamed into place)."""
+        extra = {
+            "kind": "blend",
+            "lam": self.lam,
+            "costs": self.costs.tolist(),
+            "rows": int(self.neighbours.memory.shape[0]),
+            "neighbours": self.neighbours.neighbours,
+        }
+        _save(self, directory, features, extra)
+
+
 def _save(policy: nn.Module, directory: str | Path, features: FeatureConfig, extra: dict) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -327,6 +357,12 @@ def load_policy(
         policy = NeighbourPolicy(
             meta["obs_dim"], actions, config, meta["costs"], meta["rows"], meta["neighbours"], meta["lam"]
         )
+    elif kind == "blend":
+        network = OutcomePolicy(meta["obs_dim"], actions, config, meta["costs"], meta["lam"])
+        nearest = NeighbourPolicy(
+            meta["obs_dim"], actions, config, meta["costs"], meta["rows"], meta["neighbours"], meta["lam"]
+        )
+        policy = BlendPolicy(network, nearest, meta["lam"])
     else:
         policy = AllocatorPolicy(meta["obs_dim"], actions, config)
     policy.load_state_dict(load_file(str(directory / "model.safetensors")))

@@ -14,6 +14,7 @@ from ttc_runtime.trainers.allocator import (
     fit_outcomes,
     fit_supervised,
     greedy_columns,
+    lambda_sweep,
     matched_lambda,
     mean_compute,
     outcome_lambda,
@@ -187,6 +188,29 @@ def test_outcome_fits_keep_each_training_questions_prediction_by_the_fit_that_di
     # Too few questions to cross-validate: nothing held out.
     few = fit_outcomes(features[:4], table(correct[:4]), np.arange(4), space, config, 16.0)
     assert few.held_out is None
+
+
+def test_adaptive_settings_are_ranked_by_the_lagrangian_value_of_their_choices():
+    # A cheap arm (budget 4, a quarter of the cost) and a dear one (budget 16), two questions: on
+    # the first the dear arm adds 0.4, on the second nothing is ever right (out of reach). Each
+    # budget has one arm, so the fixed mode's key cannot tell the two settings apart; the second
+    # setting rates the second question like the first and spends on it at moderate prices.
+    arms = [next(arm for arm in ARMS if arm.budget == 4), next(arm for arm in ARMS if arm.budget == 16)]
+    costs = np.array([0.25, 1.0])
+    targets = np.array([[0.5, 0.9], [0.0, 0.0]])
+    mixed = np.array([[0.5, 0.9], [0.5, 0.9]])
+    assert selection_key(targets, targets, arms)[0] == selection_key(mixed, targets, arms)[0]
+    exact, blurred = selection_key(targets, targets, arms, costs), selection_key(mixed, targets, arms, costs)
+    assert exact > blurred
+    # Exact rates make the oracle's choice at every price, the most any predictions can reach: at
+    # each price the better of the two arms per question, averaged over the prices.
+    prices = np.array(lambda_sweep())
+    best = (targets[:, None, :] - prices[None, :, None] * costs).max(axis=2)
+    assert exact[0] == pytest.approx(best.mean(axis=0).mean())
+    # The mixed setting loses 0.75 of cost at every price where the first question takes the dear
+    # arm (below 0.4 / 0.75), half of it per question, and nothing elsewhere.
+    spent = prices < 0.4 / 0.75
+    assert exact[0] - blurred[0] == pytest.approx((prices[spent] * 0.75 / 2).sum() / len(prices))
 
 
 def test_neighbour_fit_predicts_group_means_and_chooses_its_count_by_held_out_error():

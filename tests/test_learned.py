@@ -51,9 +51,9 @@ def test_learned_allocator_decides_from_text_and_features_are_charged(tiny_model
     assert allocator.last_decision_seconds > 0
 
 
-@pytest.mark.parametrize("model", ["network", "neighbours"])
+@pytest.mark.parametrize("model", ["network", "neighbours", "blend"])
 def test_outcome_policy_directory_round_trips_with_its_price(model):
-    from ttc_runtime.policies.learned import NeighbourPolicy, OutcomePolicy, load_policy
+    from ttc_runtime.policies.learned import BlendPolicy, NeighbourPolicy, OutcomePolicy, load_policy
     from ttc_runtime.trainers.allocator import fit_outcomes
 
     features, correct = learnable(16)
@@ -69,7 +69,7 @@ def test_outcome_policy_directory_round_trips_with_its_price(model):
     policy.lam = 0.25
     policy.save(tmp := Path(tempfile.mkdtemp()) / "policy", FeatureConfig(kind="ngrams"))
     loaded, feature_config = load_policy(tmp)
-    kind = {"network": OutcomePolicy, "neighbours": NeighbourPolicy}[model]
+    kind = {"network": OutcomePolicy, "neighbours": NeighbourPolicy, "blend": BlendPolicy}[model]
     assert isinstance(loaded, kind) and feature_config.kind == "ngrams"
     assert loaded.lam == 0.25 and loaded.costs.tolist() == policy.costs.tolist()
     assert loaded.greedy_arms(features, None) == policy.greedy_arms(features, None)

@@ -32,7 +32,6 @@ intervals over questions.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -80,6 +79,7 @@ from ttc_runtime.trainers.allocator import (
     AllocatorTrainConfig,
     fit_outcomes,
     fit_supervised,
+    lambda_sweep,
     reinforce_sweep,
     scale_of,
     train_policy,
@@ -130,16 +130,6 @@ class CurvePoint:
     high: float
     generations: float
     flops: float
-
-
-def lambda_sweep(low: float = 1e-3, high: float = 1e3, per_decade: int = 4) -> list[float]:
-    """The prices of compute the priced allocators are swept over: 0 (the most accurate arm, the
-    cheaper on ties), then ``per_decade`` geometric steps a decade from ``low`` to ``high``, in
-    accuracy per ``scale`` of compute (see the module docstring). At ``high`` every arm costlier than
-    the cheapest by a 1/1000th of the scale must add a whole correct answer: every question gets
-    its cheapest arm, so the frontier runs from the cheapest arms to the most accurate."""
-    count = round(math.log10(high / low) * per_decade) + 1
-    return [0.0, *np.geomspace(low, high, count).tolist()]
 
 
 def run_allocator(allocator: Allocator, outcomes: ArmOutcomes, budget: int) -> PerQuestion:

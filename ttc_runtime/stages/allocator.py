@@ -7,8 +7,8 @@ question it learns from, saved under ``allocator/`` for the runtime. Two learner
 the replay environment (its adaptive points are one policy per price of ``reinforce_lambdas``) and
 the outcome model (its adaptive points are the price sweep's frontier); both frontiers are
 matched against best-of-N weighted and the oracle frontier like the baselines'. The outcome model
-also runs on each of ``allocator.ablation_features``, its other model (the network beside the
-neighbours, or the other way round) on the main features, and on fewer training questions
+also runs on each of ``allocator.ablation_features``, its other models (of the network, the
+neighbours and their blend) on the main features, and on fewer training questions
 (``allocator.learning_curve``)."""
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ..policies.learned import LearnedAllocator
 from ..pool import RolloutPool
 from ..tracking import training_logger
 from ..trainers.allocator import (
+    OUTCOME_MODELS,
     closest_accuracy,
     closest_to,
     fit_outcomes,
@@ -137,9 +138,10 @@ class Allocator(Stage):
             else:
                 other = build_featurizer(features, proposer, config.proposer.prompt, ctx.device)
                 outcome_runs(features.kind, *other(table.questions))
-        other_model = "network" if training.outcome_model == "neighbours" else "neighbours"
-        other_fit = training.model_copy(update={"outcome_model": other_model})
-        outcome_runs(label, main, main_flops, fit=other_fit, model=f" ({other_model})")
+        for other_model in OUTCOME_MODELS:
+            if other_model != training.outcome_model:
+                other_fit = training.model_copy(update={"outcome_model": other_model})
+                outcome_runs(label, main, main_flops, fit=other_fit, model=f" ({other_model})")
         levels = np.asarray(table.levels)
         for size in sorted(n for n in settings.learning_curve if n < min(len(train) for train, _ in splits.parts)):
             fewer = splits.fewer(size, levels, training.seed)
