@@ -211,7 +211,8 @@ def test_outcome_model_is_cross_validated_at_every_budget_and_over_the_price_swe
 
     # Beam search is right where x > 0 and revisions elsewhere, at both budgets: fitted on 32
     # questions, the model answers most of the other 32 right at every budget, and its frontier
-    # starts at the cheapest arms (budget 4), as right as budget 16.
+    # starts at the cheapest arms (budget 4), as right as budget 16. The network: one feature of
+    # four decides, and distances over all four (the neighbours') blur it.
     features, correct = learnable(64)
     outcomes = table(correct)
     splits = Splits.folds(64, 2, seed=0)
@@ -221,7 +222,7 @@ def test_outcome_model_is_cross_validated_at_every_budget_and_over_the_price_swe
         np.zeros(64),
         outcomes,
         splits,
-        AllocatorTrainConfig(),
+        AllocatorTrainConfig(outcome_model="network"),
         lambda_sweep(),
         {"generations": 16.0, "flops": 1.0},
     )

@@ -177,7 +177,12 @@ def test_outcome_fits_keep_each_training_questions_prediction_by_the_fit_that_di
         return float(np.corrcoef(predicted.ravel(), targets.ravel())[0, 1])
 
     network = fit_outcomes(
-        features, table(correct), np.arange(48), space, AllocatorTrainConfig(outcome_penalties=[0.0, 1e-4]), 16.0
+        features,
+        table(correct),
+        np.arange(48),
+        space,
+        AllocatorTrainConfig(outcome_model="network", outcome_penalties=[0.0, 1e-4]),
+        16.0,
     )
     assert network.held_out.shape == targets.shape
     assert agreement(network.predict(features)) > 0.9 and abs(agreement(network.held_out)) < 0.3

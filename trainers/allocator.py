@@ -101,7 +101,9 @@ class AllocatorTrainConfig(StrictModel):
         "every one (-0.005 / -0.001 / -0.000 and +0.026 / +0.002 / -0.001 in generations), the network's 0.008 to "
         "0.032 below it with intervals below 0 at one budget or more on each run, the blend between the two. "
         "Questions of one family lie close together in the embeddings, and a family's mean rates are what a "
-        "Lagrangian choice needs; the network's per-question guesses scatter a family's choices.",
+        "Lagrangian choice needs; the network's per-question guesses scatter a family's choices. The neighbours "
+        "weigh every feature alike: where a few features of many decide, the network, which learns their "
+        "weights, is the one to choose.",
     )
     outcome_neighbours: list[PositiveInt] = Field(
         [3, 5, 10, 15, 20, 30],
