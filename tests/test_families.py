@@ -138,6 +138,10 @@ def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
     assert task.format_question(" 7 - 3*2 + 5 ") == formatted
     problem = task.problems("test")[0]
     assert task.format_question(problem.question) == problem.question
+    # Typed under a family's header without the padding: that header, padded.
+    assert task.format_question("Compute:\n2+3+4") == "Compute:\n2+3+4" + " " * 6
+    assert task.format_question("Evaluate left to right:\n3+4") == "Evaluate left to right:\n3+4" + " " * 8
+    assert task.format_question("Sum:\n2+3") == "Sum:\n2+3"
     assert task.format_question("what is 7-3?") == "what is 7-3?"
     too_long = "+".join(["1"] * 9)
     assert task.format_question(too_long) == too_long

@@ -182,6 +182,8 @@ def test_a_typed_chain_is_asked_in_the_format_of_the_task_the_proposer_learned(t
     assert solution.question == "Evaluate left to right:\n7-3*2+5    "
     chains = Solver.load(config(tiny_model_dir, task={"name": "synthetic"}))
     assert chains.check(Query("3+4")).question == "Evaluate left to right:\n3+4        "
+    # Under the task's header without the padding, as a person copies a question.
+    assert chains.check(Query("Evaluate left to right:\n3+4")).question == "Evaluate left to right:\n3+4        "
 
 
 def test_solve_command_answers_one_question_and_a_jsonl_file(tiny_model_dir, tmp_path, capsys):

@@ -82,6 +82,7 @@ from .synthetic import (
     chain_line,
     draw_chain,
     format_chain,
+    headed_chain,
     parse_chain,
     typed_chain,
 )
@@ -342,12 +343,16 @@ class FamilyTask(GeneratedTask):
         """A question as the proposer was trained on it: a bare chain (``7-3*2+5``) gets the header
         of the first chain family that draws chains like it (``ChainFamily.admits``), else of the
         first whose number of operations it has, else of the shortest family it fits, padded to
-        the longest chain's width; any other text (a question already in a family's format) is kept, as
-        is a chain longer than the longest trained."""
+        the longest chain's width; a chain typed under a chain family's header keeps that header and
+        is padded; any other text (a question already in a family's format) is kept, as is a chain
+        longer than the longest trained."""
+        chains = [f for f in self.config.levels if isinstance(f, ChainFamily)]
+        headed = headed_chain(text, [f.header for f in chains])
+        if headed is not None and len(headed[2]) <= self.width:
+            return format_chain(*headed[1:], self.width, headed[0])
         chain = typed_chain(text)
         if chain is None or len(chain[1]) > self.width:
             return text
-        chains = [f for f in self.config.levels if isinstance(f, ChainFamily)]
         count = len(chain[1])
         admitting = [f for f in chains if f.admits(*chain)]
         fitting = [f for f in chains if f.num_ops[0] <= count <= f.num_ops[1]]

@@ -139,9 +139,11 @@ class SyntheticTask(GeneratedTask):
         return problems
 
     def format_question(self, text: str) -> str:
-        """A bare chain (``7-3*2+5``) as the proposer was trained on it: header and padding; any
-        other text, or a chain longer than the longest trained, as given."""
-        chain = typed_chain(text)
+        """A bare chain (``7-3*2+5``), or one under the task's header without its padding, as the
+        proposer was trained on it: header and padding; any other text, or a chain longer than the
+        longest trained, as given."""
+        headed = headed_chain(text, [CHAIN_HEADER])
+        chain = typed_chain(text) if headed is None else headed[1:]
         if chain is None or len(chain[1]) > self.width:
             return text
         return format_chain(*chain, self.width)
@@ -229,6 +231,16 @@ def typed_chain(text: str) -> tuple[list[int], list[str]] | None:
     if not re.fullmatch(r"\d+(?:\s*[+\-*]\s*\d+)+", stripped):
         return None
     return parse_chain(stripped.replace(" ", ""))
+
+
+def headed_chain(text: str, headers: Sequence[str]) -> tuple[str, list[int], list[str]] | None:
+    """The header, values and operations of a chain typed under one of ``headers`` on its own
+    line (``Compute:`` then ``2+3+4``, the padding left out or not), or None for any other text."""
+    header, newline, rest = text.strip().partition("\n")
+    chain = typed_chain(rest) if newline else None
+    if chain is None or header.strip() not in headers:
+        return None
+    return header.strip(), *chain
 
 
 def _draw_chain(rng: np.random.Generator, spec: LevelSpec, width: int) -> tuple[str, list[str], int]:
