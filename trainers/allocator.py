@@ -409,8 +409,7 @@ def _fit_network(
         _out_of_fold(features, folds, parts, folded[k * len(parts) : (k + 1) * len(parts)])
         for k in range(len(penalties))
     ]
-    priced = costs if actions.adaptive else None
-    chosen = max(range(len(penalties)), key=lambda k: selection_key(held_out[k], targets[rows], actions.arms(), priced))
+    chosen = _best_setting(held_out, targets[rows], actions, costs)
     policy = finals[chosen]
     policy.penalty = penalties[chosen]
     policy.held_out = held_out[chosen]
@@ -464,6 +463,15 @@ def selection_key(
     return float(np.mean(picked)), error
 
 
+def _best_setting(
+    held_out: Sequence[np.ndarray], targets: np.ndarray, actions: ActionSpace, costs: np.ndarray
+) -> int:
+    """The index of the setting whose out-of-fold predictions (``held_out``, one per setting)
+    serve ``targets`` best (``selection_key``, priced by ``costs`` in the adaptive mode)."""
+    priced = costs if actions.adaptive else None
+    return max(range(len(held_out)), key=lambda k: selection_key(held_out[k], targets, actions.arms(), priced))
+
+
 def _out_of_fold(
     features: np.ndarray,
     folds: np.ndarray,
@@ -499,10 +507,7 @@ def _fit_neighbours(
     smallest_fold = min(len(train) for train, _ in parts)
     candidates = [k for k in candidates if k <= smallest_fold] or [smallest_fold]
     held_out = [_out_of_fold(features, folds, parts, [fitted(train, k) for train, _ in parts]) for k in candidates]
-    priced = costs if actions.adaptive else None
-    chosen = max(
-        range(len(candidates)), key=lambda k: selection_key(held_out[k], targets[rows], actions.arms(), priced)
-    )
+    chosen = _best_setting(held_out, targets[rows], actions, costs)
     policy = fitted(rows, min(candidates[chosen], len(rows)))
     policy.held_out = held_out[chosen]
     return policy
