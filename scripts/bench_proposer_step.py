@@ -1,0 +1,105 @@
+"""Seconds per training step of the embedded proposer, eager against ``torch.compile``, and where an
+eager step's time goes: the measurement behind the README's note on the job's length.
+
+    python scripts/bench_proposer_step.py configs/embedded.yaml [--steps 30] [--seed 0]
+
+Builds the tiny proposer of the config's ``proposer.architecture`` from scratch and draws batches of
+``proposer.training.batch_size`` training examples of the config's task (prompt and solution, loss
+on the solution, padded to the batch's longest, as the SFT collator pads). Times STEPS steps
+(forward, backward, AdamW) of the eager model after 3 warm-up steps, then the same with
+``torch.compile(dynamic=True)``, whose first steps, compiling, are timed apart. Prints seconds per
+step of both, their ratio, the compile time and the steps it takes to pay for itself, then the
+torch profiler's top operators over 5 eager steps. Both runs are in this process on the same
+batches, so the ratio holds on a noisy machine where the seconds do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+
+from ttc_runtime.experiment_config import load_experiment
+from ttc_runtime.models import build_embedded_tokenizer, build_tiny_causal_lm
+from ttc_runtime.trainers.proposer import sft_examples
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+WARMUP = 3
+
+
+def batches(config_path: str, count: int, seed: int) -> list[Batch]:
+    """``count`` padded batches (input ids, attention mask, labels) of the config's training split."""
+    config = load_experiment(config_path)
+    tokenizer = build_embedded_tokenizer()
+    examples = sft_examples(config.task.build().problems("train"), config.proposer.prompt)
+    size = config.proposer.training.batch_size
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        rows = []
+        for example in rng.sample(examples, size):
+            prompt = tokenizer(example["prompt"])["input_ids"]
+            solution = tokenizer(example["completion"])["input_ids"] + [tokenizer.eos_token_id]
+            rows.append((prompt, solution))
+        width = max(len(p) + len(s) for p, s in rows)
+        ids = torch.full((size, width), tokenizer.pad_token_id)
+        mask = torch.zeros((size, width), dtype=torch.long)
+        labels = torch.full((size, width), -100)
+        for i, (prompt, solution) in enumerate(rows):
+            end = len(prompt) + len(solution)
+            ids[i, :end] = torch.tensor(prompt + solution)
+            mask[i, :end] = 1
+            labels[i, len(prompt) : end] = torch.tensor(solution)
+        out.append((ids, mask, labels))
+    return out
+
+
+def timed_steps(config_path: str, data: list[Batch], compiled: bool) -> tuple[float, float]:
+    """(seconds of the warm-up steps, seconds per step after them) of a fresh model."""
+    config = load_experiment(config_path)
+    model = build_tiny_causal_lm(config.proposer.architecture, build_embedded_tokenizer())
+    step_model = torch.compile(model, dynamic=True) if compiled else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.proposer.training.learning_rate)
+
+    def run(part: list[Batch]) -> float:
+        started = time.perf_counter()
+        for ids, mask, labels in part:
+            step_model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return time.perf_counter() - started
+
+    warmup = run(data[:WARMUP])
+    return warmup, run(data[WARMUP:]) / (len(data) - WARMUP)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    data = batches(args.config, args.steps + WARMUP, args.seed)
+    tokens = sum(int(mask.sum()) for _, mask, _ in data) / sum(mask.numel() for _, mask, _ in data)
+    print(f"{len(data)} batches, {data[0][0].shape[0]} sequences each, {tokens:.2f} of positions are tokens, not padding")
+    _, eager = timed_steps(args.config, data, compiled=False)
+    warmup, compiled = timed_steps(args.config, data, compiled=True)
+    compile_seconds = warmup - WARMUP * compiled
+    print(f"eager {eager:.3f} s a step; compiled {compiled:.3f} s a step ({eager / compiled:.2f}x)")
+    print(f"compiling took {compile_seconds:.0f} s: paid back after {compile_seconds / (eager - compiled):.0f} steps")
+
+    config = load_experiment(args.config)
+    model = build_tiny_causal_lm(config.proposer.architecture, build_embedded_tokenizer())
+    optimizer = torch.optim.AdamW(model.parameters())
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for ids, mask, labels in data[:5]:
+            model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
+if __name__ == "__main__":
+    main()
