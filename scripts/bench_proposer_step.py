@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from ttc_runtime.experiment_config import load_experiment
+from ttc_runtime.experiment_config import ExperimentConfig, load_experiment
 from ttc_runtime.models import build_embedded_tokenizer, build_tiny_causal_lm
 from ttc_runtime.trainers.proposer import sft_examples
 
@@ -29,9 +29,8 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 WARMUP = 3
 
 
-def batches(config_path: str, count: int, seed: int) -> list[Batch]:
+def batches(config: ExperimentConfig, count: int, seed: int) -> list[Batch]:
     """``count`` padded batches (input ids, attention mask, labels) of the config's training split."""
-    config = load_experiment(config_path)
     tokenizer = build_embedded_tokenizer()
     examples = sft_examples(config.task.build().problems("train"), config.proposer.prompt)
     size = config.proposer.training.batch_size
@@ -56,23 +55,28 @@ def batches(config_path: str, count: int, seed: int) -> list[Batch]:
     return out
 
 
-def timed_steps(config_path: str, data: list[Batch], compiled: bool) -> tuple[float, float]:
-    """(seconds of the warm-up steps, seconds per step after them) of a fresh model."""
-    config = load_experiment(config_path)
+def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, part: list[Batch]) -> float:
+    """Seconds ``part``'s steps (forward, backward, optimizer step) take."""
+    started = time.perf_counter()
+    for ids, mask, labels in part:
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return time.perf_counter() - started
+
+
+def fresh_model(config: ExperimentConfig) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The untrained proposer of ``config`` and an AdamW over its weights at the config's rate."""
     model = build_tiny_causal_lm(config.proposer.architecture, build_embedded_tokenizer())
+    return model, torch.optim.AdamW(model.parameters(), lr=config.proposer.training.learning_rate)
+
+
+def timed_steps(config: ExperimentConfig, data: list[Batch], compiled: bool) -> tuple[float, float]:
+    """(seconds of the warm-up steps, seconds per step after them) of a fresh model."""
+    model, optimizer = fresh_model(config)
     step_model = torch.compile(model, dynamic=True) if compiled else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.proposer.training.learning_rate)
-
-    def run(part: list[Batch]) -> float:
-        started = time.perf_counter()
-        for ids, mask, labels in part:
-            step_model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-        return time.perf_counter() - started
-
-    warmup = run(data[:WARMUP])
-    return warmup, run(data[WARMUP:]) / (len(data) - WARMUP)
+    warmup = train_steps(step_model, optimizer, data[:WARMUP])
+    return warmup, train_steps(step_model, optimizer, data[WARMUP:]) / (len(data) - WARMUP)
 
 
 def main() -> None:
@@ -81,23 +85,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    data = batches(args.config, args.steps + WARMUP, args.seed)
+    config = load_experiment(args.config)
+    data = batches(config, args.steps + WARMUP, args.seed)
     tokens = sum(int(mask.sum()) for _, mask, _ in data) / sum(mask.numel() for _, mask, _ in data)
     print(f"{len(data)} batches, {data[0][0].shape[0]} sequences each, {tokens:.2f} of positions are tokens, not padding")
-    _, eager = timed_steps(args.config, data, compiled=False)
-    warmup, compiled = timed_steps(args.config, data, compiled=True)
+    _, eager = timed_steps(config, data, compiled=False)
+    warmup, compiled = timed_steps(config, data, compiled=True)
     compile_seconds = warmup - WARMUP * compiled
     print(f"eager {eager:.3f} s a step; compiled {compiled:.3f} s a step ({eager / compiled:.2f}x)")
     print(f"compiling took {compile_seconds:.0f} s: paid back after {compile_seconds / (eager - compiled):.0f} steps")
 
-    config = load_experiment(args.config)
-    model = build_tiny_causal_lm(config.proposer.architecture, build_embedded_tokenizer())
-    optimizer = torch.optim.AdamW(model.parameters())
+    model, optimizer = fresh_model(config)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        for ids, mask, labels in data[:5]:
-            model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
+        train_steps(model, optimizer, data[:5])
     print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
 
 

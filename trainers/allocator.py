@@ -396,8 +396,7 @@ def _fit_network(
     crossed = len(penalties) > 1 and len(rows) >= 2 * config.outcome_folds
     fits = [(rows, penalty) for penalty in (penalties if crossed else penalties[:1])]
     if crossed:
-        folds = folds_of(len(rows), config.outcome_folds, config.seed)
-        parts = [(rows[folds != fold], rows[folds == fold]) for fold in range(config.outcome_folds)]
+        folds, parts = _fold_parts(rows, config)
         fits += [(train, penalty) for penalty in penalties for train, _ in parts]
     with _one_thread():
         models = _fit_outcome_models(features, targets, fits, actions, config, costs)
@@ -472,6 +471,15 @@ def _best_setting(
     return max(range(len(held_out)), key=lambda k: selection_key(held_out[k], targets, actions.arms(), priced))
 
 
+def _fold_parts(
+    rows: np.ndarray, config: AllocatorTrainConfig
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The fold of each of ``rows`` (``config.outcome_folds`` of them) and, per fold in order, the
+    rows fitted on (the other folds) and the rows it holds out."""
+    folds = folds_of(len(rows), config.outcome_folds, config.seed)
+    return folds, [(rows[folds != fold], rows[folds == fold]) for fold in range(config.outcome_folds)]
+
+
 def _out_of_fold(
     features: np.ndarray,
     folds: np.ndarray,
@@ -502,8 +510,7 @@ def _fit_neighbours(
     candidates = sorted(set(config.outcome_neighbours))
     if len(rows) < 2 * config.outcome_folds:
         return fitted(rows, min(candidates[0], len(rows)))
-    folds = folds_of(len(rows), config.outcome_folds, config.seed)
-    parts = [(rows[folds != fold], rows[folds == fold]) for fold in range(config.outcome_folds)]
+    folds, parts = _fold_parts(rows, config)
     smallest_fold = min(len(train) for train, _ in parts)
     candidates = [k for k in candidates if k <= smallest_fold] or [smallest_fold]
     held_out = [_out_of_fold(features, folds, parts, [fitted(train, k) for train, _ in parts]) for k in candidates]
