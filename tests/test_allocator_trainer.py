@@ -7,6 +7,7 @@ import pytest
 from ttc_runtime.env.actions import ActionSpace
 from ttc_runtime.trainers.allocator import (
     AllocatorTrainConfig,
+    _best_setting,
     _fit_outcome_models,
     accuracy_lambda,
     closest_accuracy,
@@ -144,6 +145,31 @@ def test_settings_are_ranked_by_the_arms_their_predictions_pick_then_by_their_er
     nearer = targets + 0.01 * np.array([[-1, 1, 0], [1, -1, 0]])
     assert selection_key(nearer, targets, arms)[0] == selection_key(ranked, targets, arms)[0]
     assert selection_key(nearer, targets, arms) > selection_key(ranked, targets, arms)
+
+
+def test_the_most_smoothing_setting_within_one_standard_error_of_the_best_is_chosen():
+    # Forty questions; at each budget one arm is always right and the others never. A setting
+    # rates the wrong arms highest on some questions: A on questions 0-3, B on 2-7, C on 0-15.
+    # A is the best. B loses questions 4-7 against A and wins 0-1: 2 of 40 short, within one
+    # standard error of the paired difference (0.05 against 0.062); C loses 4-15 (0.30 against
+    # 0.073). Settings are ordered from the least smoothing to the most.
+    space = ActionSpace.from_arms(ARMS, adaptive=False)
+    arms = space.arms()
+    targets = np.zeros((40, len(arms)))
+    for budget in {arm.budget for arm in arms}:
+        targets[:, next(i for i, arm in enumerate(arms) if arm.budget == budget)] = 1.0
+
+    def wrong_on(questions: range) -> np.ndarray:
+        predicted = targets.copy()
+        predicted[list(questions)] = 1.0 - targets[list(questions)]
+        return predicted
+
+    a, b, c = wrong_on(range(0, 4)), wrong_on(range(2, 8)), wrong_on(range(0, 16))
+    costs = np.zeros(len(arms))
+    assert _best_setting([a, b, c], targets, space, costs) == 1
+    assert _best_setting([a, c], targets, space, costs) == 0
+    assert _best_setting([b, a], targets, space, costs) == 1
+    assert selection_key(a, targets, arms) > selection_key(b, targets, arms) > selection_key(c, targets, arms)
 
 
 def test_outcome_networks_fitted_together_take_the_steps_each_takes_alone():
