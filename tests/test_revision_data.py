@@ -46,6 +46,22 @@ def test_one_example_per_correct_solution_with_up_to_four_close_attempts():
     assert all(e["attempts"] <= 1 and e["prompt"].count("bad") == e["attempts"] for e in repeated)
 
 
+
+def test_an_example_records_only_the_attempts_its_prompt_keeps():
+    # Drawn up to four, shown up to one: the example holds the closest attempt, the one the prompt keeps.
+    problem = SyntheticTask(SyntheticTaskConfig(train_per_level=2)).problems("train")[0]
+    solutions = ["good", "bad 1", "bad 22", "bad 333"]
+    one = REVISION.model_copy(update={"max_attempts": 1})
+    examples = [
+        e
+        for seed in range(20)
+        for e in revision_examples(problem, solutions, [True, False, False, False], PROMPT, one, 4, random.Random(seed))
+    ]
+    assert {e["attempts"] for e in examples} == {0, 1}
+    for example in examples:
+        assert example["attempts"] == len(example["attempt_texts"]) == example["prompt"].count("<attempt>")
+        assert example["attempt_texts"] in ([], ["bad 1"])
+
 def test_build_revision_data_is_seeded_and_independent_of_the_batching():
     task = SyntheticTask(SyntheticTaskConfig(train_per_level=3))
     problems = task.problems("train")[:6]

@@ -9,6 +9,7 @@ from ttc_runtime.evaluation.revisions import (
     OneRevisionLevel,
     RevisionEvalConfig,
     best_lengths,
+    format_positions,
     one_revision,
     revision_ratios,
 )
@@ -75,7 +76,8 @@ def test_the_parallel_sequential_sweep_resamples_chains_and_shares_compute():
     config = RevisionEvalConfig(budgets=[4, 2], resamples=3, bootstrap=10)
     assert config.budgets == [2, 4] and config.lengths() == [1, 2, 4]
     settings = SearchSettings(reviser=Reviser())
-    points = revision_ratios(Proposer("abab"), SCORES, Problems(problems), problems, settings, config)
+    sweep = revision_ratios(Proposer("abab"), SCORES, Problems(problems), problems, settings, config)
+    points = sweep.points
     at = {(p.strategy, p.budget): p for p in points if p.level == 3}
     assert set(at) == {
         (f"revisions(L={length}{how})", n) for how in ("", ",majority") for n in (2, 4) for length in (1, 2, 4)
@@ -88,5 +90,11 @@ def test_the_parallel_sequential_sweep_resamples_chains_and_shares_compute():
     for length in (1, 2):
         assert at[f"revisions(L={length})", 2].flops == at[f"revisions(L={length})", 4].flops / 2
     assert best_lengths(points)[3] == {2: [1, 2], 4: [4]}
+    # The chain of four writes a, 1, 2, 3: only its third attempt is right.
+    assert sweep.positions == {3: [0.0, 0.0, 1.0, 0.0], 0: [0.0, 0.0, 1.0, 0.0]}
+    assert format_positions(sweep.positions).splitlines()[2:] == [
+        "| 3 | 0.000 | 0.000 | 1.000 | 0.000 |",
+        "| all | 0.000 | 0.000 | 1.000 | 0.000 |",
+    ]
     with pytest.raises(ValueError, match="budget 6 is not a power of 2"):
         RevisionEvalConfig(budgets=[6])

@@ -77,7 +77,9 @@ def revision_examples(
     examples = []
     for target in (s for s, ok in zip(solutions, correct) if ok):
         count = min(rng.randint(0, max_attempts), len(wrong))
-        attempts = closest_incorrect(target, wrong, count)
+        # The prompt keeps the last ``revision.max_attempts`` of them (the closest), so the example
+        # records those: ``attempts`` counts what the revision model is shown.
+        attempts = closest_incorrect(target, wrong, min(count, revision.max_attempts))
         examples.append(
             {
                 "prompt": revision.format(prompt, problem.question, attempts),

@@ -19,6 +19,10 @@ per problem at the largest budget N_max (``strategies.revisions``), each problem
 for every L. A smaller budget N uses N/L of the N_max/L chains: its accuracy is the mean over
 ``resamples`` random subsets of chains drawn without replacement, and its compute the N/N_max share
 of the full run's. Accuracy intervals are bootstrap intervals over problems as in ``evaluation.search``.
+The longest chains (L = N_max, one per problem) also give the share of problems whose k-th attempt
+is right, by level: where that share falls along a chain, later attempts are wasted budget (a
+revision model that reads one earlier attempt but not three writes worse solutions the longer its
+chain runs).
 """
 
 from __future__ import annotations
@@ -236,6 +240,15 @@ def _revise_cases(
     return texts
 
 
+@dataclass(frozen=True)
+class RatioSweep:
+    """The parallel-to-sequential sweep: accuracy against budget for every chain length, and for the
+    longest chains the share of problems whose k-th attempt is right, per level (0: all levels)."""
+
+    points: list[BudgetPoint]
+    positions: dict[int, list[float]]
+
+
 def revision_ratios(
     generator: Generator,
     scorer: StepScorer,
@@ -243,11 +256,13 @@ def revision_ratios(
     problems: Sequence[Problem],
     settings: SearchSettings,
     config: RevisionEvalConfig,
-) -> list[BudgetPoint]:
+) -> RatioSweep:
     """Accuracy against budget for every chain length, selection across chains weighted (label
-    ``revisions(L=l)``) and by majority (``revisions(L=l,majority)``); see the module docstring."""
+    ``revisions(L=l)``) and by majority (``revisions(L=l,majority)``), and attempts right by their
+    place in the longest chains; see the module docstring."""
     top = max(config.budgets)
     outcomes: dict[tuple[str, int], list[Outcome]] = defaultdict(list)
+    attempts_right: dict[int, list[list[bool]]] = defaultdict(list)
     for length in config.lengths():
         strategy, chains = SequentialRevisions(length), top // length
         per_call = max(1, config.batch_rows // chains)
@@ -259,6 +274,10 @@ def revision_ratios(
                 for offset, (problem, result) in enumerate(zip(batch, results, strict=True)):
                     rng = np.random.default_rng(derive_seed(config.seed, start + offset, length) & 0xFFFFFFFF)
                     right = {c.answer: answers_match(c.answer, problem.answer) for c in result.candidates if c.answer}
+                    if length == top:
+                        attempts = [bool(c.answer) and right[c.answer] for c in result.candidates]
+                        attempts_right[problem.level].append(attempts)
+                        attempts_right[0].append(attempts)
                     for n in config.budgets:
                         if length > n:
                             continue
@@ -282,7 +301,8 @@ def revision_ratios(
                                 )
                             )
                 bar.update(len(batch))
-    return budget_points(dict(outcomes), config.bootstrap, config.seed)
+    positions = {level: np.mean(rows, axis=0).tolist() for level, rows in attempts_right.items()}
+    return RatioSweep(budget_points(dict(outcomes), config.bootstrap, config.seed), positions)
 
 
 def best_lengths(points: Sequence[BudgetPoint]) -> dict[int, dict[int, list[int]]]:
@@ -330,4 +350,17 @@ def format_best_lengths(best: dict[int, dict[int, list[int]]]) -> str:
     for level, by_n in sorted(best.items(), key=lambda item: (item[0] == 0, item[0])):
         name = "all" if level == 0 else str(level)
         lines.append(f"| {name} | " + " | ".join(", ".join(map(str, by_n.get(n, []))) for n in budgets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_positions(positions: dict[int, list[float]]) -> str:
+    """Markdown table: the share of problems whose k-th attempt of the longest chains is right."""
+    length = max(len(shares) for shares in positions.values())
+    lines = [
+        "| level | " + " | ".join(f"attempt {k}" for k in range(1, length + 1)) + " |",
+        "| --- |" + " ---: |" * length,
+    ]
+    for level, shares in sorted(positions.items(), key=lambda item: (item[0] == 0, item[0])):
+        name = "all" if level == 0 else str(level)
+        lines.append(f"| {name} | " + " | ".join(f"{share:.3f}" for share in shares) + " |")
     return "\n".join(lines) + "\n"

@@ -7,7 +7,14 @@ import time
 
 from ..compute import ACCOUNTING
 from ..console import say
-from ..evaluation.revisions import best_lengths, format_best_lengths, format_one_revision, one_revision, revision_ratios
+from ..evaluation.revisions import (
+    best_lengths,
+    format_best_lengths,
+    format_one_revision,
+    format_positions,
+    one_revision,
+    revision_ratios,
+)
 from ..evaluation.search import format_budget_table, plot_budgets, points_to_json
 from ..files import write_text_atomic
 from ..tasks import per_level
@@ -46,8 +53,8 @@ class RevisionEval(Stage):
         )
         problems = per_level(held_out, settings.ratio_problems_per_level, distinct=True)
         say(f"  {len(problems)} problems, chain lengths {settings.lengths()} at N = {max(settings.budgets)}")
-        points = revision_ratios(generator, scorer, ctx.task, problems, search, settings)
-        best = best_lengths(points)
+        sweep = revision_ratios(generator, scorer, ctx.task, problems, search, settings)
+        points, best = sweep.points, best_lengths(sweep.points)
         plot_budgets([p for p in points if "majority" not in p.strategy], ctx.run_dir / "revision_eval.png")
         report = (
             "**One revision**\n\n"
@@ -56,6 +63,9 @@ class RevisionEval(Stage):
             + format_budget_table(points)
             + "\n**Best chain length L** (weighted across chains)\n\n"
             + format_best_lengths(best)
+            + f"\n**Attempts by place in a chain** (chains of L = {max(settings.budgets)}: share of problems whose "
+            "k-th attempt is right)\n\n"
+            + format_positions(sweep.positions)
         )
         write_text_atomic(ctx.run_dir / "revision_eval.md", report)
         return {
@@ -64,6 +74,7 @@ class RevisionEval(Stage):
             "one_revision": [vars(level) for level in single],
             "points": points_to_json(points),
             "best_lengths": best,
+            "attempts_right_by_place": sweep.positions,
         }
 
     def describe(self, record: dict) -> str:
