@@ -46,7 +46,6 @@ def test_one_example_per_correct_solution_with_up_to_four_close_attempts():
     assert all(e["attempts"] <= 1 and e["prompt"].count("bad") == e["attempts"] for e in repeated)
 
 
-
 def test_an_example_records_only_the_attempts_its_prompt_keeps():
     # Drawn up to four, shown up to one: the example holds the closest attempt, the one the prompt keeps.
     problem = SyntheticTask(SyntheticTaskConfig(train_per_level=2)).problems("train")[0]
@@ -61,6 +60,7 @@ def test_an_example_records_only_the_attempts_its_prompt_keeps():
     for example in examples:
         assert example["attempts"] == len(example["attempt_texts"]) == example["prompt"].count("<attempt>")
         assert example["attempt_texts"] in ([], ["bad 1"])
+
 
 def test_build_revision_data_is_seeded_and_independent_of_the_batching():
     task = SyntheticTask(SyntheticTaskConfig(train_per_level=3))

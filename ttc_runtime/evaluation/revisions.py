@@ -355,7 +355,7 @@ def format_best_lengths(best: dict[int, dict[int, list[int]]]) -> str:
 
 def format_positions(positions: dict[int, list[float]]) -> str:
     """Markdown table: the share of problems whose k-th attempt of the longest chains is right."""
-    length = max(len(shares) for shares in positions.values())
+    length = max((len(shares) for shares in positions.values()), default=0)
     lines = [
         "| level | " + " | ".join(f"attempt {k}" for k in range(1, length + 1)) + " |",
         "| --- |" + " ---: |" * length,
