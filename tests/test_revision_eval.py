@@ -1,6 +1,7 @@
 """The revision evaluation: one revision against its controls by level, and the sweep of
 parallel against sequential."""
 
+import numpy as np
 import pytest
 
 from tests.conftest import SCORES, Proposer, Reviser
@@ -9,7 +10,9 @@ from ttc_runtime.evaluation.revisions import (
     OneRevisionLevel,
     RevisionEvalConfig,
     best_lengths,
+    format_length_gains,
     format_positions,
+    length_gains,
     one_revision,
     revision_ratios,
 )
@@ -96,5 +99,38 @@ def test_the_parallel_sequential_sweep_resamples_chains_and_shares_compute():
         "| 3 | 0.000 | 0.000 | 1.000 | 0.000 |",
         "| all | 0.000 | 0.000 | 1.000 | 0.000 |",
     ]
+    # One question: the chain of four is the best length on its level and over all levels.
+    (gain,) = [g for g in sweep.gains if g.budget == 4]
+    assert (gain.best, gain.reference, gain.accuracy, gain.over_reference.value, gain.over_parallel.value) == (
+        4,
+        4,
+        1.0,
+        0.0,
+        1.0,
+    )
     with pytest.raises(ValueError, match="budget 6 is not a power of 2"):
         RevisionEvalConfig(budgets=[6])
+
+
+def test_each_levels_best_chain_length_is_paired_against_the_best_over_all_levels():
+    # Level 1 (four questions) is solved by parallel chains, level 2 (four) by chains of two and of
+    # four alike; over all eight, L = 4 is best (0.75 against 0.5 and 0.5), so level 1 gains over it
+    # and level 2, where L = 2 ties it, keeps it: a tie goes to the reference.
+    levels = [1, 1, 1, 1, 2, 2, 2, 2]
+    rates = {
+        (1, 4): np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=float),
+        (2, 4): np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=float),
+        (4, 4): np.array([1, 1, 0, 0, 1, 1, 1, 1], dtype=float),
+    }
+    first, second = length_gains(rates, levels, resamples=200, seed=0)
+    assert (first.level, first.best, first.reference, first.accuracy, first.reference_accuracy) == (1, 1, 4, 1.0, 0.5)
+    assert first.over_reference.value == pytest.approx(0.5) and first.over_parallel.value == 0.0
+    # Every resample of level 1's questions keeps 1.0 for L = 1 and between 0 and 1 for L = 4.
+    assert 0.0 <= first.over_reference.low <= 0.5 <= first.over_reference.high <= 1.0
+    assert (second.level, second.best, second.reference, second.accuracy) == (2, 4, 4, 1.0)
+    assert second.over_reference.value == 0.0 and second.over_reference.low == second.over_reference.high == 0.0
+    assert second.over_parallel.value == pytest.approx(1.0)
+    assert format_length_gains([first, second]).splitlines()[2] == (
+        f"| 4 | 1 | 1 | 1.000 | 4 | 0.500 | +0.500 [{first.over_reference.low:+.3f}, "
+        f"{first.over_reference.high:+.3f}] | +0.000 [+0.000, +0.000] |"
+    )

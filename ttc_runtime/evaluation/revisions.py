@@ -37,6 +37,7 @@ from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
 from ttc_runtime.config import StrictModel
+from ttc_runtime.evaluation.efficiency import Interval, bootstrap_weights
 from ttc_runtime.evaluation.search import BudgetPoint, Outcome, budget_points
 from ttc_runtime.evaluation.verifier import auroc
 from ttc_runtime.generation.base import Generator
@@ -241,11 +242,67 @@ def _revise_cases(
 
 
 @dataclass(frozen=True)
+class LengthGain:
+    """At ``budget``, a level's own best chain length (``best``, weighted selection across chains)
+    against the length best on all levels (``reference``: the one ratio a user would fix) and
+    against all-parallel chains (L = 1): the paired differences of their rates on the level's
+    questions, bootstrapped over those questions. On a tie the reference, then the shortest length,
+    is the level's best, so a level that gains nothing shows 0."""
+
+    level: int
+    budget: int
+    best: int
+    accuracy: float
+    reference: int
+    reference_accuracy: float
+    over_reference: Interval
+    over_parallel: Interval
+
+
+def length_gains(
+    rates: dict[tuple[int, int], np.ndarray], levels: Sequence[int], resamples: int, seed: int
+) -> list[LengthGain]:
+    """Per budget and level, the level's best chain length against the best over all levels and
+    against L = 1 (``LengthGain``); ``rates[length, budget]`` holds each question's rate (the share
+    of resampled chain subsets whose answer is right), in the order of ``levels``."""
+    levels = np.asarray(levels, dtype=int)
+    gains = []
+    for budget in sorted({n for _, n in rates}):
+        lengths = sorted(length for length, n in rates if n == budget)
+        reference = max(lengths, key=lambda length: (rates[length, budget].mean(), -length))
+        for level in sorted(set(levels.tolist())):
+            rows = np.flatnonzero(levels == level)
+
+            def on_level(length: int, rows: np.ndarray = rows) -> float:
+                return float(rates[length, budget][rows].mean())
+
+            best = max(lengths, key=lambda length: (on_level(length), length == reference, -length))
+            weights = bootstrap_weights(len(rows), resamples, derive_seed(seed, budget, level))
+            chosen = rates[best, budget][rows]
+            gains.append(
+                LengthGain(
+                    level,
+                    budget,
+                    best,
+                    on_level(best),
+                    reference,
+                    on_level(reference),
+                    Interval.of((weights @ (chosen - rates[reference, budget][rows])).tolist()),
+                    Interval.of((weights @ (chosen - rates[1, budget][rows])).tolist()),
+                )
+            )
+    return gains
+
+
+@dataclass(frozen=True)
 class RatioSweep:
-    """The parallel-to-sequential sweep: accuracy against budget for every chain length, and for the
-    longest chains the share of problems whose k-th attempt is right, per level (0: all levels)."""
+    """The parallel-to-sequential sweep: accuracy against budget for every chain length; each
+    level's best length against the best over all levels and against all-parallel chains
+    (``gains``); and for the longest chains the share of problems whose k-th attempt is right, per
+    level (0: all levels)."""
 
     points: list[BudgetPoint]
+    gains: list[LengthGain]
     positions: dict[int, list[float]]
 
 
@@ -302,7 +359,13 @@ def revision_ratios(
                             )
                 bar.update(len(batch))
     positions = {level: np.mean(rows, axis=0).tolist() for level, rows in attempts_right.items()}
-    return RatioSweep(budget_points(dict(outcomes), config.bootstrap, config.seed), positions)
+    rates = {
+        (int(label[len("revisions(L=") : -1]), n): np.array([o.correct for o in rows])
+        for (label, n), rows in outcomes.items()
+        if "majority" not in label
+    }
+    gains = length_gains(rates, [p.level for p in problems], config.bootstrap, config.seed)
+    return RatioSweep(budget_points(dict(outcomes), config.bootstrap, config.seed), gains, positions)
 
 
 def best_lengths(points: Sequence[BudgetPoint]) -> dict[int, dict[int, list[int]]]:
@@ -350,6 +413,25 @@ def format_best_lengths(best: dict[int, dict[int, list[int]]]) -> str:
     for level, by_n in sorted(best.items(), key=lambda item: (item[0] == 0, item[0])):
         name = "all" if level == 0 else str(level)
         lines.append(f"| {name} | " + " | ".join(", ".join(map(str, by_n.get(n, []))) for n in budgets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_length_gains(gains: Sequence[LengthGain]) -> str:
+    """Markdown table: each level's best chain length against the best over all levels and against
+    L = 1, with the paired differences' 90% intervals."""
+
+    def gain(interval: Interval) -> str:
+        return f"{interval.value:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
+
+    lines = [
+        "| N | level | its best L | accuracy | best L over all levels | its accuracy | gain | gain over L = 1 |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for g in gains:
+        lines.append(
+            f"| {g.budget} | {g.level} | {g.best} | {g.accuracy:.3f} | {g.reference} | {g.reference_accuracy:.3f} | "
+            f"{gain(g.over_reference)} | {gain(g.over_parallel)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -4,12 +4,14 @@ every parallel-to-sequential split (``revision_eval.md``, ``revision_eval.png`` 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 from ..compute import ACCOUNTING
 from ..console import say
 from ..evaluation.revisions import (
     best_lengths,
     format_best_lengths,
+    format_length_gains,
     format_one_revision,
     format_positions,
     one_revision,
@@ -63,6 +65,9 @@ class RevisionEval(Stage):
             + format_budget_table(points)
             + "\n**Best chain length L** (weighted across chains)\n\n"
             + format_best_lengths(best)
+            + "\n**Each level's best chain length against the best over all levels** and against all-parallel "
+            "chains (L = 1): accuracy on the level's questions, and the paired differences with their 90% intervals\n\n"
+            + format_length_gains(sweep.gains)
             + f"\n**Attempts by place in a chain** (chains of L = {max(settings.budgets)}: share of problems whose "
             "k-th attempt is right)\n\n"
             + format_positions(sweep.positions)
@@ -74,6 +79,7 @@ class RevisionEval(Stage):
             "one_revision": [vars(level) for level in single],
             "points": points_to_json(points),
             "best_lengths": best,
+            "length_gains": [asdict(gain) for gain in sweep.gains],
             "attempts_right_by_place": sweep.positions,
         }
 
