@@ -30,7 +30,7 @@ def test_splits_are_seeded_sized_and_disjoint(task):
     counts = {lv: sum(p.level == lv for p in task.problems("train")) for lv in LEVELS}
     assert counts == {1: 4000, 2: 2000, 3: 4000, 4: 2000, 5: 500}
     easy = next(p for p in task.problems("test") if p.level == 1)
-    assert re.fullmatch(r"Compute:\n\d[+\-]\d[+\-]\d {6}", easy.question)
+    assert re.fullmatch(r"Compute:\n\d[+\-]\d[+\-]\d {10}", easy.question)
     train = {p.question for p in task.problems("train")}
     assert not train & {p.question for s in ("validation", "test") for p in task.problems(s)}
 
@@ -128,19 +128,20 @@ def test_step_checks_follow_the_path(task):
 
 def test_a_typed_chain_is_asked_as_the_proposer_was_trained(task):
     # The family that draws chains like it gives the header: 2 operations on numbers below 10 are
-    # easy, and so is one (the shortest family it fits), longer chains are chains; every line is
-    # padded to the longest chain's 5 operations.
-    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 8
-    assert task.format_question("3+4+1+2") == "Evaluate left to right:\n3+4+1+2" + " " * 4
+    # easy, and so is one (the shortest family it fits); three operations, which no family has, are
+    # asked as the shortest family they fit, the long chains; every line is padded to the longest
+    # chain's 7 operations.
+    assert task.format_question("3+4") == "Compute:\n3+4" + " " * 12
+    assert task.format_question("3+4+1+2") == "Evaluate left to right:\n3+4+1+2" + " " * 8
     assert all(p.question.startswith("Compute:\n") for p in task.problems("test") if p.level == 1)
     formatted = task.format_question("7-3*2+5")
-    assert formatted == "Evaluate left to right:\n7-3*2+5" + " " * 4
+    assert formatted == "Evaluate left to right:\n7-3*2+5" + " " * 8
     assert task.format_question(" 7 - 3*2 + 5 ") == formatted
     problem = task.problems("test")[0]
     assert task.format_question(problem.question) == problem.question
     # Typed under a family's header without the padding: that header, padded.
-    assert task.format_question("Compute:\n2+3+4") == "Compute:\n2+3+4" + " " * 6
-    assert task.format_question("Evaluate left to right:\n3+4") == "Evaluate left to right:\n3+4" + " " * 8
+    assert task.format_question("Compute:\n2+3+4") == "Compute:\n2+3+4" + " " * 10
+    assert task.format_question("Evaluate left to right:\n3+4") == "Evaluate left to right:\n3+4" + " " * 12
     assert task.format_question("Sum:\n2+3") == "Sum:\n2+3"
     assert task.format_question("what is 7-3?") == "what is 7-3?"
     too_long = "+".join(["1"] * 9)
@@ -151,8 +152,9 @@ def test_design_pass_at_1_is_the_chance_a_slipped_chain_still_ends_right():
     task = FamilyTask()
     assert task.design_pass_at_1(3, 0.8) == pytest.approx(1 / 3)
     assert task.design_pass_at_1(1, 0.8) is None and task.design_pass_at_1(5, 0.8) is None
-    # One step that may slip (0.35 in the data, 0.28 at temperature 0.8): no slip to cancel it.
-    assert task.design_pass_at_1(2, 0.8) == pytest.approx(0.72, abs=0.02)
+    # Five steps that may slip (0.45 in the data, 0.40 at temperature 0.8): right when the slips
+    # cancel or none happens.
+    assert task.design_pass_at_1(2, 0.8) == pytest.approx(0.26, abs=0.02)
     assert task.design_pass_at_1(2, 0.0) == 1.0
     # Four steps that may slip at 0.46 each: clean (0.54)^4 = 0.09 of the time, right far more often.
     assert 0.2 < task.design_pass_at_1(4, 0.8) < 0.32

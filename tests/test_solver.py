@@ -176,10 +176,11 @@ def test_a_typed_chain_is_asked_in_the_format_of_the_task_the_proposer_learned(t
     plain = Solver.load(config(tiny_model_dir))
     assert plain.check(Query("7-3*2+5")).question == "7-3*2+5"
     solver = Solver.load(config(tiny_model_dir, task={}))
-    assert solver.check(Query("7-3*2+5")).question == "Evaluate left to right:\n7-3*2+5    "
-    assert solver.check(Query("3+4")).question == "Compute:\n3+4        "
+    # The family task pads every chain to its longest family's 7 operations (two spaces each).
+    assert solver.check(Query("7-3*2+5")).question == "Evaluate left to right:\n7-3*2+5" + " " * 8
+    assert solver.check(Query("3+4")).question == "Compute:\n3+4" + " " * 12
     solution = solver.solve("7 - 3*2 + 5", budget=1)
-    assert solution.question == "Evaluate left to right:\n7-3*2+5    "
+    assert solution.question == "Evaluate left to right:\n7-3*2+5" + " " * 8
     chains = Solver.load(config(tiny_model_dir, task={"name": "synthetic"}))
     assert chains.check(Query("3+4")).question == "Evaluate left to right:\n3+4        "
     # Under the task's header without the padding, as a person copies a question.

@@ -180,22 +180,31 @@ Family = Annotated[ChainFamily | GuessFamily, Field(discriminator="kind")]
 
 def _default_families() -> list[ChainFamily | GuessFamily]:
     # Design pass@1 at temperature 0.8 (FamilyTask.design_pass_at_1), for a proposer that has
-    # learned its data: a slip of 0.35 split over +1 and -1 becomes 0.28 a step (probabilities to
-    # the power 1 / 0.8), so 0.72 for the one step of a 3-operation chain that may slip; a slip of
-    # 0.5 becomes 0.46 a step over four of a 5-operation chain, clean 0.09 of the time but right
-    # 0.26, since slips up and down cancel (measured: 0.43 a step, pass@1 0.27-0.31; at 0.35 over
-    # three steps the long chains were right 0.50 of the time, which left best-of-N nothing to miss);
-    # a guess among 3 is right 1 time in 3; 2 operations on numbers below 10 are near 1; 4-5
-    # operations on numbers to 999 (facts a 1M model does not learn in minutes) near 0. The easy
-    # chains have two operations, not one or two: 1,000 steps left the one-operation ones wrong 28
-    # times in 33 (greedy; the value copied or off) while the two-operation ones were right 67 times
-    # in 67. The easy chains look like the last two steps of a longer chain, so those steps never slip (with slips
-    # on every step the proposer carried them over to the easy chains: pass@1 0.79 under the
-    # chains' header, 0.74 under one of their own; padded to a width of their own the easy chains
-    # lost the facts they share with the chains: 0.64). They have a header of their own and twice
-    # the training questions. Guesses have twice the training questions (their checks are a fifth
-    # of a chain's tokens) and the out-of-reach chains a quarter (their facts are not learnt; a few
-    # show the format).
+    # learned its data: a slip of 0.45 split over +1 and -1 becomes 0.40 a step (probabilities to
+    # the power 1 / 0.8), over five of a 7-operation chain, right 0.26 of the time since slips up
+    # and down cancel; a slip of 0.5 becomes 0.46 a step over four of a 5-operation chain, clean
+    # 0.09 of the time but right 0.26 (measured: 0.43 a step, pass@1 0.27-0.31; at 0.35 over three
+    # steps the long chains were right 0.50 of the time, which left best-of-N nothing to miss); a
+    # guess among 3 is right 1 time in 3; 2 operations on numbers below 10 are near 1; 4-5
+    # operations on numbers to 999 (facts a 1M model does not learn in minutes) near 0. Two chain
+    # families that slip over many steps, not one: with revision chains that work (the revision
+    # model reads the guesses and, fine-tuned on correct solutions, writes cleaner chains than the
+    # proposer), step-level search beats them only where many steps may slip. With 3-operation
+    # chains that slip on one step in place of the 7-operation ones (0.35, design 0.72), revision
+    # chains were their best arm and the best single arm at N = 4, and only the long chains beat it
+    # (+0.142 [-0.004, +0.275]); with the 7-operation chains beam search beats revision chains by
+    # +0.221 and +0.146 on the two families. The 7-operation chains have a header of their own
+    # (`Work out:`) and never slip on their last two steps, which look like an easy chain
+    # (5-operation chains that might slip at every step in their place took the easy chains to
+    # 0.89). The easy chains have two operations, not one or two: 1,000 steps left the one-operation
+    # ones wrong 28 times in 33 (greedy; the value copied or off) while the two-operation ones were
+    # right 67 times in 67. The easy chains look like the last two steps of a longer chain, so those
+    # steps never slip (with slips on every step the proposer carried them over to the easy chains:
+    # pass@1 0.79 under the chains' header, 0.74 under one of their own; padded to a width of their
+    # own the easy chains lost the facts they share with the chains: 0.64). They have a header of
+    # their own and twice the training questions. Guesses have twice the training questions (their
+    # checks are a fifth of a chain's tokens) and the out-of-reach chains a quarter (their facts are
+    # not learnt; a few show the format).
     return [
         ChainFamily(
             num_ops=(2, 2),
@@ -207,7 +216,14 @@ def _default_families() -> list[ChainFamily | GuessFamily]:
             train_share=2.0,
         ),
         ChainFamily(
-            num_ops=(3, 3), max_start=19, max_operand=9, max_multiplier=2, max_value=19, slip_rate=0.35, clean_tail=2
+            num_ops=(7, 7),
+            max_start=19,
+            max_operand=9,
+            max_multiplier=2,
+            max_value=19,
+            slip_rate=0.45,
+            clean_tail=2,
+            header="Work out:",
         ),
         GuessFamily(train_share=2.0),
         ChainFamily(
