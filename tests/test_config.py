@@ -4,6 +4,7 @@ import pytest
 
 from ttc_runtime.config import ConfigError, load_config
 from ttc_runtime.experiment import ExperimentConfig, load_experiment
+from ttc_runtime.trainers.common import TrainSettings
 
 
 def write(tmp_path, text):
@@ -205,3 +206,24 @@ def test_a_matched_budget_outside_the_pool_is_refused_by_key(tmp_path):
         load_config(ExperimentConfig, path)
     path = write(tmp_path, "pool:\n  budgets: [1, 4]\nallocator:\n  adaptive_match_budget: 4\n")
     assert load_config(ExperimentConfig, path).allocator.adaptive_match_budget == 4
+
+
+def test_a_mapping_changes_only_the_keys_it_names_and_keeps_the_fields_own_defaults(tmp_path):
+    # The revision model's training defaults to 300 steps at 1e-3 on 512 tokens and the PRM's to
+    # 400 at 1e-3, not TrainSettings' 1,100 at 3e-3 on 256: naming one key keeps the rest.
+    config = load_config(
+        ExperimentConfig, write(tmp_path, "revision:\n  training: {save_steps: 25}\nprm:\n  training: {max_steps: 7}\n")
+    )
+    revision = config.revision.training
+    assert (revision.max_steps, revision.learning_rate, revision.max_length, revision.save_steps) == (
+        300,
+        1e-3,
+        512,
+        25,
+    )
+    assert (config.prm.training.max_steps, config.prm.training.learning_rate) == (7, 1e-3)
+    named = load_config(ExperimentConfig, write(tmp_path, "revision:\n  training: {learning_rate: 3.0e-3}\n"))
+    assert (named.revision.training.learning_rate, named.revision.training.max_steps) == (3e-3, 300)
+    # The proposer's training has the type's defaults, so a mapping there starts from them.
+    proposer = load_config(ExperimentConfig, write(tmp_path, "proposer:\n  training: {max_steps: 9}\n")).proposer
+    assert proposer.training == TrainSettings(max_steps=9)

@@ -273,7 +273,7 @@ def length_gains(
         for level in sorted(set(levels.tolist())):
             rows = np.flatnonzero(levels == level)
 
-            def on_level(length: int, rows: np.ndarray = rows) -> float:
+            def on_level(length: int, rows: np.ndarray = rows, budget: int = budget) -> float:
                 return float(rates[length, budget][rows].mean())
 
             best = max(lengths, key=lambda length: (on_level(length), length == reference, -length))
