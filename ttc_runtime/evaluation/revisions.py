@@ -272,11 +272,8 @@ def length_gains(
         reference = max(lengths, key=lambda length: (rates[length, budget].mean(), -length))
         for level in sorted(set(levels.tolist())):
             rows = np.flatnonzero(levels == level)
-
-            def on_level(length: int, rows: np.ndarray = rows, budget: int = budget) -> float:
-                return float(rates[length, budget][rows].mean())
-
-            best = max(lengths, key=lambda length: (on_level(length), length == reference, -length))
+            on_level = {length: float(rates[length, budget][rows].mean()) for length in lengths}
+            best = max(lengths, key=lambda length: (on_level[length], length == reference, -length))
             weights = bootstrap_weights(len(rows), resamples, derive_seed(seed, budget, level))
             chosen = rates[best, budget][rows]
             gains.append(
@@ -284,9 +281,9 @@ def length_gains(
                     level,
                     budget,
                     best,
-                    on_level(best),
+                    on_level[best],
                     reference,
-                    on_level(reference),
+                    on_level[reference],
                     Interval.of((weights @ (chosen - rates[reference, budget][rows])).tolist()),
                     Interval.of((weights @ (chosen - rates[1, budget][rows])).tolist()),
                 )
@@ -360,12 +357,17 @@ def revision_ratios(
                 bar.update(len(batch))
     positions = {level: np.mean(rows, axis=0).tolist() for level, rows in attempts_right.items()}
     rates = {
-        (int(label[len("revisions(L=") : -1]), n): np.array([o.correct for o in rows])
+        (_chain_length(label), n): np.array([o.correct for o in rows])
         for (label, n), rows in outcomes.items()
         if "majority" not in label
     }
     gains = length_gains(rates, [p.level for p in problems], config.bootstrap, config.seed)
     return RatioSweep(budget_points(dict(outcomes), config.bootstrap, config.seed), gains, positions)
+
+
+def _chain_length(label: str) -> int:
+    """L of a weighted sweep label ``revisions(L=l)``."""
+    return int(label[len("revisions(L=") : -1])
 
 
 def best_lengths(points: Sequence[BudgetPoint]) -> dict[int, dict[int, list[int]]]:
@@ -377,7 +379,7 @@ def best_lengths(points: Sequence[BudgetPoint]) -> dict[int, dict[int, list[int]
         for n in sorted({p.budget for p in weighted}):
             here = [p for p in weighted if p.level == level and p.budget == n]
             top = max(p.accuracy for p in here)
-            best[level][n] = sorted(int(p.strategy[len("revisions(L=") : -1]) for p in here if p.accuracy == top)
+            best[level][n] = sorted(_chain_length(p.strategy) for p in here if p.accuracy == top)
     return dict(best)
 
 
